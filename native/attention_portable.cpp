@@ -1,0 +1,1 @@
+// attention leaf kernels, portable build

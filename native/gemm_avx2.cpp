@@ -1,0 +1,1 @@
+// gemm leaf kernels, avx2 build

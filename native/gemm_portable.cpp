@@ -1,0 +1,1 @@
+// gemm leaf kernels, portable build

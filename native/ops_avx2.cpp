@@ -1,0 +1,1 @@
+// ops leaf kernels, avx2 build

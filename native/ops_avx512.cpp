@@ -1,0 +1,1 @@
+// ops leaf kernels, avx512 build

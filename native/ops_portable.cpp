@@ -1,0 +1,1 @@
+// ops leaf kernels, portable build

@@ -1,0 +1,135 @@
+#include "threadpool.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace mt {
+
+namespace {
+
+thread_local bool t_in_parallel = false;
+
+class Pool {
+ public:
+  explicit Pool(int n) { resize(n); }
+  ~Pool() { stop_workers(); }
+
+  int size() const { return n_threads_; }
+
+  void resize(int n) {
+    if (n < 1) n = 1;
+    std::lock_guard<std::mutex> call_lock(call_mu_);
+    stop_workers();
+    n_threads_ = n;
+    stop_ = false;
+    for (int w = 1; w < n; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
+  }
+
+  void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+    std::lock_guard<std::mutex> call_lock(call_mu_);
+    fn_ = &fn;
+    n_ = n;
+    grain_ = grain;
+    next_.store(0, std::memory_order_relaxed);
+    pending_.store(n_threads_ - 1, std::memory_order_relaxed);
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      generation_.fetch_add(1, std::memory_order_release);
+    }
+    cv_.notify_all();
+    work(0);
+    // Wait for the workers: spin briefly (kernels are short), then yield.
+    int spins = 0;
+    while (pending_.load(std::memory_order_acquire) != 0) {
+      if (++spins > 2000) std::this_thread::yield();
+    }
+    fn_ = nullptr;
+  }
+
+ private:
+  void work(int worker) {
+    t_in_parallel = true;
+    for (;;) {
+      int64_t begin = next_.fetch_add(grain_, std::memory_order_relaxed);
+      if (begin >= n_) break;
+      int64_t end = begin + grain_ < n_ ? begin + grain_ : n_;
+      (*fn_)(begin, end, worker);
+    }
+    t_in_parallel = false;
+  }
+
+  void worker_loop(int w) {
+    uint64_t seen = generation_.load(std::memory_order_acquire);
+    for (;;) {
+      // Spin a little before sleeping: back-to-back kernels arrive within microseconds.
+      int spins = 0;
+      while (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_acquire) && spins < 20000) ++spins;
+      if (generation_.load(std::memory_order_acquire) == seen && !stop_.load(std::memory_order_acquire)) {
+        std::unique_lock<std::mutex> lk(mu_);
+        cv_.wait(lk, [&] { return generation_.load(std::memory_order_acquire) != seen || stop_.load(std::memory_order_acquire); });
+      }
+      if (stop_.load(std::memory_order_acquire)) return;
+      seen = generation_.load(std::memory_order_acquire);
+      work(w);
+      pending_.fetch_sub(1, std::memory_order_acq_rel);
+    }
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lk(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+    workers_.clear();
+  }
+
+  int n_threads_ = 1;
+  std::vector<std::thread> workers_;
+  std::mutex call_mu_, mu_;
+  std::condition_variable cv_;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<bool> stop_{false};
+  std::atomic<int64_t> next_{0};
+  std::atomic<int> pending_{0};
+  const std::function<void(int64_t, int64_t, int)>* fn_ = nullptr;
+  int64_t n_ = 0, grain_ = 1;
+};
+
+int default_threads() {
+  const char* env = std::getenv("MIXTUNE_THREADS");
+  if (env && *env) {
+    int n = std::atoi(env);
+    if (n >= 1) return n;
+  }
+  unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 1;
+}
+
+Pool& pool() {
+  static Pool* p = new Pool(default_threads());  // never destroyed: workers may outlive static teardown
+  return *p;
+}
+
+}  // namespace
+
+int num_threads() { return pool().size(); }
+void set_num_threads(int n) { pool().resize(n); }
+
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  Pool& p = pool();
+  if (p.size() == 1 || n <= grain || t_in_parallel) {
+    fn(0, n, 0);
+    return;
+  }
+  p.run(n, grain, fn);
+}
+
+}  // namespace mt

@@ -1,0 +1,2 @@
+import type { Kernels } from '../kernels.js';
+export const refGemm: Kernels['gemm'] = () => { throw new Error('TODO refGemm'); };

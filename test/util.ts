@@ -1,0 +1,70 @@
+// Shared test helpers: seeded random data, closeness checks, finite differences.
+import assert from 'node:assert/strict';
+import { Rng } from '../src/util/rng.js';
+
+export function randArray(rng: Rng, n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = (rng.float() * 2 - 1) * scale;
+  return a;
+}
+
+export function randInts(rng: Rng, n: number, hi: number): Int32Array {
+  const a = new Int32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.int(hi);
+  return a;
+}
+
+/** max |a-b| / (atol + rtol*|b|) must be <= 1; reports the worst index. */
+export function assertClose(a: ArrayLike<number>, b: ArrayLike<number>, rtol = 1e-4, atol = 1e-5, what = 'value'): void {
+  assert.equal(a.length, b.length, `${what}: length ${a.length} != ${b.length}`);
+  let worst = 0;
+  let wi = -1;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i]!;
+    const y = b[i]!;
+    if (Number.isNaN(x) !== Number.isNaN(y)) assert.fail(`${what}[${i}]: ${x} vs ${y}`);
+    const r = Math.abs(x - y) / (atol + rtol * Math.abs(y));
+    if (r > worst) {
+      worst = r;
+      wi = i;
+    }
+  }
+  if (worst > 1) assert.fail(`${what}[${wi}]: ${a[wi]} vs ${b[wi]} (error ratio ${worst.toFixed(2)}, rtol ${rtol}, atol ${atol})`);
+}
+
+/**
+ * Central finite difference of a scalar function f with respect to x[i] for a few sampled
+ * indices, compared with the analytic gradient. Uses fp64 evaluation if f computes in fp64.
+ */
+export function checkGradFD(
+  f: () => number, x: Float32Array, grad: ArrayLike<number>, rng: Rng,
+  opts: { samples?: number; eps?: number; rtol?: number; atol?: number; what?: string } = {},
+): void {
+  const samples = opts.samples ?? 12;
+  const eps = opts.eps ?? 1e-2;
+  const rtol = opts.rtol ?? 2e-2;
+  const atol = opts.atol ?? 2e-3;
+  for (let s = 0; s < samples; s++) {
+    const i = rng.int(x.length);
+    const old = x[i]!;
+    x[i] = old + eps;
+    const fp = f();
+    x[i] = old - eps;
+    const fm = f();
+    x[i] = old;
+    const fd = (fp - fm) / (2 * eps);
+    const g = grad[i]!;
+    if (Math.abs(fd - g) > atol + rtol * Math.abs(fd)) {
+      assert.fail(`${opts.what ?? 'grad'}[${i}]: analytic ${g} vs finite difference ${fd}`);
+    }
+  }
+}
+
+/** Dot product in fp64: handy as a random linear functional L = sum(out * w) for gradient checks. */
+export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < a.length; i++) s += a[i]! * b[i]!;
+  return s;
+}
+
+export const ISAS = ['avx512', 'avx2', 'portable'] as const;
