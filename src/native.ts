@@ -2,24 +2,14 @@
 // fallback to the TypeScript reference kernels: a missing build is an installation error.
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { packageRoot } from './util/paths.js';
 
 /** The raw addon: argument order documented in native/*.cpp and wrapped by src/tensor/native.ts. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type NativeAddon = Record<string, (...args: any[]) => any>;
 
 let cached: NativeAddon | null = null;
-
-function packageRoot(): string {
-  // dist/src/native.js -> package root is two levels up; src/native.ts (ts-node style) -> one.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 4; i++) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'binding.gyp'))) return dir;
-    dir = dirname(dir);
-  }
-  throw new Error('mixtune: cannot locate the package root (binding.gyp) from ' + fileURLToPath(import.meta.url));
-}
 
 export function native(): NativeAddon {
   if (cached) return cached;

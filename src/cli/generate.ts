@@ -1,0 +1,53 @@
+// `mixtune generate`: load a model + tokenizer, stream a continuation to stdout.
+import { nativeKernels } from '../tensor/native.js';
+import { loadModel, loadTokenizer } from '../io/load.js';
+import { generate } from '../infer/generate.js';
+import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
+
+export interface GenerateCliOptions {
+  model: string;
+  tokenizer?: string;
+  prompt: string;
+  temperature: number;
+  topK: number;
+  topP: number;
+  seed?: number;
+  maxNewTokens: number;
+  echo: boolean;
+  cache: boolean;
+  stop: boolean;
+}
+
+export async function runGenerate(o: GenerateCliOptions): Promise<void> {
+  const { model, format } = loadModel(o.model, nativeKernels());
+  const tok = loadTokenizer(o.tokenizer, o.model, model.config.vocabSize);
+  const prompt = tok.encode(o.prompt, { bos: true });
+  // llama2.c's TinyStories models mark story boundaries with BOS, and llama2.c stops on it.
+  const stopIds = o.stop ? (format === 'llama2c' ? [tok.eosId, tok.bosId] : [tok.eosId]) : [];
+
+  const decoder = new TextDecoder('utf-8');
+  const write = (bytes: Uint8Array): void => {
+    const s = decoder.decode(bytes, { stream: true });
+    if (s) process.stdout.write(s);
+  };
+  const pieceOf = (prev: number, id: number): Uint8Array =>
+    tok instanceof Llama2cTokenizer ? tok.decodePiece(prev, id) : new TextEncoder().encode(tok.decode([id]));
+
+  if (o.echo) for (let i = 1; i < prompt.length; i++) write(pieceOf(prompt[i - 1]!, prompt[i]!));
+  let prev = prompt[prompt.length - 1]!;
+  generate(model, prompt, {
+    maxNewTokens: o.maxNewTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed ?? (Date.now() >>> 0),
+    stopIds,
+    useCache: o.cache,
+    onToken: (id) => {
+      if (!stopIds.includes(id)) write(pieceOf(prev, id));
+      prev = id;
+    },
+  });
+  const rest = decoder.decode();
+  process.stdout.write(rest + '\n');
+}

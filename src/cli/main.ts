@@ -1,0 +1,90 @@
+// The `mixtune` command line: parses flags and calls the library. Every user error ends as one
+// line on stderr ("mixtune: <what is wrong>") and a non-zero exit code, never a stack trace
+// (set MIXTUNE_DEBUG=1 to see stacks).
+import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { MixtuneError } from '../util/errors.js';
+import { runGenerate } from './generate.js';
+import { runBench, benchNames } from '../bench/index.js';
+
+function intArg(min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+function numArg(min: number, max = Infinity) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`expected a number in [${min}, ${max}], got '${v}'`);
+    return n;
+  };
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('mixtune')
+    .description('Fine-tune Llama-family LLMs on the CPU with the MoI and MISO recipes')
+    .version('0.1.0')
+    .exitOverride()
+    .showHelpAfterError(false)
+    .configureOutput({
+      outputError: (str, write) => write(`mixtune: ${str.replace(/^error: /, '').trimEnd()}\n`),
+    });
+
+  program
+    .command('generate')
+    .description('Generate a continuation of a prompt (KV cache; greedy or sampled)')
+    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint')
+    .option('--tokenizer <path>', 'tokenizer: llama2.c tokenizer.bin (default: tokenizer.bin beside the model)')
+    .option('--prompt <text>', 'prompt text (BOS is prepended)', '')
+    .option('--temperature <t>', 'sampling temperature; 0 = greedy', numArg(0), 1.0)
+    .option('--top-k <k>', 'sample only from the k most likely tokens (0 = off)', intArg(0), 0)
+    .option('--top-p <p>', 'nucleus sampling mass (1 = off)', numArg(0, 1), 0.9)
+    .option('--seed <n>', 'random seed for sampling', intArg(0))
+    .option('--max-new-tokens <n>', 'maximum number of tokens to generate', intArg(1), 256)
+    .option('--echo', 'print the prompt before the continuation (as llama2.c does)', false)
+    .option('--no-cache', 'recompute the whole sequence at every step instead of using the KV cache')
+    .option('--no-stop', 'do not stop at the end-of-sequence token')
+    .action(async (opts) => {
+      await runGenerate(opts);
+    });
+
+  program
+    .command('bench')
+    .description(`Run a benchmark and print one JSON line (${benchNames().join(', ')})`)
+    .argument('<name>', `benchmark: ${benchNames().join(' | ')}`)
+    .argument('[params...]', 'key=value overrides, e.g. dim=256 layers=4')
+    .action(async (name: string, params: string[]) => {
+      const kv: Record<string, string> = {};
+      for (const p of params) {
+        const eq = p.indexOf('=');
+        if (eq <= 0) throw new MixtuneError(`bench ${name}: parameter '${p}' is not key=value`);
+        kv[p.slice(0, eq)] = p.slice(eq + 1);
+      }
+      const result = await runBench(name, kv);
+      process.stdout.write(JSON.stringify(result) + '\n');
+    });
+
+  return program;
+}
+
+/** Runs the CLI; resolves to the process exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+    return 0;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Commander already printed its message (help and version exit with code 0).
+      return err.exitCode === 0 ? 0 : 2;
+    }
+    if (process.env.MIXTUNE_DEBUG) console.error(err);
+    const msg = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`mixtune: ${msg.split('\n')[0]}\n`);
+    return 1;
+  }
+}

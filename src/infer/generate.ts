@@ -1,0 +1,52 @@
+// Autoregressive generation with a KV cache (or, for testing, full recomputation each step).
+import type { LlamaModel } from '../model/llama.js';
+import { Rng } from '../util/rng.js';
+import { type SamplingOptions, argmax, sampleToken } from './sample.js';
+
+export interface GenerateOptions extends Partial<SamplingOptions> {
+  maxNewTokens: number;
+  seed?: number;
+  /** Generation stops after producing one of these ids (the stop id is returned too). */
+  stopIds?: readonly number[];
+  /** false: recompute the whole sequence every step (slow; the test oracle for the cache). */
+  useCache?: boolean;
+  /** Called with each new token id as soon as it is chosen. */
+  onToken?: (id: number) => void;
+}
+
+export interface GenerateResult {
+  tokens: number[];
+  stoppedBy: 'stop' | 'length' | 'context';
+}
+
+export function generate(model: LlamaModel, prompt: readonly number[], opts: GenerateOptions): GenerateResult {
+  if (prompt.length === 0) throw new Error('generate: the prompt must hold at least one token (e.g. BOS)');
+  const sampling: SamplingOptions = { temperature: opts.temperature ?? 0, topK: opts.topK ?? 0, topP: opts.topP ?? 1 };
+  const rng = new Rng(opts.seed ?? 0);
+  const stop = new Set(opts.stopIds ?? []);
+  const maxLen = model.config.maxSeqLen;
+  const out: number[] = [];
+  const seq = [...prompt];
+  if (seq.length >= maxLen) return { tokens: out, stoppedBy: 'context' };
+  const pick = (logits: Float32Array): number => (sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng));
+
+  const cache = opts.useCache === false ? null : model.newCache(maxLen);
+  let logits = cache ? model.step(Int32Array.from(seq), cache) : lastLogits(model, seq);
+  for (let i = 0; i < opts.maxNewTokens; i++) {
+    const next = pick(logits);
+    out.push(next);
+    seq.push(next);
+    opts.onToken?.(next);
+    if (stop.has(next)) return { tokens: out, stoppedBy: 'stop' };
+    if (i + 1 === opts.maxNewTokens) break;
+    if (seq.length >= maxLen) return { tokens: out, stoppedBy: 'context' };
+    logits = cache ? model.step(Int32Array.of(next), cache) : lastLogits(model, seq);
+  }
+  return { tokens: out, stoppedBy: 'length' };
+}
+
+function lastLogits(model: LlamaModel, seq: number[]): Float32Array {
+  const V = model.config.vocabSize;
+  const all = model.logits(Int32Array.from(seq));
+  return all.slice((seq.length - 1) * V, seq.length * V);
+}

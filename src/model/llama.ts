@@ -1,0 +1,261 @@
+// The Llama-family decoder (Llama, Mistral, Qwen2): RMSNorm, rotate-half RoPE, SwiGLU MLP,
+// grouped-query attention, optional q/k/v bias, tied or untied output head.
+//
+// Two forward paths share the kernels:
+// - `forward` (training / scoring): whole rows at once, records a tape so `backward` can fill the
+//   parameter gradients.
+// - `step` (inference): a few new tokens against a KV cache, no tape, logits of the last token.
+import type { Kernels } from '../tensor/kernels.js';
+import { Tape, Tensor } from '../tensor/tensor.js';
+import * as op from '../tensor/ops.js';
+import { Rng } from '../util/rng.js';
+import { MixtuneError } from '../util/errors.js';
+import { type LlamaConfig, parameterShapes, validateConfig } from './config.js';
+
+export const IGNORE_INDEX = -100;
+
+export interface ForwardOptions {
+  /** Per-token RoPE positions [B*T]; default 0..T-1 in every row. */
+  positions?: Int32Array;
+  /** Record a tape for `backward()` (default true). */
+  grad?: boolean;
+  /**
+   * The gradient is that of (sum of token losses) × lossScale. Default 1/count, i.e. the mean
+   * token loss of this batch; gradient accumulation passes 1 / (labelled tokens in the whole step).
+   */
+  lossScale?: number;
+}
+
+export interface ForwardResult {
+  /** Mean token loss over labelled tokens (NaN when there are none). */
+  loss: number;
+  lossSum: number;
+  tokens: number;
+}
+
+export class LlamaModel {
+  readonly params = new Map<string, Tensor>();
+  readonly invFreq: Float32Array;
+  private tape: Tape | null = null;
+
+  constructor(
+    readonly config: LlamaConfig,
+    public kernels: Kernels,
+    weights?: Map<string, Float32Array>,
+    source = 'model',
+  ) {
+    validateConfig(config, source);
+    for (const [name, shape] of parameterShapes(config)) {
+      const data = weights?.get(name);
+      const n = shape.reduce((a, b) => a * b, 1);
+      if (weights && !data) throw new MixtuneError(`${source}: missing tensor ${name}`);
+      if (data && data.length !== n) throw new MixtuneError(`${source}: tensor ${name} has ${data.length} values, expected ${n} [${shape}]`);
+      this.params.set(name, new Tensor(data ?? new Float32Array(n), shape, true));
+    }
+    this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
+  }
+
+  /** A randomly initialized model (normal(0, std) weights, unit norms, zero biases). */
+  static random(config: LlamaConfig, kernels: Kernels, seed = 0, std = 0.02): LlamaModel {
+    const m = new LlamaModel(config, kernels);
+    const rng = new Rng(seed);
+    for (const [name, t] of m.params) {
+      if (name.endsWith('norm.weight')) t.data.fill(1);
+      else if (name.endsWith('.bias')) t.data.fill(0);
+      else for (let i = 0; i < t.size; i++) t.data[i] = rng.normal() * std;
+    }
+    return m;
+  }
+
+  param(name: string): Tensor {
+    const t = this.params.get(name);
+    if (!t) throw new Error(`no parameter ${name}`);
+    return t;
+  }
+
+  numParams(): number {
+    let n = 0;
+    for (const t of this.params.values()) n += t.size;
+    return n;
+  }
+
+  private head(): Tensor {
+    return this.config.tiedEmbeddings ? this.param('model.embed_tokens.weight') : this.param('lm_head.weight');
+  }
+
+  /**
+   * Teacher-forced forward over B rows of T tokens: inputs [B*T], targets [B*T] (IGNORE_INDEX =
+   * no loss). Returns the loss; with grad (default) a following `backward()` adds the parameter
+   * gradients into each parameter's `.grad`.
+   */
+  forward(inputs: Int32Array, targets: Int32Array, batch: number, opts: ForwardOptions = {}): ForwardResult {
+    const N = inputs.length;
+    const T = N / batch;
+    if (!Number.isInteger(T) || T < 1) throw new Error(`forward: ${N} tokens do not split into ${batch} rows`);
+    if (targets.length !== N) throw new Error(`forward: ${targets.length} targets for ${N} inputs`);
+    const positions = opts.positions ?? defaultPositions(batch, T);
+    const tape = opts.grad === false ? null : new Tape();
+    const ctx: op.OpContext = { k: this.kernels, tape };
+
+    const logits = this.trunkLogits(ctx, inputs, positions, batch, T);
+    let count = 0;
+    for (let i = 0; i < N; i++) if (targets[i] !== IGNORE_INDEX) count++;
+    const scale = opts.lossScale ?? (count > 0 ? 1 / count : 0);
+    const { sum } = op.crossEntropy(ctx, logits, targets, IGNORE_INDEX, scale);
+    this.tape = tape;
+    return { loss: count > 0 ? sum / count : Number.NaN, lossSum: sum, tokens: count };
+  }
+
+  /** Adds d(loss)/d(param) into every trainable parameter's `.grad` (after `forward`). */
+  backward(): void {
+    if (!this.tape) throw new Error('backward() needs a preceding forward() with grad enabled');
+    this.tape.backward();
+    this.tape = null;
+  }
+
+  zeroGrad(): void {
+    for (const t of this.params.values()) t.zeroGrad();
+  }
+
+  /** Logits [B*T, vocab] of a full forward without a tape (the no-KV-cache reference path). */
+  logits(inputs: Int32Array, batch = 1, positions?: Int32Array): Float32Array {
+    const T = inputs.length / batch;
+    const ctx: op.OpContext = { k: this.kernels, tape: null };
+    return this.trunkLogits(ctx, inputs, positions ?? defaultPositions(batch, T), batch, T).data;
+  }
+
+  private trunkLogits(ctx: op.OpContext, inputs: Int32Array, positions: Int32Array, batch: number, T: number): Tensor {
+    const c = this.config;
+    checkTokenIds(inputs, c.vocabSize);
+    let x = op.embedding(ctx, inputs, this.param('model.embed_tokens.weight'));
+    const shape: op.AttentionShape = { batch, seq: T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
+    for (let l = 0; l < c.nLayers; l++) {
+      const p = `model.layers.${l}.`;
+      const h = op.rmsnorm(ctx, x, this.param(p + 'input_layernorm.weight'), c.normEps);
+      const q = op.linear(ctx, h, this.param(p + 'self_attn.q_proj.weight'), this.params.get(p + 'self_attn.q_proj.bias'));
+      const k = op.linear(ctx, h, this.param(p + 'self_attn.k_proj.weight'), this.params.get(p + 'self_attn.k_proj.bias'));
+      const v = op.linear(ctx, h, this.param(p + 'self_attn.v_proj.weight'), this.params.get(p + 'self_attn.v_proj.bias'));
+      op.ropeInPlace(ctx, q, positions, c.nHeads, c.headDim, this.invFreq);
+      op.ropeInPlace(ctx, k, positions, c.nKvHeads, c.headDim, this.invFreq);
+      const a = op.attention(ctx, q, k, v, shape);
+      x = op.add(ctx, x, op.linear(ctx, a, this.param(p + 'self_attn.o_proj.weight')));
+      const h2 = op.rmsnorm(ctx, x, this.param(p + 'post_attention_layernorm.weight'), c.normEps);
+      const g = op.linear(ctx, h2, this.param(p + 'mlp.gate_proj.weight'));
+      const u = op.linear(ctx, h2, this.param(p + 'mlp.up_proj.weight'));
+      x = op.add(ctx, x, op.linear(ctx, op.swiglu(ctx, g, u), this.param(p + 'mlp.down_proj.weight')));
+    }
+    const xf = op.rmsnorm(ctx, x, this.param('model.norm.weight'), c.normEps);
+    return op.linear(ctx, xf, this.head());
+  }
+
+  // ---- inference with a KV cache ----
+
+  newCache(maxLen = this.config.maxSeqLen): KvCache {
+    const c = this.config;
+    const kvDim = c.nKvHeads * c.headDim;
+    return {
+      maxLen,
+      length: 0,
+      k: Array.from({ length: c.nLayers }, () => new Float32Array(maxLen * kvDim)),
+      v: Array.from({ length: c.nLayers }, () => new Float32Array(maxLen * kvDim)),
+    };
+  }
+
+  /**
+   * Runs `tokens` (positions cache.length, cache.length+1, ...) through the model, appends their
+   * keys/values to the cache, and returns the logits of the last token [vocab].
+   */
+  step(tokens: Int32Array, cache: KvCache): Float32Array {
+    const c = this.config;
+    const k = this.kernels;
+    const n = tokens.length;
+    const start = cache.length;
+    if (n === 0) throw new Error('step: no tokens');
+    if (start + n > cache.maxLen) throw new MixtuneError(`context length exceeded: ${start + n} > ${cache.maxLen} tokens`);
+    checkTokenIds(tokens, c.vocabSize);
+    const dim = c.dim;
+    const qDim = c.nHeads * c.headDim;
+    const kvDim = c.nKvHeads * c.headDim;
+    const pos = new Int32Array(n);
+    for (let i = 0; i < n; i++) pos[i] = start + i;
+    const Tk = start + n;
+
+    const x = new Float32Array(n * dim);
+    const h = new Float32Array(n * dim);
+    const rstd = new Float32Array(n);
+    const q = new Float32Array(n * qDim);
+    const att = new Float32Array(n * qDim);
+    const lse = new Float32Array(c.nHeads * n);
+    const tmp = new Float32Array(n * dim);
+    const g = new Float32Array(n * c.hiddenDim);
+    const u = new Float32Array(n * c.hiddenDim);
+    k.embeddingForward(tokens, this.param('model.embed_tokens.weight').data, dim, x);
+    const scale = 1 / Math.sqrt(c.headDim);
+    for (let l = 0; l < c.nLayers; l++) {
+      const p = `model.layers.${l}.`;
+      k.rmsnormForward(x, this.param(p + 'input_layernorm.weight').data, n, dim, c.normEps, h, rstd);
+      const kc = cache.k[l]!.subarray(start * kvDim, Tk * kvDim);
+      const vc = cache.v[l]!.subarray(start * kvDim, Tk * kvDim);
+      this.project(h, n, p + 'self_attn.q_proj', q);
+      this.project(h, n, p + 'self_attn.k_proj', kc);
+      this.project(h, n, p + 'self_attn.v_proj', vc);
+      k.rope(q, pos, n, c.nHeads, c.headDim, this.invFreq, 1);
+      k.rope(kc, pos, n, c.nKvHeads, c.headDim, this.invFreq, 1);
+      k.attentionForward(
+        q, cache.k[l]!.subarray(0, Tk * kvDim), cache.v[l]!.subarray(0, Tk * kvDim), att, lse,
+        1, n, Tk, c.nHeads, c.nKvHeads, c.headDim, scale, start,
+      );
+      k.gemm(false, true, n, dim, qDim, 1, att, this.param(p + 'self_attn.o_proj.weight').data, 1, x);
+      k.rmsnormForward(x, this.param(p + 'post_attention_layernorm.weight').data, n, dim, c.normEps, h, rstd);
+      this.project(h, n, p + 'mlp.gate_proj', g);
+      this.project(h, n, p + 'mlp.up_proj', u);
+      k.swigluForward(g, u, g.length, g);
+      k.gemm(false, true, n, dim, c.hiddenDim, 1, g, this.param(p + 'mlp.down_proj.weight').data, 1, x);
+    }
+    cache.length = Tk;
+    // Only the last token's logits are needed.
+    const last = x.subarray((n - 1) * dim, n * dim);
+    k.rmsnormForward(last, this.param('model.norm.weight').data, 1, dim, c.normEps, tmp.subarray(0, dim), rstd.subarray(0, 1));
+    const logits = new Float32Array(c.vocabSize);
+    k.gemm(false, true, 1, c.vocabSize, dim, 1, tmp.subarray(0, dim), this.head().data, 0, logits);
+    return logits;
+  }
+
+  /** out = x · Wᵀ (+ bias) for the linear layer `name` (without the .weight suffix). */
+  private project(x: Float32Array, rows: number, name: string, out: Float32Array): void {
+    const W = this.param(name + '.weight');
+    const [outF, inF] = W.shape as [number, number];
+    this.kernels.gemm(false, true, rows, outF, inF, 1, x, W.data, 0, out);
+    const b = this.params.get(name + '.bias');
+    if (b) for (let r = 0; r < rows; r++) for (let j = 0; j < outF; j++) out[r * outF + j]! += b.data[j]!;
+  }
+}
+
+export interface KvCache {
+  maxLen: number;
+  /** Tokens already in the cache. */
+  length: number;
+  /** Per layer [maxLen, nKvHeads*headDim], rotated keys. */
+  k: Float32Array[];
+  v: Float32Array[];
+}
+
+/** invFreq[j] = theta^(-2j/headDim) in fp32, as llama2.c and transformers compute it. */
+export function ropeInvFreq(headDim: number, theta: number): Float32Array {
+  const inv = new Float32Array(headDim / 2);
+  for (let j = 0; j < headDim / 2; j++) inv[j] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * j) / headDim)));
+  return inv;
+}
+
+function defaultPositions(batch: number, T: number): Int32Array {
+  const pos = new Int32Array(batch * T);
+  for (let b = 0; b < batch; b++) for (let t = 0; t < T; t++) pos[b * T + t] = t;
+  return pos;
+}
+
+function checkTokenIds(ids: Int32Array, vocab: number): void {
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i]!;
+    if (id < 0 || id >= vocab) throw new MixtuneError(`token id ${id} at index ${i} is outside the vocabulary [0, ${vocab})`);
+  }
+}

@@ -1,0 +1,63 @@
+// A minimal tensor (a dense fp32 buffer with a shape) and a tape that records backward
+// closures. The model is a fixed composition of a dozen fused ops (src/tensor/ops.ts), so a tape
+// of closures is all the autograd we need: no graph objects, no broadcasting rules.
+
+export class Tensor {
+  /** Gradient buffer, allocated (zeroed) on first accumulation. */
+  grad: Float32Array | null = null;
+
+  constructor(
+    public data: Float32Array,
+    public readonly shape: readonly number[],
+    public requiresGrad = false,
+  ) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (n !== data.length) throw new Error(`Tensor: shape [${shape}] needs ${n} values, got ${data.length}`);
+  }
+
+  static zeros(shape: readonly number[], requiresGrad = false): Tensor {
+    return new Tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, requiresGrad);
+  }
+
+  get size(): number {
+    return this.data.length;
+  }
+
+  /** The gradient buffer, created zero-filled if absent. */
+  gradBuffer(): Float32Array {
+    if (!this.grad) this.grad = new Float32Array(this.data.length);
+    return this.grad;
+  }
+
+  zeroGrad(): void {
+    if (this.grad) this.grad.fill(0);
+  }
+}
+
+/** Records backward closures during a forward pass and replays them in reverse. */
+export class Tape {
+  private steps: (() => void)[] = [];
+
+  record(backward: () => void): void {
+    this.steps.push(backward);
+  }
+
+  get length(): number {
+    return this.steps.length;
+  }
+
+  /** Runs every recorded backward closure, newest first, then forgets them (frees activations). */
+  backward(): void {
+    for (let i = this.steps.length - 1; i >= 0; i--) {
+      this.steps[i]!();
+      this.steps[i] = noop;
+    }
+    this.steps = [];
+  }
+
+  clear(): void {
+    this.steps = [];
+  }
+}
+
+const noop = (): void => {};
