@@ -13,7 +13,13 @@ export interface LlamaConfig {
   ropeTheta: number;
   tiedEmbeddings: boolean; // lm_head shares model.embed_tokens.weight
   qkvBias: boolean; // Qwen2: q/k/v projections have biases
+  ropeScaling?: RopeScaling;
 }
+
+/** RoPE frequency scaling (transformers' rope_scaling), applied to the inverse frequencies. */
+export type RopeScaling =
+  | { type: 'linear'; factor: number }
+  | { type: 'llama3'; factor: number; lowFreqFactor: number; highFreqFactor: number; originalMaxPositionEmbeddings: number };
 
 /**
  * Parameter names and shapes follow Hugging Face `transformers` exactly (row-major [out, in]

@@ -10,7 +10,7 @@ import { Tape, Tensor } from '../tensor/tensor.js';
 import * as op from '../tensor/ops.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
-import { type LlamaConfig, parameterShapes, validateConfig } from './config.js';
+import { type LlamaConfig, type RopeScaling, parameterShapes, validateConfig } from './config.js';
 
 export const IGNORE_INDEX = -100;
 
@@ -52,7 +52,7 @@ export class LlamaModel {
       if (data && data.length !== n) throw new MixtuneError(`${source}: tensor ${name} has ${data.length} values, expected ${n} [${shape}]`);
       this.params.set(name, new Tensor(data ?? new Float32Array(n), shape, true));
     }
-    this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta);
+    this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta, config.ropeScaling);
   }
 
   /** A randomly initialized model (normal(0, std) weights, unit norms, zero biases). */
@@ -240,10 +240,30 @@ export interface KvCache {
   v: Float32Array[];
 }
 
-/** invFreq[j] = theta^(-2j/headDim) in fp32, as llama2.c and transformers compute it. */
-export function ropeInvFreq(headDim: number, theta: number): Float32Array {
+/**
+ * invFreq[j] = theta^(-2j/headDim) in fp32, as llama2.c and transformers compute it, then
+ * rope_scaling as transformers applies it (linear: divide by factor; llama3: divide the low
+ * frequencies, keep the high ones, interpolate in between).
+ */
+export function ropeInvFreq(headDim: number, theta: number, scaling?: RopeScaling): Float32Array {
   const inv = new Float32Array(headDim / 2);
   for (let j = 0; j < headDim / 2; j++) inv[j] = 1 / Math.fround(Math.pow(theta, Math.fround((2 * j) / headDim)));
+  if (scaling?.type === 'linear') for (let j = 0; j < inv.length; j++) inv[j] = inv[j]! / scaling.factor;
+  if (scaling?.type === 'llama3') {
+    const { factor, lowFreqFactor: lo, highFreqFactor: hi, originalMaxPositionEmbeddings: oldLen } = scaling;
+    const lowWavelen = oldLen / lo;
+    const highWavelen = oldLen / hi;
+    for (let j = 0; j < inv.length; j++) {
+      const f = inv[j]!;
+      const wavelen = (2 * Math.PI) / f;
+      if (wavelen < highWavelen) continue;
+      if (wavelen > lowWavelen) inv[j] = f / factor;
+      else {
+        const smooth = (oldLen / wavelen - lo) / (hi - lo);
+        inv[j] = (1 - smooth) * (f / factor) + smooth * f;
+      }
+    }
+  }
   return inv;
 }
 
