@@ -95,41 +95,43 @@ interface Header {
 interface Block {
   src: string; // llama2.c name, for messages
   names: string[] | null; // HF name per layer (or one name); null = skipped (freq_cis)
+  count: number; // number of names (layers), 1 for skipped blocks
   perName: number; // elements per name (or total when skipped)
   rope?: 'q' | 'k';
 }
 
+/** Per-layer names; empty placeholder for absurd layer counts (the size check rejects those first). */
 function layerNames(L: number, suffix: string): string[] {
-  return Array.from({ length: L }, (_, i) => `model.layers.${i}.${suffix}`);
+  return L > 1e6 ? [] : Array.from({ length: L }, (_, i) => `model.layers.${i}.${suffix}`);
 }
 
 function blocks(h: Header, version: 0 | 1): Block[] {
   const { dim, hiddenDim: hid, nLayers: L, vocab } = h;
   const hd = dim / h.nHeads;
   const kv = h.nKvHeads * hd;
-  const emb: Block = { src: 'token_embedding_table', names: ['model.embed_tokens.weight'], perName: vocab * dim };
-  const rmsAtt: Block = { src: 'rms_att_weight', names: layerNames(L, 'input_layernorm.weight'), perName: dim };
-  const rmsFfn: Block = { src: 'rms_ffn_weight', names: layerNames(L, 'post_attention_layernorm.weight'), perName: dim };
-  const rmsFinal: Block = { src: 'rms_final_weight', names: ['model.norm.weight'], perName: dim };
+  const emb: Block = { src: 'token_embedding_table', names: ['model.embed_tokens.weight'], count: 1, perName: vocab * dim };
+  const rmsAtt: Block = { src: 'rms_att_weight', names: layerNames(L, 'input_layernorm.weight'), count: L, perName: dim };
+  const rmsFfn: Block = { src: 'rms_ffn_weight', names: layerNames(L, 'post_attention_layernorm.weight'), count: L, perName: dim };
+  const rmsFinal: Block = { src: 'rms_final_weight', names: ['model.norm.weight'], count: 1, perName: dim };
   const mats: Block[] = [
-    { src: 'wq', names: layerNames(L, 'self_attn.q_proj.weight'), perName: dim * dim, rope: 'q' },
-    { src: 'wk', names: layerNames(L, 'self_attn.k_proj.weight'), perName: kv * dim, rope: 'k' },
-    { src: 'wv', names: layerNames(L, 'self_attn.v_proj.weight'), perName: kv * dim },
-    { src: 'wo', names: layerNames(L, 'self_attn.o_proj.weight'), perName: dim * dim },
+    { src: 'wq', names: layerNames(L, 'self_attn.q_proj.weight'), count: L, perName: dim * dim, rope: 'q' },
+    { src: 'wk', names: layerNames(L, 'self_attn.k_proj.weight'), count: L, perName: kv * dim, rope: 'k' },
+    { src: 'wv', names: layerNames(L, 'self_attn.v_proj.weight'), count: L, perName: kv * dim },
+    { src: 'wo', names: layerNames(L, 'self_attn.o_proj.weight'), count: L, perName: dim * dim },
   ];
   const ffn: Block[] = [
-    { src: 'w1', names: layerNames(L, 'mlp.gate_proj.weight'), perName: hid * dim },
-    { src: 'w2', names: layerNames(L, 'mlp.down_proj.weight'), perName: dim * hid },
-    { src: 'w3', names: layerNames(L, 'mlp.up_proj.weight'), perName: hid * dim },
+    { src: 'w1', names: layerNames(L, 'mlp.gate_proj.weight'), count: L, perName: hid * dim },
+    { src: 'w2', names: layerNames(L, 'mlp.down_proj.weight'), count: L, perName: dim * hid },
+    { src: 'w3', names: layerNames(L, 'mlp.up_proj.weight'), count: L, perName: hid * dim },
   ];
-  const cls: Block[] = h.shared ? [] : [{ src: 'wcls', names: ['lm_head.weight'], perName: vocab * dim }];
+  const cls: Block[] = h.shared ? [] : [{ src: 'wcls', names: ['lm_head.weight'], count: 1, perName: vocab * dim }];
   if (version === 1) return [rmsAtt, rmsFfn, rmsFinal, emb, ...mats, ...ffn, ...cls];
-  const freq = (src: string): Block => ({ src, names: null, perName: h.seqLen * (hd / 2) });
+  const freq = (src: string): Block => ({ src, names: null, count: 1, perName: h.seqLen * (hd / 2) });
   return [emb, rmsAtt, ...mats, rmsFfn, ...ffn, rmsFinal, freq('freq_cis_real'), freq('freq_cis_imag'), ...cls];
 }
 
 function blockElements(b: Block): bigint {
-  return BigInt(b.perName) * BigInt(b.names ? b.names.length : 1);
+  return BigInt(b.perName) * BigInt(b.count);
 }
 
 function checkHeader(h: Header, fail: (what: string) => never): void {
@@ -217,7 +219,7 @@ export function loadLlama2c(path: string): Llama2cModel {
         continue;
       }
       for (const name of b.names) {
-        let a = new Float32Array(b.perName);
+        let a: Float32Array = new Float32Array(b.perName);
         readAt(new Uint8Array(a.buffer), pos);
         for (let i = 0; i < a.length; i++) {
           if (!Number.isFinite(a[i]!)) {
@@ -291,7 +293,7 @@ export function saveLlama2c(path: string, config: LlamaConfig, weights: Map<stri
         continue;
       }
       for (const name of b.names) {
-        let a = weights.get(name)!;
+        let a: Float32Array = weights.get(name)!;
         if (b.rope) a = rotateHalfToInterleaved(a, b.rope === 'q' ? config.nHeads : config.nKvHeads, config.headDim, config.dim);
         write(f32(a));
       }
