@@ -11,6 +11,12 @@ const MAX_PIECE_BYTES = 1 << 16;
 /** llama2.c starts the merge search at `float best_score = -1e10`: only scores above it can merge. */
 const MIN_MERGE_SCORE = Math.fround(-1e10);
 
+function fsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  const text: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'is a directory', ENOTDIR: 'a parent is not a directory' };
+  return code ? `${text[code] ?? 'I/O error'} (${code})` : (e as Error).message;
+}
+
 function latin1(b: Uint8Array): string {
   return Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
 }
@@ -136,7 +142,7 @@ export class Llama2cTokenizer implements Tokenizer {
     try {
       buf = readFileSync(path);
     } catch (e) {
-      throw new MixtuneError(`${path}: cannot read tokenizer file: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      throw new MixtuneError(`${path}: cannot read tokenizer file: ${fsError(e)}`);
     }
     return Llama2cTokenizer.fromBuffer(buf, path, vocabSize);
   }

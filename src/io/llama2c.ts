@@ -21,6 +21,12 @@ const V1_HEADER_BYTES = 256;
 const LEGACY_HEADER_BYTES = 28;
 const MAX_TENSOR_ELEMENTS = 2 ** 31 - 1;
 
+function fsError(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  const text: Record<string, string> = { ENOENT: 'no such file', EACCES: 'permission denied', EISDIR: 'is a directory', ENOTDIR: 'a parent is not a directory' };
+  return code ? `${text[code] ?? 'I/O error'} (${code})` : (e as Error).message;
+}
+
 export interface Llama2cModel {
   config: LlamaConfig;
   weights: Map<string, Float32Array>;
@@ -95,43 +101,46 @@ interface Header {
 interface Block {
   src: string; // llama2.c name, for messages
   names: string[] | null; // HF name per layer (or one name); null = skipped (freq_cis)
-  count: number; // number of names (layers), 1 for skipped blocks
-  perName: number; // elements per name (or total when skipped)
+  perName: number; // elements per name (per layer)
+  total: bigint; // exact element count of the block (header values may be absurd)
   rope?: 'q' | 'k';
 }
 
-/** Per-layer names; empty placeholder for absurd layer counts (the size check rejects those first). */
+/** Per-layer names; none for absurd layer counts (the size check rejects those before any use). */
 function layerNames(L: number, suffix: string): string[] {
   return L > 1e6 ? [] : Array.from({ length: L }, (_, i) => `model.layers.${i}.${suffix}`);
+}
+
+function block(src: string, names: string[] | null, count: number, shape: number[], rope?: 'q' | 'k'): Block {
+  const perName = shape.reduce((a, b) => a * b, 1);
+  const total = shape.reduce((a, b) => a * BigInt(b), BigInt(count));
+  return rope ? { src, names, perName, total, rope } : { src, names, perName, total };
 }
 
 function blocks(h: Header, version: 0 | 1): Block[] {
   const { dim, hiddenDim: hid, nLayers: L, vocab } = h;
   const hd = dim / h.nHeads;
   const kv = h.nKvHeads * hd;
-  const emb: Block = { src: 'token_embedding_table', names: ['model.embed_tokens.weight'], count: 1, perName: vocab * dim };
-  const rmsAtt: Block = { src: 'rms_att_weight', names: layerNames(L, 'input_layernorm.weight'), count: L, perName: dim };
-  const rmsFfn: Block = { src: 'rms_ffn_weight', names: layerNames(L, 'post_attention_layernorm.weight'), count: L, perName: dim };
-  const rmsFinal: Block = { src: 'rms_final_weight', names: ['model.norm.weight'], count: 1, perName: dim };
-  const mats: Block[] = [
-    { src: 'wq', names: layerNames(L, 'self_attn.q_proj.weight'), count: L, perName: dim * dim, rope: 'q' },
-    { src: 'wk', names: layerNames(L, 'self_attn.k_proj.weight'), count: L, perName: kv * dim, rope: 'k' },
-    { src: 'wv', names: layerNames(L, 'self_attn.v_proj.weight'), count: L, perName: kv * dim },
-    { src: 'wo', names: layerNames(L, 'self_attn.o_proj.weight'), count: L, perName: dim * dim },
+  const per = (src: string, suffix: string, shape: number[], rope?: 'q' | 'k'): Block => block(src, layerNames(L, suffix), L, shape, rope);
+  const emb = block('token_embedding_table', ['model.embed_tokens.weight'], 1, [vocab, dim]);
+  const rmsAtt = per('rms_att_weight', 'input_layernorm.weight', [dim]);
+  const rmsFfn = per('rms_ffn_weight', 'post_attention_layernorm.weight', [dim]);
+  const rmsFinal = block('rms_final_weight', ['model.norm.weight'], 1, [dim]);
+  const mats = [
+    per('wq', 'self_attn.q_proj.weight', [dim, dim], 'q'),
+    per('wk', 'self_attn.k_proj.weight', [kv, dim], 'k'),
+    per('wv', 'self_attn.v_proj.weight', [kv, dim]),
+    per('wo', 'self_attn.o_proj.weight', [dim, dim]),
   ];
-  const ffn: Block[] = [
-    { src: 'w1', names: layerNames(L, 'mlp.gate_proj.weight'), count: L, perName: hid * dim },
-    { src: 'w2', names: layerNames(L, 'mlp.down_proj.weight'), count: L, perName: dim * hid },
-    { src: 'w3', names: layerNames(L, 'mlp.up_proj.weight'), count: L, perName: hid * dim },
+  const ffn = [
+    per('w1', 'mlp.gate_proj.weight', [hid, dim]),
+    per('w2', 'mlp.down_proj.weight', [dim, hid]),
+    per('w3', 'mlp.up_proj.weight', [hid, dim]),
   ];
-  const cls: Block[] = h.shared ? [] : [{ src: 'wcls', names: ['lm_head.weight'], count: 1, perName: vocab * dim }];
+  const cls = h.shared ? [] : [block('wcls', ['lm_head.weight'], 1, [vocab, dim])];
   if (version === 1) return [rmsAtt, rmsFfn, rmsFinal, emb, ...mats, ...ffn, ...cls];
-  const freq = (src: string): Block => ({ src, names: null, count: 1, perName: h.seqLen * (hd / 2) });
+  const freq = (src: string): Block => block(src, null, 1, [h.seqLen, hd / 2]);
   return [emb, rmsAtt, ...mats, rmsFfn, ...ffn, rmsFinal, freq('freq_cis_real'), freq('freq_cis_imag'), ...cls];
-}
-
-function blockElements(b: Block): bigint {
-  return BigInt(b.perName) * BigInt(b.count);
 }
 
 function checkHeader(h: Header, fail: (what: string) => never): void {
@@ -157,11 +166,11 @@ export function loadLlama2c(path: string): Llama2cModel {
     const st = fstatSync(fd);
     if (!st.isFile()) {
       closeSync(fd);
-      throw Object.assign(new Error('not a regular file'), { code: 'not a regular file' });
+      throw Object.assign(new Error('not a regular file'), { code: 'EISDIR' });
     }
     size = st.size;
   } catch (e) {
-    throw new MixtuneError(`${path}: cannot read llama2.c checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new MixtuneError(`${path}: cannot read llama2.c checkpoint: ${fsError(e)}`);
   }
   try {
     const readAt = (dst: Uint8Array, pos: number): void => {
@@ -198,7 +207,7 @@ export function loadLlama2c(path: string): Llama2cModel {
     checkHeader(h, fail);
     const plan = blocks(h, version);
     let expected = BigInt(dataStart);
-    for (const b of plan) expected += 4n * blockElements(b);
+    for (const b of plan) expected += 4n * b.total;
     if (expected !== BigInt(size)) {
       const hdr = `dim=${h.dim} hidden_dim=${h.hiddenDim} n_layers=${h.nLayers} n_heads=${h.nHeads} n_kv_heads=${h.nKvHeads} vocab_size=${h.vocab}${h.shared ? '' : ' (unshared classifier)'} seq_len=${h.seqLen}`;
       fail(`${version === 1 ? 'v1' : 'legacy'} header (${hdr}) implies ${expected} bytes, but the file has ${size} bytes${expected > BigInt(size) ? ' (truncated or wrong header?)' : ' (trailing data or wrong header?)'}`);
@@ -277,7 +286,7 @@ export function saveLlama2c(path: string, config: LlamaConfig, weights: Map<stri
   try {
     fd = openSync(tmp, 'wx');
   } catch (e) {
-    throw new MixtuneError(`${path}: cannot write llama2.c checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new MixtuneError(`${path}: cannot write llama2.c checkpoint: ${fsError(e)}`);
   }
   let ok = false;
   try {
@@ -303,7 +312,7 @@ export function saveLlama2c(path: string, config: LlamaConfig, weights: Map<stri
     ok = true;
   } catch (e) {
     if (e instanceof MixtuneError) throw e;
-    throw new MixtuneError(`${path}: cannot write llama2.c checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    throw new MixtuneError(`${path}: cannot write llama2.c checkpoint: ${fsError(e)}`);
   } finally {
     if (!ok) {
       try {
