@@ -339,3 +339,86 @@ test('saveLlama2c rejects what the format cannot hold', () => {
   const bad = join(tmp, 'no-such-dir', 'x.bin');
   expectError(() => saveLlama2c(bad, c, w), bad, /ENOENT/);
 });
+
+test('end to end: loaded weights with HF rotate-half RoPE reproduce llama2.c greedy output', async () => {
+  // Plain fp64 forward pass written for this test only (the real model lives in src/model/).
+  const { Llama2cTokenizer } = await import('../src/io/llama2c-tokenizer.js');
+  const { config: c, weights } = loadLlama2c(STORIES);
+  const tok = Llama2cTokenizer.load(join(FIX, 'stories260K', 'tok512.bin'), c.vocabSize);
+  const W = (n: string): Float32Array => weights.get(n)!;
+  const { dim: D, headDim: hd, nHeads: H, nKvHeads: KV, hiddenDim: HID } = c;
+  const matvec = (w: Float32Array, x: ArrayLike<number>, rows: number, cols: number): Float64Array => {
+    const o = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let s = 0;
+      for (let k = 0; k < cols; k++) s += w[r * cols + k]! * x[k]!;
+      o[r] = s;
+    }
+    return o;
+  };
+  const rms = (x: Float64Array, w: Float32Array): Float64Array => {
+    let s = 0;
+    for (const v of x) s += v * v;
+    const inv = 1 / Math.sqrt(s / x.length + c.normEps);
+    return x.map((v, i) => v * inv * w[i]!);
+  };
+  const rope = (v: Float64Array, nh: number, pos: number): void => {
+    for (let h = 0; h < nh; h++) {
+      for (let j = 0; j < hd / 2; j++) {
+        const f = pos / Math.pow(c.ropeTheta, (2 * j) / hd);
+        const [a, b] = [v[h * hd + j]!, v[h * hd + j + hd / 2]!];
+        v[h * hd + j] = a * Math.cos(f) - b * Math.sin(f);
+        v[h * hd + j + hd / 2] = a * Math.sin(f) + b * Math.cos(f);
+      }
+    }
+  };
+  const kc: Float64Array[][] = Array.from({ length: c.nLayers }, () => []);
+  const vc: Float64Array[][] = Array.from({ length: c.nLayers }, () => []);
+  const forward = (t: number, pos: number): Float64Array => {
+    let x = Float64Array.from(W('model.embed_tokens.weight').subarray(t * D, (t + 1) * D));
+    for (let l = 0; l < c.nLayers; l++) {
+      const p = `model.layers.${l}.`;
+      const xb = rms(x, W(p + 'input_layernorm.weight'));
+      const q = matvec(W(p + 'self_attn.q_proj.weight'), xb, H * hd, D);
+      const k = matvec(W(p + 'self_attn.k_proj.weight'), xb, KV * hd, D);
+      const v = matvec(W(p + 'self_attn.v_proj.weight'), xb, KV * hd, D);
+      rope(q, H, pos);
+      rope(k, KV, pos);
+      kc[l]!.push(k);
+      vc[l]!.push(v);
+      const att = new Float64Array(H * hd);
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / (H / KV));
+        const sc = kc[l]!.map((kk) => {
+          let s = 0;
+          for (let i = 0; i < hd; i++) s += q[h * hd + i]! * kk[g * hd + i]!;
+          return s / Math.sqrt(hd);
+        });
+        const m = Math.max(...sc);
+        const e = sc.map((s) => Math.exp(s - m));
+        const z = e.reduce((a, b) => a + b);
+        e.forEach((w, ti) => {
+          for (let i = 0; i < hd; i++) att[h * hd + i]! += (w / z) * vc[l]![ti]![g * hd + i]!;
+        });
+      }
+      const o = matvec(W(p + 'self_attn.o_proj.weight'), att, D, H * hd);
+      x = x.map((val, i) => val + o[i]!);
+      const xb2 = rms(x, W(p + 'post_attention_layernorm.weight'));
+      const a = matvec(W(p + 'mlp.gate_proj.weight'), xb2, HID, D);
+      const b = matvec(W(p + 'mlp.up_proj.weight'), xb2, HID, D);
+      const hb = a.map((val, i) => (val / (1 + Math.exp(-val))) * b[i]!);
+      const d = matvec(W(p + 'mlp.down_proj.weight'), hb, D, HID);
+      x = x.map((val, i) => val + d[i]!);
+    }
+    return matvec(W('model.embed_tokens.weight'), rms(x, W('model.norm.weight')), c.vocabSize, D);
+  };
+  const ids = [1];
+  for (let pos = 0; pos < 200; pos++) {
+    const logits = forward(ids[ids.length - 1]!, pos);
+    let best = 0;
+    for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+    if (best === 1) break; // llama2.c stops at BOS
+    ids.push(best);
+  }
+  assert.equal(tok.decode(ids), readFileSync(join(FIX, 'stories260K', 'expected_greedy_200.txt'), 'utf8'));
+});
