@@ -241,6 +241,10 @@ export function loadLlama2c(path: string): Llama2cModel {
       }
     }
     return { config, weights };
+  } catch (e) {
+    if (e instanceof MixtuneError) throw e;
+    if (e instanceof RangeError) throw new MixtuneError(`${path}: cannot load llama2.c checkpoint: out of memory (${e.message})`);
+    throw new MixtuneError(`${path}: cannot read llama2.c checkpoint: ${fsError(e)}`);
   } finally {
     closeSync(fd);
   }
