@@ -1,6 +1,9 @@
 // ops leaf kernels, AVX-512 build (F+VL+DQ+BW, FMA). Only intrinsics and plain C here; the
 // kernel bodies are in ops_impl.inc, the vector helpers below have internal linkage.
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,fma")
+// GCC 12 reports false "may be used uninitialized" warnings from _mm512_undefined_ps() inside the
+// AVX-512 intrinsic headers (GCC bug 105593, fixed in 13).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <math.h>
 
