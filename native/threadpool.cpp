@@ -26,7 +26,10 @@ class Pool {
     stop_workers();
     n_threads_ = n;
     stop_ = false;
-    for (int w = 1; w < n; ++w) workers_.emplace_back([this, w] { worker_loop(w); });
+    // Workers start from the current generation, read here: reading it inside the new thread
+    // could miss a parallel_for issued right after resize() and hang it.
+    const uint64_t gen = generation_.load(std::memory_order_acquire);
+    for (int w = 1; w < n; ++w) workers_.emplace_back([this, w, gen] { worker_loop(w, gen); });
   }
 
   void run(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
@@ -62,8 +65,7 @@ class Pool {
     t_in_parallel = false;
   }
 
-  void worker_loop(int w) {
-    uint64_t seen = generation_.load(std::memory_order_acquire);
+  void worker_loop(int w, uint64_t seen) {
     for (;;) {
       // Spin a little before sleeping: back-to-back kernels arrive within microseconds.
       int spins = 0;

@@ -5,20 +5,11 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Llama2cTokenizer } from '../src/io/llama2c-tokenizer.js';
+import { sharedDir } from '../src/util/paths.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 
-/** ../shared/fixtures next to the package root (or next to any ancestor, for git worktrees). */
-function fixturesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  for (let d = dir; ; d = dirname(d)) {
-    const f = resolve(d, '..', 'shared', 'fixtures');
-    if (existsSync(f)) return f;
-    if (dirname(d) === d) throw new Error('shared/fixtures not found above ' + dir);
-  }
-}
-const FIX = fixturesDir();
+const FIX = join(sharedDir(), 'fixtures');
 const TOK512 = join(FIX, 'stories260K', 'tok512.bin');
 const LLAMA2 = join(FIX, 'llama2-tokenizer', 'tokenizer.bin');
 const tmp = mkdtempSync(join(tmpdir(), 'mixtune-l2ctok-'));

@@ -6,21 +6,12 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadLlama2c, saveLlama2c, interleavedToRotateHalf, rotateHalfToInterleaved, llama2cFreqCis } from '../src/io/llama2c.js';
 import { type LlamaConfig, parameterShapes } from '../src/model/config.js';
+import { sharedDir } from '../src/util/paths.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
 import { randArray } from './util.js';
 
-/** ../shared/fixtures next to the package root (or next to any ancestor, for git worktrees). */
-function fixturesDir(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  while (!existsSync(join(dir, 'package.json'))) dir = dirname(dir);
-  for (let d = dir; ; d = dirname(d)) {
-    const f = resolve(d, '..', 'shared', 'fixtures');
-    if (existsSync(f)) return f;
-    if (dirname(d) === d) throw new Error('shared/fixtures not found above ' + dir);
-  }
-}
-const FIX = fixturesDir();
+const FIX = join(sharedDir(), 'fixtures');
 const STORIES = join(FIX, 'stories260K', 'stories260K.bin');
 const tmp = mkdtempSync(join(tmpdir(), 'mixtune-llama2c-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));

@@ -26,27 +26,15 @@ function forEachIsa(fn: (isa: Isa) => void): void {
   }
 }
 
-// Synchronous sleep. Used after (re)creating the thread pool: native/threadpool.cpp (at the time of
-// writing) lets a freshly started worker miss a parallel_for issued before it has read the pool's
-// generation counter, which hangs that call; giving the workers time to start avoids it.
-function settlePool(): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30);
-}
-
 function withThreads(n: number, fn: () => void): void {
   const old = numThreads();
   setNumThreads(n);
-  settlePool();
   try {
     fn();
   } finally {
     setNumThreads(old);
-    settlePool();
   }
 }
-
-numThreads(); // create the pool now, well before the first parallel call
-settlePool();
 
 function invFreqs(headDim: number, theta = 10000): Float32Array {
   const f = new Float32Array(headDim / 2);
