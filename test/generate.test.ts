@@ -49,7 +49,7 @@ test('generate: greedy tokens are identical with and without the KV cache', () =
   const V = model.config.vocabSize;
   const cache = model.newCache();
   model.step(Int32Array.from(seq.slice(0, 5)), cache);
-  let last = new Float32Array();
+  let last: Float32Array = new Float32Array();
   for (let i = 5; i < seq.length; i++) last = model.step(Int32Array.of(seq[i]!), cache);
   const ref = full.subarray((seq.length - 1) * V);
   for (let i = 0; i < V; i++) assert.ok(Math.abs(last[i]! - ref[i]!) < 1e-4, `logit ${i}: ${last[i]} vs ${ref[i]}`);
