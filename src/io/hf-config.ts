@@ -51,11 +51,10 @@ export function configFromHf(raw: unknown, source: string): LlamaConfig {
     // Llama's attention_bias also adds a bias to o_proj; mixtune implements Qwen2-style q/k/v bias only.
     fail('attention_bias: true is not supported for Llama/Mistral (only Qwen2 q/k/v biases)');
   }
-  if (j.sliding_window !== undefined && j.sliding_window !== null && j.use_sliding_window !== false && modelType === 'mistral') {
-    // Mistral v0.1 used a 4096 sliding window; later versions set null. Training rows are far shorter.
-    const w = j.sliding_window;
-    if (typeof w !== 'number') fail(`sliding_window must be a number or null`);
-  }
+  // Mistral v0.1 attends over a 4096-token sliding window. mixtune's attention is full causal, so the
+  // usable context is capped at the window, where both are the same.
+  let window = Infinity;
+  if (modelType === 'mistral' && j.sliding_window !== undefined && j.sliding_window !== null) window = int('sliding_window');
   if (modelType === 'qwen2' && j.use_sliding_window === true) fail('use_sliding_window: true is not supported');
   const ropeScaling = parseRopeScaling(j.rope_scaling, fail);
   return {
@@ -66,7 +65,7 @@ export function configFromHf(raw: unknown, source: string): LlamaConfig {
     nHeads,
     nKvHeads,
     headDim,
-    maxSeqLen: int('max_position_embeddings', 2048),
+    maxSeqLen: Math.min(int('max_position_embeddings', 2048), window),
     normEps: num('rms_norm_eps', 1e-6),
     ropeTheta: num('rope_theta', 10000),
     tiedEmbeddings: bool('tie_word_embeddings', false),
