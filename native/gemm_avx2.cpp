@@ -31,7 +31,9 @@ static inline float vhsum(V v) {
 #define MT_SUF avx2
 #define MT_MR 6
 #define MT_NR 16
+#define MT_AVX_PACK 1
 #include "gemm_impl.inc"
+#undef MT_AVX_PACK
 #undef MT_SUF
 #undef MT_MR
 #undef MT_NR

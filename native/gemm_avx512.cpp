@@ -26,7 +26,11 @@ static inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
 #define MT_SUF avx512
 #define MT_MR 14
 #define MT_NR 32
+#define MT_AVX_PACK 1
+#define MT_UKERNEL_FMA_BCAST 1
+#define MT_MACRO_JR_OUTER 1
 #include "gemm_impl.inc"
+#undef MT_AVX_PACK
 #undef MT_SUF
 #undef MT_MR
 #undef MT_NR
