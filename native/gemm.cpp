@@ -46,7 +46,7 @@ const Impl kImpls[3] = {
 // Cache blocking (Zen 4: 32 KiB L1d, 1 MiB L2 per core). Ordering inside a tile: for each KC slice,
 // the packed B block (KC x NC) stays in L2 while one MR x KC micro-panel of A sits in L1 and is
 // swept across all NR-column micro-panels of B.
-std::atomic<int64_t> g_kc{256}, g_mc{504}, g_nc{512};
+std::atomic<int64_t> g_kc{256}, g_mc{336}, g_nc{512};
 
 // Per-thread, 64-byte aligned, grow-only packing buffers (no per-call allocation in steady state).
 struct AlignedBuf {
@@ -121,19 +121,27 @@ void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
 
   const int64_t lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
   const int64_t mr = im.mr, nr = im.nr;
-  const int64_t kcmax = g_kc.load(), mcmax = std::max<int64_t>(mr, g_mc.load() / mr * mr),
+  const int64_t kcmax = g_kc.load(), mcb = std::max<int64_t>(mr, g_mc.load() / mr * mr),
                 ncmax = std::max<int64_t>(nr, g_nc.load() / nr * nr);
   const int threads = num_threads();
   const double flops = 2.0 * double(M) * double(N) * double(K);
   const bool parallel = threads > 1 && flops >= 3.0e6;
 
-  // Tile grid over C: each tile is independent work for one thread (packs its own panels).
-  int64_t mt = cdiv(M, mcmax), nt = cdiv(N, ncmax);
+  // Tile grid over C. A tile is independent work for one thread: for each KC slice it packs its
+  // B block (KC x tile width, L2 resident) once, then packs and multiplies A in MC-row sub-blocks.
+  // Tile width is at most NC; the height is free. Every extra tile row re-packs B, every extra
+  // tile column re-packs A, so to get enough tiles for load balance (other processes share the
+  // cores: dynamic scheduling needs several tiles per thread) split the cheaper dimension.
+  int64_t nt = cdiv(N, ncmax), mt = 1;
   if (parallel) {
-    while ((mt * nt) % threads != 0 && mt * nt < 4 * threads) {
-      const int64_t rows = cdiv(M, mt), cols = cdiv(N, nt);
-      if (rows > mr && (rows / mr >= cols / nr || cols <= nr)) ++mt;
-      else if (cols > nr) ++nt;
+    const int64_t want = 4 * int64_t(threads);
+    const double ca = ta ? 2.0 : 1.0;  // relative packing cost per element of A (copy pack is slower)
+    while (mt * nt < want || (mt * nt) % threads != 0) {
+      const bool can_row = cdiv(M, mt + 1) >= 2 * mr;
+      const bool can_col = cdiv(N, nt + 1) >= nr;
+      const bool prefer_row = double(M) / double(mt) * ca >= double(N) / double(nt);
+      if (can_row && (prefer_row || !can_col)) ++mt;
+      else if (can_col) ++nt;
       else break;
     }
   }
@@ -141,19 +149,25 @@ void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   mt = cdiv(M, mct);
   nt = cdiv(N, nct);
   const int64_t nk = cdiv(K, kcmax), kc = cdiv(K, nk);
+  const int64_t mcs = std::min(mcb, mct);
 
   auto tile = [&](int64_t t0, int64_t t1, int) {
-    float* pa = tl_pa.get(static_cast<size_t>(mct * kc));
-    float* pb = tl_pb.get(static_cast<size_t>(nct * kc));
+    // (+64 floats: the transposing A pack may spill a few floats past the last panel)
+    float* pa = tl_pa.get(static_cast<size_t>(mcs * kc + 64));
+    float* pb = tl_pb.get(static_cast<size_t>(nct * kc + 64));
     for (int64_t t = t0; t < t1; ++t) {
       const int64_t ti = t / nt, tj = t % nt;
       const int64_t i0 = ti * mct, j0 = tj * nct;
-      const int64_t mc = std::min(mct, M - i0), nc = std::min(nct, N - j0);
+      const int64_t mtile = std::min(mct, M - i0), nc = std::min(nct, N - j0);
       for (int64_t p0 = 0; p0 < K; p0 += kc) {
         const int64_t kk = std::min(kc, K - p0);
+        const float b0 = p0 == 0 ? beta : 1.0f;
         im.pack_b(B, ldb, tb, p0, kk, j0, nc, pb);
-        im.pack_a(A, lda, ta, i0, mc, p0, kk, pa);
-        im.macro(mc, nc, kk, pa, pb, C + i0 * ldc + j0, ldc, alpha, p0 == 0 ? beta : 1.0f);
+        for (int64_t ii = 0; ii < mtile; ii += mcs) {
+          const int64_t mc = std::min(mcs, mtile - ii);
+          im.pack_a(A, lda, ta, i0 + ii, mc, p0, kk, pa);
+          im.macro(mc, nc, kk, pa, pb, C + (i0 + ii) * ldc + j0, ldc, alpha, b0);
+        }
       }
     }
   };
