@@ -1,5 +1,230 @@
+// fp32 GEMM: Node-API glue, argument validation, blocking, threading and ISA dispatch.
+// The leaf kernels (packing, register-blocked microkernel, GEMV) live in gemm_{avx512,avx2,portable}.cpp.
+//
+// addon.gemm(transA, transB, M, N, K, alpha, A, B, beta, C):
+//   C[M,N] = alpha * op(A) * op(B) + beta * C, row-major dense; A is M×K (or K×M when transA),
+//   B is K×N (or N×K when transB). beta = 0 overwrites C without reading it.
+// addon.gemmBlocking([kc, mc, nc]) -> { kc, mc, nc, mr, nr, isa }: reads (and optionally sets, for
+//   tuning) the cache-blocking parameters.
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <string>
+
+#include "cpu.h"
+#include "gemm.h"
 #include "napi_util.h"
+#include "threadpool.h"
 
 namespace mt {
-void register_gemm(Napi::Env, Napi::Object) {}
+
+namespace {
+
+typedef void (*PackAFn)(const float*, int64_t, bool, int64_t, int64_t, int64_t, int64_t, float*);
+typedef void (*PackBFn)(const float*, int64_t, bool, int64_t, int64_t, int64_t, int64_t, float*);
+typedef void (*MacroFn)(int64_t, int64_t, int64_t, const float*, const float*, float*, int64_t, float, float);
+typedef void (*GemvFn)(const float*, int64_t, const float*, int64_t, int64_t, int64_t, float, float, float*);
+
+struct Impl {
+  int mr, nr;
+  PackAFn pack_a;
+  PackBFn pack_b;
+  MacroFn macro;
+  GemvFn dot, axpy;
+};
+
+const Impl kImpls[3] = {
+    {kGemmMrPortable, kGemmNrPortable, gemm_pack_a_portable, gemm_pack_b_portable, gemm_macro_portable,
+     gemv_dot_portable, gemv_axpy_portable},
+    {kGemmMrAvx2, kGemmNrAvx2, gemm_pack_a_avx2, gemm_pack_b_avx2, gemm_macro_avx2, gemv_dot_avx2, gemv_axpy_avx2},
+    {kGemmMrAvx512, kGemmNrAvx512, gemm_pack_a_avx512, gemm_pack_b_avx512, gemm_macro_avx512, gemv_dot_avx512,
+     gemv_axpy_avx512},
+};
+
+// Cache blocking (Zen 4: 32 KiB L1d, 1 MiB L2 per core). Ordering inside a tile: for each KC slice,
+// the packed B block (KC x NC) stays in L2 while one MR x KC micro-panel of A sits in L1 and is
+// swept across all NR-column micro-panels of B.
+std::atomic<int64_t> g_kc{256}, g_mc{336}, g_nc{512};
+
+// Per-thread, 64-byte aligned, grow-only packing buffers (no per-call allocation in steady state).
+struct AlignedBuf {
+  float* p = nullptr;
+  size_t cap = 0;
+  float* get(size_t n) {
+    if (n > cap) {
+      std::free(p);
+      size_t bytes = ((n * sizeof(float) + 4095) / 4096) * 4096;
+      p = static_cast<float*>(std::aligned_alloc(64, bytes));
+      if (!p) {
+        cap = 0;
+        throw std::bad_alloc();
+      }
+      cap = bytes / sizeof(float);
+    }
+    return p;
+  }
+  ~AlignedBuf() { std::free(p); }
+};
+thread_local AlignedBuf tl_pa, tl_pb;
+
+inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+inline int64_t round_up(int64_t a, int64_t b) { return cdiv(a, b) * b; }
+
+void scale_c(int64_t M, int64_t N, float beta, float* C) {
+  const int64_t n = M * N;
+  if (beta == 1.0f) return;
+  if (beta == 0.0f) {
+    std::memset(C, 0, static_cast<size_t>(n) * sizeof(float));
+  } else {
+    for (int64_t i = 0; i < n; ++i) C[i] *= beta;
+  }
+}
+
+// y (n values) = alpha * Mat * x + beta * y, Mat given in dot form (n×K, rows contiguous) or
+// axpy form (K×n). Memory bound: threads split n when the matrix is large enough.
+void gemv(const Impl& im, bool dot_form, const float* W, int64_t ldw, const float* x, int64_t K, int64_t n,
+          float alpha, float beta, float* y) {
+  const int threads = num_threads();
+  const int64_t work = n * K;
+  GemvFn fn = dot_form ? im.dot : im.axpy;
+  if (threads <= 1 || work < (int64_t(1) << 16) || n < 2) {
+    fn(W, ldw, x, K, 0, n, alpha, beta, y);
+    return;
+  }
+  int64_t grain = cdiv(n, int64_t(threads) * 4);
+  grain = dot_form ? round_up(grain, 4) : round_up(grain, 64);
+  parallel_for(n, grain, [&](int64_t b, int64_t e, int) { fn(W, ldw, x, K, b, e, alpha, beta, y); });
+}
+
+void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
+                  float beta, float* C) {
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) {
+    scale_c(M, N, beta, C);
+    return;
+  }
+  const Impl& im = kImpls[static_cast<int>(current_isa())];
+  if (M == 1) {
+    // C[1,N] = alpha * a[K] · op(B) + beta C; A is a contiguous K-vector either way.
+    if (tb) gemv(im, true, B, K, A, K, N, alpha, beta, C);
+    else gemv(im, false, B, N, A, K, N, alpha, beta, C);
+    return;
+  }
+  if (N == 1) {
+    // C[M,1] = alpha * op(A) · b[K] + beta C; B is a contiguous K-vector either way.
+    if (!ta) gemv(im, true, A, K, B, K, M, alpha, beta, C);
+    else gemv(im, false, A, M, B, K, M, alpha, beta, C);
+    return;
+  }
+
+  const int64_t lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
+  const int64_t mr = im.mr, nr = im.nr;
+  const int64_t kcmax = g_kc.load(), mcb = std::max<int64_t>(mr, g_mc.load() / mr * mr),
+                ncmax = std::max<int64_t>(nr, g_nc.load() / nr * nr);
+  const int threads = num_threads();
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const bool parallel = threads > 1 && flops >= 3.0e6;
+
+  // Tile grid over C. A tile is independent work for one thread: for each KC slice it packs its
+  // B block (KC x tile width, L2 resident) once, then packs and multiplies A in MC-row sub-blocks.
+  // Tile width is at most NC; the height is free. Every extra tile row re-packs B, every extra
+  // tile column re-packs A, so to get enough tiles for load balance (other processes share the
+  // cores: dynamic scheduling needs several tiles per thread) split the cheaper dimension.
+  int64_t nt = cdiv(N, ncmax), mt = 1;
+  if (parallel) {
+    const int64_t want = 4 * int64_t(threads);
+    const double ca = ta ? 2.0 : 1.0;  // relative packing cost per element of A (copy pack is slower)
+    while (mt * nt < want || (mt * nt) % threads != 0) {
+      const bool can_row = cdiv(M, mt + 1) >= 2 * mr;
+      const bool can_col = cdiv(N, nt + 1) >= nr;
+      const bool prefer_row = double(M) / double(mt) * ca >= double(N) / double(nt);
+      if (can_row && (prefer_row || !can_col)) ++mt;
+      else if (can_col) ++nt;
+      else break;
+    }
+  }
+  const int64_t mct = round_up(cdiv(M, mt), mr), nct = round_up(cdiv(N, nt), nr);
+  mt = cdiv(M, mct);
+  nt = cdiv(N, nct);
+  const int64_t nk = cdiv(K, kcmax), kc = cdiv(K, nk);
+  const int64_t mcs = std::min(mcb, mct);
+
+  auto tile = [&](int64_t t0, int64_t t1, int) {
+    // (+64 floats: the transposing A pack may spill a few floats past the last panel)
+    float* pa = tl_pa.get(static_cast<size_t>(mcs * kc + 64));
+    float* pb = tl_pb.get(static_cast<size_t>(nct * kc + 64));
+    for (int64_t t = t0; t < t1; ++t) {
+      const int64_t ti = t / nt, tj = t % nt;
+      const int64_t i0 = ti * mct, j0 = tj * nct;
+      const int64_t mtile = std::min(mct, M - i0), nc = std::min(nct, N - j0);
+      for (int64_t p0 = 0; p0 < K; p0 += kc) {
+        const int64_t kk = std::min(kc, K - p0);
+        const float b0 = p0 == 0 ? beta : 1.0f;
+        im.pack_b(B, ldb, tb, p0, kk, j0, nc, pb);
+        for (int64_t ii = 0; ii < mtile; ii += mcs) {
+          const int64_t mc = std::min(mcs, mtile - ii);
+          im.pack_a(A, lda, ta, i0 + ii, mc, p0, kk, pa);
+          im.macro(mc, nc, kk, pa, pb, C + (i0 + ii) * ldc + j0, ldc, alpha, b0);
+        }
+      }
+    }
+  };
+  if (parallel && mt * nt > 1) parallel_for(mt * nt, 1, tile);
+  else tile(0, mt * nt, 0);
+}
+
+int64_t checked_product(const Napi::CallbackInfo& info, int64_t a, int64_t b, const char* what) {
+  if (static_cast<double>(a) * static_cast<double>(b) > 4.0e15) throw arg_error(info.Env(), "gemm", std::string(what) + " is too large");
+  return a * b;
+}
+
+Napi::Value Gemm(const Napi::CallbackInfo& info) {
+  const char* fn = "gemm";
+  if (info.Length() != 10) throw arg_error(info.Env(), fn, "expected 10 arguments (transA, transB, M, N, K, alpha, A, B, beta, C)");
+  const bool ta = bool_arg(info, 0, fn, "transA");
+  const bool tb = bool_arg(info, 1, fn, "transB");
+  const int64_t M = int_arg(info, 2, fn, "M");
+  const int64_t N = int_arg(info, 3, fn, "N");
+  const int64_t K = int_arg(info, 4, fn, "K");
+  const double alpha = num_arg(info, 5, fn, "alpha");
+  const double beta = num_arg(info, 8, fn, "beta");
+  const float* A = f32_arg(info, 6, checked_product(info, M, K, "M*K"), fn, "A");
+  const float* B = f32_arg(info, 7, checked_product(info, K, N, "K*N"), fn, "B");
+  float* C = f32_arg(info, 9, checked_product(info, M, N, "M*N"), fn, "C");
+  gemm_compute(ta, tb, M, N, K, static_cast<float>(alpha), A, B, static_cast<float>(beta), C);
+  return info.Env().Undefined();
+}
+
+Napi::Value GemmBlocking(const Napi::CallbackInfo& info) {
+  const char* fn = "gemmBlocking";
+  if (info.Length() >= 3) {
+    const int64_t kc = int_arg(info, 0, fn, "kc", 1), mc = int_arg(info, 1, fn, "mc", 1), nc = int_arg(info, 2, fn, "nc", 1);
+    if (kc > 8192 || mc > 8192 || nc > 16384) throw arg_error(info.Env(), fn, "block sizes too large");
+    g_kc = kc;
+    g_mc = mc;
+    g_nc = nc;
+  }
+  const Impl& im = kImpls[static_cast<int>(current_isa())];
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("kc", Napi::Number::New(info.Env(), double(g_kc.load())));
+  o.Set("mc", Napi::Number::New(info.Env(), double(g_mc.load())));
+  o.Set("nc", Napi::Number::New(info.Env(), double(g_nc.load())));
+  o.Set("mr", Napi::Number::New(info.Env(), im.mr));
+  o.Set("nr", Napi::Number::New(info.Env(), im.nr));
+  o.Set("isa", Napi::String::New(info.Env(), isa_name(current_isa())));
+  return o;
+}
+
+}  // namespace
+
+void register_gemm(Napi::Env env, Napi::Object exports) {
+  // Start the thread pool at load time, so that its workers are parked before the first
+  // parallel_for (see the report on the start-up race in threadpool.cpp).
+  (void)num_threads();
+  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
+  exports.Set("gemmBlocking", Napi::Function::New(env, GemmBlocking, "gemmBlocking"));
+}
+
 }  // namespace mt

@@ -1,0 +1,35 @@
+// Benchmark: the machine's fp32 FMA peak with all threads (the denominator of every efficiency ratio).
+import { native } from '../native.js';
+
+export interface PeakResult {
+  gflops: number;
+  threads: number;
+  isa: string;
+  variants: Record<string, number>;
+  seconds: number;
+}
+
+/** Measures the FMA peak (GFLOP/s) for about `seconds` seconds (split between the vector widths). */
+export function measurePeak(seconds = 1): PeakResult {
+  return native().measurePeak(seconds) as PeakResult;
+}
+
+/** params: seconds=<total measuring time, default 1.5>. */
+export function benchPeak(params: Record<string, string>): Record<string, unknown> {
+  const seconds = params.seconds !== undefined ? Number(params.seconds) : 1.5;
+  if (!(seconds > 0 && seconds <= 600)) throw new TypeError(`peak: seconds must be in (0, 600], got ${params.seconds}`);
+  const r = measurePeak(seconds);
+  return {
+    bench: 'peak',
+    gflops: round(r.gflops),
+    threads: r.threads,
+    isa: r.isa,
+    variants: Object.fromEntries(Object.entries(r.variants).map(([k, v]) => [k, round(v)])),
+    seconds: r.seconds,
+    bestIsa: native().bestIsa() as string,
+  };
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
