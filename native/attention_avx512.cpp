@@ -24,6 +24,9 @@ inline V vsub(V a, V b) { return _mm512_sub_ps(a, b); }
 inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
 inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 inline V vmax(V a, V b) { return _mm512_max_ps(a, b); }
+// First n (< W) floats of p, zeros elsewhere; never touches memory past p[n-1].
+inline V vloadn(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(static_cast<__mmask16>((1u << n) - 1u), p); }
+inline float vhsum(V a) { return _mm512_reduce_add_ps(a); }
 
 // exp(x): x = n ln2 + r, |r| <= ln2/2 (Cody-Waite split of ln2), e^r by the Cephes degree-7
 // polynomial (relative error ~1e-7), 2^n through the exponent bits. Inputs below -87 (including

@@ -25,6 +25,8 @@ inline V vsub(V a, V b) { V r; for (int i = 0; i < 4; ++i) r.x[i] = a.x[i] - b.x
 inline V vmul(V a, V b) { V r; for (int i = 0; i < 4; ++i) r.x[i] = a.x[i] * b.x[i]; return r; }
 inline V vfma(V a, V b, V c) { V r; for (int i = 0; i < 4; ++i) r.x[i] = a.x[i] * b.x[i] + c.x[i]; return r; }
 inline V vmax(V a, V b) { V r; for (int i = 0; i < 4; ++i) r.x[i] = a.x[i] > b.x[i] ? a.x[i] : b.x[i]; return r; }
+inline V vloadn(const float* p, int64_t n) { V r; for (int i = 0; i < 4; ++i) r.x[i] = i < n ? p[i] : 0.0f; return r; }
+inline float vhsum(V a) { return (a.x[0] + a.x[1]) + (a.x[2] + a.x[3]); }
 inline V vexp(V a) { V r; for (int i = 0; i < 4; ++i) r.x[i] = expf(a.x[i]); return r; }
 
 }  // namespace

@@ -130,6 +130,8 @@ test('native forward with Tq < Tk (KV cache prompt chunk) == reference', () => {
   for (const [B, Tq, Tk, H, Hkv, D, qOffset] of [
     [1, 1, 300, 4, 1, 64, 299],
     [2, 70, 150, 4, 2, 16, 80],
+    [1, 3, 77, 2, 1, 10, 74], // few queries: the per-row (decode) path, odd D
+    [2, 1, 65, 4, 4, 33, 64],
     [1, 5, 9, 2, 2, 8, 2], // qOffset + Tq < Tk: the keys after qOffset + Tq - 1 are never read
   ] as const) {
     const rng = new Rng(B * 1000 + Tq);
