@@ -17,6 +17,8 @@ export const IGNORE_INDEX = -100;
 export interface ForwardOptions {
   /** Per-token RoPE positions [B*T]; default 0..T-1 in every row. */
   positions?: Int32Array;
+  /** Packed groups / MISO parts (DESIGN.md §2); absent = every row is one causal sequence. */
+  layout?: op.AttentionLayout;
   /** Record a tape for `backward()` (default true). */
   grad?: boolean;
   /**
@@ -97,7 +99,7 @@ export class LlamaModel {
     const tape = opts.grad === false ? null : new Tape();
     const ctx: op.OpContext = { k: this.kernels, tape };
 
-    const logits = this.trunkLogits(ctx, inputs, positions, batch, T);
+    const logits = this.trunkLogits(ctx, inputs, positions, batch, T, opts.layout);
     let count = 0;
     for (let i = 0; i < N; i++) if (targets[i] !== IGNORE_INDEX) count++;
     const scale = opts.lossScale ?? (count > 0 ? 1 / count : 0);
@@ -124,7 +126,7 @@ export class LlamaModel {
     return this.trunkLogits(ctx, inputs, positions ?? defaultPositions(batch, T), batch, T).data;
   }
 
-  private trunkLogits(ctx: op.OpContext, inputs: Int32Array, positions: Int32Array, batch: number, T: number): Tensor {
+  private trunkLogits(ctx: op.OpContext, inputs: Int32Array, positions: Int32Array, batch: number, T: number, layout?: op.AttentionLayout): Tensor {
     const c = this.config;
     checkTokenIds(inputs, c.vocabSize);
     let x = op.embedding(ctx, inputs, this.param('model.embed_tokens.weight'));
@@ -137,7 +139,7 @@ export class LlamaModel {
       const v = op.linear(ctx, h, this.param(p + 'self_attn.v_proj.weight'), this.params.get(p + 'self_attn.v_proj.bias'));
       op.ropeInPlace(ctx, q, positions, c.nHeads, c.headDim, this.invFreq);
       op.ropeInPlace(ctx, k, positions, c.nKvHeads, c.headDim, this.invFreq);
-      const a = op.attention(ctx, q, k, v, shape);
+      const a = op.attention(ctx, q, k, v, shape, layout);
       x = op.add(ctx, x, op.linear(ctx, a, this.param(p + 'self_attn.o_proj.weight')));
       const h2 = op.rmsnorm(ctx, x, this.param(p + 'post_attention_layernorm.weight'), c.normEps);
       const g = op.linear(ctx, h2, this.param(p + 'mlp.gate_proj.weight'));

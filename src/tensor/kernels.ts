@@ -74,6 +74,33 @@ export interface Kernels {
   ): void;
 
   /**
+   * Layout-aware attention (DESIGN.md §2): the generalization used for training rows that hold
+   * packed groups (SFT/MoI) and multi-input MISO groups. q [B, T, nHeads*D], k/v [B, T, nKvHeads*D].
+   * Per token: group[B*T] (global group id; a group's tokens are contiguous inside one row, input
+   * parts first in order, then the output part) and part[B*T] (0..n-1 = input part, -1 = output
+   * part; n = 1 groups may use 0 or -1 throughout). Per group g: nInputs[g] >= 1 and
+   * weighting[g] (0 = uniform, 1 = fid, 2 = vanilla).
+   * Rules: an input-part query attends causally to the keys of its own part; an output-part query
+   * attends, for every input i, to all keys of input i plus the output keys up to itself, and mixes
+   * the per-input results by the group's weighting; nothing crosses groups. An n = 1 group is plain
+   * causal attention over its tokens.
+   * stats [B, nHeads, T, maxInputs] (write): what the backward needs (per query: log Z per input
+   * for output queries of n >= 2 groups, else the log-sum-exp in slot 0). maxInputs = max(nInputs).
+   */
+  attentionLayoutForward(
+    q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, stats: Float32Array,
+    B: number, T: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+    group: Int32Array, part: Int32Array, nInputs: Int32Array, weighting: Int32Array, maxInputs: number,
+  ): void;
+  /** Backward of attentionLayoutForward. dq, dk, dv written. */
+  attentionLayoutBackward(
+    q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, stats: Float32Array, dOut: Float32Array,
+    dq: Float32Array, dk: Float32Array, dv: Float32Array,
+    B: number, T: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+    group: Int32Array, part: Int32Array, nInputs: Int32Array, weighting: Int32Array, maxInputs: number,
+  ): void;
+
+  /**
    * Fused softmax + cross-entropy over rows of logits [N, V], computed over vocabulary chunks
    * with an online max/sum. losses[i] = logsumexp(logits[i]) - logits[i, targets[i]], or 0 when
    * targets[i] === ignoreIndex. If dLogits is given (it may alias logits), it receives

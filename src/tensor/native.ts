@@ -19,6 +19,10 @@ export function createNativeKernels(): Kernels {
       n.attentionForward!(q, k, v, out, lse, B, Tq, Tk, nH, nKv, D, scale, qOffset),
     attentionBackward: (q, k, v, out, lse, dOut, dq, dk, dv, B, T, nH, nKv, D, scale) =>
       n.attentionBackward!(q, k, v, out, lse, dOut, dq, dk, dv, B, T, nH, nKv, D, scale),
+    attentionLayoutForward: (q, k, v, out, stats, B, T, nH, nKv, D, scale, group, part, nInputs, weighting, maxInputs) =>
+      n.attentionLayoutForward!(q, k, v, out, stats, B, T, nH, nKv, D, scale, group, part, nInputs, weighting, maxInputs),
+    attentionLayoutBackward: (q, k, v, out, stats, dOut, dq, dk, dv, B, T, nH, nKv, D, scale, group, part, nInputs, weighting, maxInputs) =>
+      n.attentionLayoutBackward!(q, k, v, out, stats, dOut, dq, dk, dv, B, T, nH, nKv, D, scale, group, part, nInputs, weighting, maxInputs),
     crossEntropy: (logits, targets, N, V, ignoreIndex, losses, dLogits, gradScale) =>
       n.crossEntropy!(logits, targets, N, V, ignoreIndex, losses, dLogits, gradScale),
     adamw: (p, g, m, v, count, lr, b1, b2, eps, wd, step) => n.adamw!(p, g, m, v, count, lr, b1, b2, eps, wd, step),

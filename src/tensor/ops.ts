@@ -111,13 +111,41 @@ export interface AttentionShape {
   headDim: number;
 }
 
-/** Causal grouped-query attention over q [B*T, H*D], k/v [B*T, Hkv*D]. */
-export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape): Tensor {
+export type Weighting = 'uniform' | 'fid' | 'vanilla';
+export const WEIGHTING_CODE: Record<Weighting, number> = { uniform: 0, fid: 1, vanilla: 2 };
+
+/** Which tokens see which (DESIGN.md §2); see Kernels.attentionLayoutForward. */
+export interface AttentionLayout {
+  /** Global group id per token ([B*T]); a group's tokens are contiguous within one row. */
+  group: Int32Array;
+  /** Part per token: 0..n-1 input parts, -1 output part. */
+  part: Int32Array;
+  /** Per global group: number of input parts and weighting. */
+  nInputs: Int32Array;
+  weighting: Weighting[];
+}
+
+/**
+ * Grouped-query attention over q [B*T, H*D], k/v [B*T, Hkv*D]: plain causal per row, or
+ * layout-aware (packed groups, MISO inputs) when a layout is given.
+ */
+export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape, layout?: AttentionLayout): Tensor {
   const { batch: B, seq: T, nHeads, nKvHeads, headDim } = s;
   const out = Tensor.zeros([B * T, nHeads * headDim]);
-  const lse = new Float32Array(B * nHeads * T);
   const scale = 1 / Math.sqrt(headDim);
-  ctx.k.attentionForward(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0);
+  let maxInputs = 1;
+  let weighting: Int32Array | null = null;
+  if (layout) {
+    for (const n of layout.nInputs) maxInputs = Math.max(maxInputs, n);
+    weighting = Int32Array.from(layout.weighting, (w) => WEIGHTING_CODE[w]);
+  }
+  const lse = new Float32Array(B * nHeads * T * maxInputs);
+  if (layout) {
+    ctx.k.attentionLayoutForward(q.data, k.data, v.data, out.data, lse, B, T, nHeads, nKvHeads, headDim, scale,
+      layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
+  } else {
+    ctx.k.attentionForward(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0);
+  }
   if (tracks(ctx, q, k, v)) {
     out.requiresGrad = true;
     ctx.tape!.record(() => {
@@ -125,7 +153,12 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
       const dq = new Float32Array(q.size);
       const dk = new Float32Array(k.size);
       const dv = new Float32Array(v.size);
-      ctx.k.attentionBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale);
+      if (layout) {
+        ctx.k.attentionLayoutBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale,
+          layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
+      } else {
+        ctx.k.attentionBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale);
+      }
       for (const [t, d] of [[q, dq], [k, dk], [v, dv]] as const) {
         if (!t.requiresGrad) continue;
         if (t.grad) addInto(t.grad, d);

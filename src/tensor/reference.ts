@@ -17,6 +17,13 @@ export const referenceKernels: Kernels = {
   swigluBackward: ops.refSwigluBackward,
   attentionForward: refAttentionForward,
   attentionBackward: refAttentionBackward,
+  // TODO(layout attention): replaced by the reference implementation in the layout-attention work.
+  attentionLayoutForward: () => {
+    throw new Error('attentionLayoutForward: not implemented yet');
+  },
+  attentionLayoutBackward: () => {
+    throw new Error('attentionLayoutBackward: not implemented yet');
+  },
   crossEntropy: ops.refCrossEntropy,
   adamw: ops.refAdamw,
 };

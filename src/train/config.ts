@@ -1,0 +1,163 @@
+// The train.yaml schema (zod): every key has a type and a default, unknown keys are errors, and
+// an error names its key path ("training.lr: expected number"). The `recipe` block is where the
+// MoI/MISO recipes plug in; `data.datasets[].domain/system/weight` feed MoI's mixing.
+import { readFileSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { MixtuneError } from '../util/errors.js';
+
+const positiveInt = z.number().int().positive();
+const nonNegInt = z.number().int().nonnegative();
+
+const dataset = z
+  .object({
+    path: z.string().min(1),
+    format: z.enum(['auto', 'messages', 'sharegpt', 'alpaca', 'prompt_completion']).default('auto'),
+    /** Field renames, e.g. {prompt: question, completion: answer} for GSM8K's JSONL. */
+    columns: z.record(z.string(), z.string()).optional(),
+    domain: z.string().min(1).default('default'),
+    /** A fixed system prompt, or a pool to draw from per example. */
+    system: z.union([z.string(), z.array(z.string()).min(1)]).optional(),
+    weight: z.number().positive().default(1),
+    limit: positiveInt.optional(),
+  })
+  .strict();
+
+export const trainConfigSchema = z
+  .object({
+    model: z.string().min(1),
+    tokenizer: z.string().min(1).optional(),
+    output_dir: z.string().min(1).default('./mixtune-out'),
+    seed: nonNegInt.default(0),
+    data: z
+      .object({
+        datasets: z.array(dataset).min(1),
+        eval_datasets: z.array(dataset).optional(),
+        /** Held-out fraction of the training examples when no eval_datasets are given. */
+        eval_split: z.number().min(0).max(0.5).default(0),
+        max_len: positiveInt.default(512),
+        overflow: z.enum(['truncate', 'drop', 'error']).default('truncate'),
+        train_on: z.enum(['assistant', 'last', 'all']).default('assistant'),
+        pack: z.boolean().default(true),
+        skip_bad: z.boolean().default(false),
+        /** Chat template: "auto" (the tokenizer's, else the built-in plain one) or "plain". */
+        template: z.enum(['auto', 'plain']).default('auto'),
+      })
+      .strict(),
+    recipe: z
+      .object({
+        name: z.enum(['sft']).default('sft'),
+      })
+      .strict()
+      .default({ name: 'sft' }),
+    training: z
+      .object({
+        epochs: z.number().positive().default(1),
+        /** Overrides epochs when set. */
+        max_steps: positiveInt.optional(),
+        micro_batch_size: positiveInt.default(1),
+        grad_accum: positiveInt.default(1),
+        lr: z.number().positive().default(2e-5),
+        weight_decay: z.number().nonnegative().default(0),
+        beta1: z.number().min(0).lt(1).default(0.9),
+        beta2: z.number().min(0).lt(1).default(0.999),
+        eps: z.number().positive().default(1e-8),
+        warmup_ratio: z.number().min(0).max(1).optional(),
+        warmup_steps: nonNegInt.optional(),
+        schedule: z.enum(['cosine', 'linear', 'constant']).default('cosine'),
+        min_lr_ratio: z.number().min(0).max(1).default(0),
+        max_grad_norm: z.number().nonnegative().default(1),
+        log_every: positiveInt.default(1),
+        eval_every: nonNegInt.default(0),
+        save_every: nonNegInt.default(0),
+        keep_last: positiveInt.default(2),
+      })
+      .strict()
+      .default({} as never),
+    lora: z
+      .object({
+        rank: positiveInt.default(8),
+        alpha: z.number().positive().default(16),
+        dropout: z.number().min(0).lt(1).default(0),
+        targets: z.array(z.enum(['q', 'k', 'v', 'o', 'gate', 'up', 'down'])).min(1).default(['q', 'v']),
+      })
+      .strict()
+      .optional(),
+    export: z
+      .object({
+        dtype: z.enum(['f32', 'bf16']).default('f32'),
+      })
+      .strict()
+      .default({ dtype: 'f32' }),
+  })
+  .strict();
+
+export type TrainConfig = z.infer<typeof trainConfigSchema>;
+export type DatasetConfig = z.infer<typeof dataset>;
+
+/** Validates a parsed config object; paths inside it are resolved against baseDir. */
+export function validateTrainConfig(raw: unknown, source: string, baseDir = process.cwd()): TrainConfig {
+  const r = trainConfigSchema.safeParse(raw ?? {});
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const path = issue.path.join('.') || '(top level)';
+    let msg = issue.message;
+    if (issue.code === 'unrecognized_keys') {
+      const key = [...issue.path, (issue as { keys: string[] }).keys[0]].join('.');
+      throw new MixtuneError(`${source}: unknown key ${key}`);
+    }
+    if (issue.code === 'invalid_type' && msg.includes('received undefined')) msg = 'required key is missing';
+    throw new MixtuneError(`${source}: ${path}: ${msg}`);
+  }
+  const cfg = r.data;
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+  cfg.model = abs(cfg.model);
+  if (cfg.tokenizer) cfg.tokenizer = abs(cfg.tokenizer);
+  cfg.output_dir = abs(cfg.output_dir);
+  for (const d of [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])]) d.path = abs(d.path);
+  if (cfg.training.warmup_ratio !== undefined && cfg.training.warmup_steps !== undefined) {
+    throw new MixtuneError(`${source}: training: give warmup_ratio or warmup_steps, not both`);
+  }
+  return cfg;
+}
+
+export function loadTrainConfig(path: string, overrides: string[] = []): TrainConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new MixtuneError(`${path}: cannot read config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  let raw: unknown;
+  try {
+    raw = parseYaml(text);
+  } catch (e) {
+    throw new MixtuneError(`${path}: invalid YAML (${(e as Error).message.split('\n')[0]})`);
+  }
+  for (const o of overrides) raw = applyOverride(raw, o, path);
+  return validateTrainConfig(raw, path, dirname(path));
+}
+
+/** `--set training.lr=1e-4`: the value is parsed as YAML (numbers, booleans, lists). */
+export function applyOverride(raw: unknown, assignment: string, source: string): unknown {
+  const eq = assignment.indexOf('=');
+  if (eq <= 0) throw new MixtuneError(`--set ${assignment}: expected key.path=value`);
+  const keys = assignment.slice(0, eq).split('.');
+  let value: unknown;
+  try {
+    value = parseYaml(assignment.slice(eq + 1));
+  } catch {
+    value = assignment.slice(eq + 1);
+  }
+  const root: Record<string, unknown> = typeof raw === 'object' && raw !== null ? (raw as Record<string, unknown>) : {};
+  let node = root;
+  for (const k of keys.slice(0, -1)) {
+    const next = node[k];
+    if (next === undefined) node[k] = {};
+    else if (typeof next !== 'object' || next === null || Array.isArray(next)) throw new MixtuneError(`${source}: --set ${assignment}: ${k} is not a section`);
+    node = node[k] as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1]!] = value;
+  return root;
+}
