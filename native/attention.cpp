@@ -13,8 +13,11 @@
 // Outputs must not alias inputs.
 //
 // Threading: forward tasks are (batch, head, query tile), heaviest (latest) query tiles first,
-// handed out dynamically; backward tasks are (batch, kv head): each task owns the dq rows of its
-// query heads and the dk/dv rows of its kv head, so nothing races and results are deterministic.
+// handed out dynamically. Backward, fused (when B*nKvHeads keeps every thread busy): one task per
+// (batch, kv head) owns the dq rows of its query heads and the dk/dv rows of its kv head; split
+// (otherwise): dk/dv tasks per (batch, kv head, key tile) and dq tasks per (batch, head, query
+// tile), recomputing the scores. Either way no output is shared between tasks, so nothing races
+// and the results do not depend on scheduling.
 // Small calls (decoding a tiny model) run inline on the calling thread.
 #include "attention.h"
 
@@ -70,6 +73,7 @@ float* workspace(int workers, int64_t per, int64_t* stride) {
 
 typedef void (*FwdTileFn)(const AttnFwdParams&, int64_t, int64_t, int64_t, int64_t, float*);
 typedef void (*BwdGroupFn)(const AttnBwdParams&, int64_t, int64_t, float*);
+typedef void (*BwdTileFn)(const AttnBwdParams&, int64_t, int64_t, int64_t, int64_t, float*);
 typedef void (*ExpFn)(const float*, float*, int64_t);
 
 FwdTileFn fwd_fn() {
@@ -84,6 +88,20 @@ BwdGroupFn bwd_fn() {
     case Isa::avx512: return attention_bwd_group_avx512;
     case Isa::avx2: return attention_bwd_group_avx2;
     default: return attention_bwd_group_portable;
+  }
+}
+BwdTileFn bwd_dkdv_fn() {
+  switch (current_isa()) {
+    case Isa::avx512: return attention_bwd_dkdv_avx512;
+    case Isa::avx2: return attention_bwd_dkdv_avx2;
+    default: return attention_bwd_dkdv_portable;
+  }
+}
+BwdTileFn bwd_dq_fn() {
+  switch (current_isa()) {
+    case Isa::avx512: return attention_bwd_dq_avx512;
+    case Isa::avx2: return attention_bwd_dq_avx2;
+    default: return attention_bwd_dq_portable;
   }
 }
 ExpFn exp_fn() {
@@ -181,19 +199,47 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   p.dk = f32_arg(info, 7, nk, fn, "dk");
   p.dv = f32_arg(info, 8, nk, fn, "dv");
 
-  const BwdGroupFn group = bwd_fn();
-  const int64_t ntasks = p.B * p.Hkv;
+  const int64_t ngroups = p.B * p.Hkv;
   const double work = 2.5 * static_cast<double>(p.B * p.H) * static_cast<double>(p.T) * static_cast<double>(p.T) *
                       static_cast<double>(p.D);
-  const int workers = (work < kInlineFma || ntasks == 1) ? 1 : num_threads();
+  const int threads = num_threads();
+  const int workers = work < kInlineFma ? 1 : threads;
+  // Fused (one task per (batch, kv head), least work) when that keeps every thread busy;
+  // otherwise split into dk/dv tasks per key tile and dq tasks per query tile.
+  const bool fused = workers == 1 || ngroups % workers == 0 || ngroups >= 4 * static_cast<int64_t>(workers);
+  const int64_t nt = (p.T + ATTN_BQ - 1) / ATTN_BQ;  // tiles (ATTN_BQ == ATTN_BK)
   int64_t stride = 0;
-  float* ws = workspace(workers, attention_bwd_ws_floats(p.D, p.T), &stride);
-  auto run = [&](int64_t begin, int64_t end, int worker) {
-    float* w = ws + static_cast<int64_t>(worker) * stride;
-    for (int64_t t = begin; t < end; ++t) group(p, t / p.Hkv, t % p.Hkv, w);
-  };
-  if (workers == 1) run(0, ntasks, 0);
-  else parallel_for(ntasks, 1, run);
+  float* ws = workspace(workers, fused ? attention_bwd_ws_floats(p.D, p.T) : attention_bwd_ws_floats(p.D, ATTN_BK), &stride);
+  if (fused) {
+    const BwdGroupFn group = bwd_fn();
+    auto run = [&](int64_t begin, int64_t end, int worker) {
+      float* w = ws + static_cast<int64_t>(worker) * stride;
+      for (int64_t t = begin; t < end; ++t) group(p, t / p.Hkv, t % p.Hkv, w);
+    };
+    if (workers == 1) run(0, ngroups, 0);
+    else parallel_for(ngroups, 1, run);
+  } else {
+    const BwdTileFn dkdv = bwd_dkdv_fn();
+    const BwdTileFn dq = bwd_dq_fn();
+    const int64_t nkv_tasks = ngroups * nt;  // (key tile ascending = heaviest first, batch, kv head)
+    const int64_t nq_tasks = p.B * p.H * nt;  // (query tile descending = heaviest first, batch, head)
+    auto run = [&](int64_t begin, int64_t end, int worker) {
+      float* w = ws + static_cast<int64_t>(worker) * stride;
+      for (int64_t t = begin; t < end; ++t) {
+        if (t < nkv_tasks) {
+          const int64_t kt = t / ngroups, bk = t % ngroups;
+          const int64_t j0 = kt * ATTN_BK;
+          dkdv(p, bk / p.Hkv, bk % p.Hkv, j0, p.T - j0 < int64_t(ATTN_BK) ? p.T - j0 : int64_t(ATTN_BK), w);
+        } else {
+          const int64_t u = t - nkv_tasks;
+          const int64_t qt = nt - 1 - u / (p.B * p.H), bh = u % (p.B * p.H);
+          const int64_t q0 = qt * ATTN_BQ;
+          dq(p, bh / p.H, bh % p.H, q0, p.T - q0 < int64_t(ATTN_BQ) ? p.T - q0 : int64_t(ATTN_BQ), w);
+        }
+      }
+    };
+    parallel_for(nkv_tasks + nq_tasks, 1, run);
+  }
   return env.Undefined();
 }
 

@@ -46,12 +46,21 @@ void attention_fwd_tile_avx512(const AttnFwdParams& p, int64_t b, int64_t h, int
 void attention_fwd_tile_avx2(const AttnFwdParams& p, int64_t b, int64_t h, int64_t q0, int64_t nq, float* ws);
 void attention_fwd_tile_portable(const AttnFwdParams& p, int64_t b, int64_t h, int64_t q0, int64_t nq, float* ws);
 
-// Backward of one (batch, kv head): all query heads of the group, all query/key tiles. Writes
-// dq for the group's query heads and dk/dv of the kv head (so tasks never share outputs).
+// Backward, fused: one (batch, kv head), all query heads of the group, all query/key tiles.
+// Writes dq for the group's query heads and dk/dv of the kv head (tasks never share outputs).
 // ws: attention_bwd_ws_floats(D, T) floats, 64-byte aligned.
 void attention_bwd_group_avx512(const AttnBwdParams& p, int64_t b, int64_t kvh, float* ws);
 void attention_bwd_group_avx2(const AttnBwdParams& p, int64_t b, int64_t kvh, float* ws);
 void attention_bwd_group_portable(const AttnBwdParams& p, int64_t b, int64_t kvh, float* ws);
+// Backward, split (more parallelism, S and dP computed twice): dk/dv rows [j0, j0+nk) of one
+// (batch, kv head), nk <= ATTN_BK; and dq rows [q0, q0+nq) of one (batch, head), nq <= ATTN_BQ.
+// ws: attention_bwd_ws_floats(D, ATTN_BK) floats, 64-byte aligned.
+void attention_bwd_dkdv_avx512(const AttnBwdParams& p, int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* ws);
+void attention_bwd_dkdv_avx2(const AttnBwdParams& p, int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* ws);
+void attention_bwd_dkdv_portable(const AttnBwdParams& p, int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* ws);
+void attention_bwd_dq_avx512(const AttnBwdParams& p, int64_t b, int64_t h, int64_t q0, int64_t nq, float* ws);
+void attention_bwd_dq_avx2(const AttnBwdParams& p, int64_t b, int64_t h, int64_t q0, int64_t nq, float* ws);
+void attention_bwd_dq_portable(const AttnBwdParams& p, int64_t b, int64_t h, int64_t q0, int64_t nq, float* ws);
 
 // Vectorized exp over n floats (exposed for tests of the polynomial; out may alias x).
 void attention_exp_avx512(const float* x, float* out, int64_t n);

@@ -1,5 +1,7 @@
 // attention leaf kernels, AVX-512 build (16 floats per vector, 6 x 4-vector register tiles).
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,fma")
+// GCC 12 reports false "may be used uninitialized" inside avx512fintrin.h (_mm512_undefined_*).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #include <cstdint>
 #include <cstddef>

@@ -6,7 +6,7 @@ import { Rng } from '../src/util/rng.js';
 import { randArray, assertClose, checkGradFD, dot, ISAS } from './util.js';
 import { refAttentionForward, refAttentionBackward } from '../src/tensor/reference/attention.js';
 import { nativeKernels } from '../src/tensor/native.js';
-import { native, bestIsa, setIsa, type Isa } from '../src/native.js';
+import { native, bestIsa, setIsa, numThreads, setNumThreads, type Isa } from '../src/native.js';
 
 const RANK: Record<Isa, number> = { portable: 0, avx2: 1, avx512: 2 };
 function isasToTest(): Isa[] {
@@ -123,6 +123,41 @@ test('native attention forward/backward == reference on every ISA path', () => {
       });
     }
   });
+});
+
+test('backward: fused (per kv head) and split (per tile) work partitions agree with the reference', () => {
+  const nk = nativeKernels();
+  const saved = numThreads();
+  try {
+    for (const c of [
+      { B: 1, T: 150, H: 2, Hkv: 1, D: 16 },
+      { B: 2, T: 100, H: 4, Hkv: 2, D: 24 },
+      { B: 1, T: 97, H: 3, Hkv: 3, D: 8 },
+    ] as Case[]) {
+      const { q, k, v, dOut, scale } = makeInputs(c, 900 + c.T);
+      const out = new Float32Array(q.length);
+      const lse = new Float32Array(c.B * c.H * c.T);
+      refAttentionForward(q, k, v, out, lse, c.B, c.T, c.T, c.H, c.Hkv, c.D, scale, 0);
+      const dq = new Float32Array(q.length), dk = new Float32Array(k.length), dv = new Float32Array(v.length);
+      refAttentionBackward(q, k, v, out, lse, dOut, dq, dk, dv, c.B, c.T, c.H, c.Hkv, c.D, scale);
+      // 1 thread: fused inline; 2 and 3 threads: fused or split depending on B*nKvHeads.
+      for (const threads of [1, 2, 3]) {
+        setNumThreads(threads);
+        for (const isa of isasToTest()) {
+          withIsa(isa, () => {
+            const dq2 = new Float32Array(q.length), dk2 = new Float32Array(k.length), dv2 = new Float32Array(v.length);
+            nk.attentionBackward(q, k, v, out, lse, dOut, dq2, dk2, dv2, c.B, c.T, c.H, c.Hkv, c.D, scale);
+            const tag = `${isa} threads=${threads} B=${c.B} T=${c.T} H=${c.H}/${c.Hkv}`;
+            assertClose(dq2, dq, 1e-3, 1e-4, `${tag} dq`);
+            assertClose(dk2, dk, 1e-3, 1e-4, `${tag} dk`);
+            assertClose(dv2, dv, 1e-3, 1e-4, `${tag} dv`);
+          });
+        }
+      }
+    }
+  } finally {
+    setNumThreads(saved);
+  }
 });
 
 test('native forward with Tq < Tk (KV cache prompt chunk) == reference', () => {
