@@ -1,0 +1,137 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { readDataset } from '../src/data/readers.js';
+import { packGroups, causalGroup, IGNORE, type Group } from '../src/data/pack.js';
+import { makeMicroBatch } from '../src/train/batch.js';
+import { sharedDir } from '../src/util/paths.js';
+import { MixtuneError } from '../src/util/errors.js';
+import { Rng } from '../src/util/rng.js';
+
+const data = join(sharedDir(), 'data');
+const tmp = mkdtempSync(join(tmpdir(), 'mixtune-data-'));
+
+test('readers: Alpaca, ShareGPT (incl. tool turns), OpenAI messages and prompt/completion with column renames', () => {
+  const alpaca = readDataset(join(data, 'chat', 'alpaca_tiny.json'), { domain: 'chat' });
+  assert.ok(alpaca.examples.length > 0);
+  const a0 = alpaca.examples[0]!;
+  assert.equal(a0.domain, 'chat');
+  assert.deepEqual(a0.messages.map((m) => m.role), ['user', 'assistant']);
+  assert.ok(a0.messages[0]!.content.includes("Words: ['Hello', 'world']."));
+  assert.match(a0.id, /alpaca_tiny\.json#0$/);
+
+  const share = readDataset(join(data, 'chat', 'sharegpt_conversation.json'));
+  assert.equal(share.examples.length, 1);
+  assert.equal(share.examples[0]!.messages[0]!.role, 'user');
+
+  const glaive = readDataset(join(data, 'tool_use', 'glaive_toolcall_en_demo.json'), { limit: 20 });
+  assert.equal(glaive.examples.length, 20);
+  assert.ok(glaive.examples.some((e) => e.messages.some((m) => m.role === 'tool')));
+
+  const gsm = readDataset(join(data, 'gsm8k', 'test.jsonl'), { columns: { prompt: 'question', completion: 'answer' }, domain: 'math', limit: 5 });
+  assert.equal(gsm.examples.length, 5);
+  assert.match(gsm.examples[0]!.messages[1]!.content, /#### /);
+  assert.match(gsm.examples[0]!.id, /test\.jsonl:1$/);
+
+  const p = join(tmp, 'msgs.jsonl');
+  writeFileSync(p, JSON.stringify({ messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'hi' }, { role: 'assistant', content: 'hello' }] }) + '\n\n');
+  const m = readDataset(p).examples[0]!;
+  assert.equal(m.system, 'Be brief.');
+  assert.equal(m.messages.length, 2);
+});
+
+test('readers: bad records name file:line and the field; --skip-bad counts them', () => {
+  const p = join(tmp, 'bad.jsonl');
+  writeFileSync(p, [
+    JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] }),
+    '{"messages": [ broken',
+    JSON.stringify({ messages: [{ role: 'wizard', content: 'q' }, { role: 'assistant', content: 'a' }] }),
+    JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: '  ' }] }),
+    JSON.stringify({ conversations: [{ from: 'human', value: 'q' }] }),
+    JSON.stringify({ text: 'no format' }),
+  ].join('\n'));
+  assert.throws(() => readDataset(p), (e: unknown) => e instanceof MixtuneError && /bad\.jsonl:2: malformed JSON/.test(e.message));
+  const lines = (i: number): string => join(tmp, `bad${i}.jsonl`);
+  const cases: [number, RegExp][] = [
+    [3, /bad3\.jsonl:1: field messages\[0\]\.role: unknown role "wizard"/],
+    [4, /bad4\.jsonl:1: field messages\[1\]\.content is empty/],
+    [5, /bad5\.jsonl:1: no assistant turn/],
+    [6, /bad6\.jsonl:1: unrecognized record/],
+  ];
+  const src = readFileSyncLines(p);
+  for (const [line, re] of cases) {
+    writeFileSync(lines(line), src[line - 1]! + '\n');
+    assert.throws(() => readDataset(lines(line)), (e: unknown) => e instanceof MixtuneError && re.test(e.message) && !e.message.includes('\n'));
+  }
+  const ok = join(tmp, 'mixed.jsonl');
+  writeFileSync(ok, [src[0], src[2], src[3], src[0]].join('\n'));
+  const r = readDataset(ok, { skipBad: true });
+  assert.equal(r.examples.length, 2);
+  assert.equal(r.skipped, 2);
+});
+
+function readFileSyncLines(p: string): string[] {
+  return readFileSync(p, 'utf8').split('\n');
+}
+
+function randomGroups(rng: Rng, n: number, maxLen: number): Group[] {
+  return Array.from({ length: n }, (_, i) => {
+    const len = 2 + rng.int(maxLen - 1);
+    const ids = Array.from({ length: len }, () => 3 + rng.int(100));
+    const labels = ids.map((id, t) => (t >= len / 2 ? id : IGNORE));
+    return causalGroup(ids, labels, `g${i}`);
+  });
+}
+
+test('packing: best-fit decreasing fills rows, keeps every group intact, positions restart per group', () => {
+  const rng = new Rng(1);
+  const groups = randomGroups(rng, 400, 200);
+  const { rows, stats } = packGroups(groups, 512);
+  assert.equal(stats.groups, 400);
+  assert.ok(stats.efficiency > 0.95, `efficiency ${stats.efficiency}`);
+  assert.equal(rows.reduce((s, r) => s + r.groups.length, 0), 400);
+  let total = 0;
+  for (const r of rows) {
+    assert.ok(r.length <= 512);
+    total += r.length;
+    for (let t = 0; t < r.length; t++) {
+      if (t === 0 || r.group[t] !== r.group[t - 1]) assert.equal(r.positions[t], 0);
+      else assert.equal(r.positions[t], r.positions[t - 1]! + 1);
+      if (t + 1 < r.length && r.group[t + 1] !== r.group[t]) assert.equal(r.targets[t], IGNORE, 'no target across groups');
+    }
+  }
+  assert.equal(total, groups.reduce((s, g) => s + g.tokens.length, 0));
+  const single = packGroups(groups, 512, { pack: false });
+  assert.equal(single.rows.length, 400);
+});
+
+test('packing: overflow truncate / drop / error are counted', () => {
+  const long = causalGroup(Array.from({ length: 50 }, (_, i) => i + 3), Array.from({ length: 50 }, (_, i) => i + 3), 'long.jsonl:7');
+  const short = causalGroup([5, 6, 7], [IGNORE, 6, 7], 'short');
+  const t = packGroups([long, short], 20, { overflow: 'truncate' });
+  assert.equal(t.stats.truncated, 1);
+  assert.equal(t.rows.reduce((s, r) => s + r.length, 0), 23);
+  const d = packGroups([long, short], 20, { overflow: 'drop' });
+  assert.equal(d.stats.dropped, 1);
+  assert.equal(d.stats.groups, 1);
+  assert.throws(() => packGroups([long, short], 20, { overflow: 'error' }), /long\.jsonl:7: 50 tokens exceed max_len 20/);
+});
+
+test('micro-batch: padding is its own group with no targets; group ids are global', () => {
+  const rng = new Rng(2);
+  const { rows } = packGroups(randomGroups(rng, 10, 30), 64);
+  const mb = makeMicroBatch(rows.slice(0, 2), 0);
+  const T = mb.seq;
+  assert.equal(mb.batch, 2);
+  const r1 = rows[1]!;
+  const g0count = rows[0]!.groups.length;
+  assert.equal(mb.layout.group[T], g0count); // row 1 starts after row 0's groups (+ padding group if any)
+  if (r1.length < T) {
+    const padGroup = mb.layout.group[T + T - 1]!;
+    assert.equal(mb.layout.nInputs[padGroup], 1);
+    assert.equal(mb.targets[T + T - 1], IGNORE);
+  }
+  assert.equal(mb.layout.nInputs.length, new Set(mb.layout.group).size);
+});
