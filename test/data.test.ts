@@ -125,13 +125,15 @@ test('micro-batch: padding is its own group with no targets; group ids are globa
   const mb = makeMicroBatch(rows.slice(0, 2), 0);
   const T = mb.seq;
   assert.equal(mb.batch, 2);
+  assert.ok(mb.layout, 'packed rows need a layout');
+  assert.equal(makeMicroBatch(packGroups(randomGroups(rng, 2, 30), 64, { pack: false }).rows).layout, undefined);
   const r1 = rows[1]!;
   const g0count = rows[0]!.groups.length;
-  assert.equal(mb.layout.group[T], g0count); // row 1 starts after row 0's groups (+ padding group if any)
+  assert.equal(mb.layout!.group[T], g0count); // row 1 starts after row 0's groups (+ padding group if any)
   if (r1.length < T) {
-    const padGroup = mb.layout.group[T + T - 1]!;
-    assert.equal(mb.layout.nInputs[padGroup], 1);
+    const padGroup = mb.layout!.group[T + T - 1]!;
+    assert.equal(mb.layout!.nInputs[padGroup], 1);
     assert.equal(mb.targets[T + T - 1], IGNORE);
   }
-  assert.equal(mb.layout.nInputs.length, new Set(mb.layout.group).size);
+  assert.equal(mb.layout!.nInputs.length, new Set(mb.layout!.group).size);
 });

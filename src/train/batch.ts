@@ -9,7 +9,11 @@ export interface MicroBatch {
   inputs: Int32Array;
   targets: Int32Array;
   positions: Int32Array;
-  layout: AttentionLayout;
+  /**
+   * Absent when every row holds a single ordinary (n = 1) group: plain causal attention is then
+   * exact (trailing padding is never attended to by real tokens and predicts nothing).
+   */
+  layout?: AttentionLayout;
   /** Tokens with a target (the loss denominator share of this micro-batch). */
   targetTokens: number;
   /** Real (non-padding) tokens. */
@@ -48,9 +52,10 @@ export function makeMicroBatch(rows: Row[], padId = 0): MicroBatch {
     for (const t of r.targets) if (t !== IGNORE) targetTokens++;
     realTokens += r.length;
   });
+  const plain = rows.every((r) => r.groups.length === 1 && r.groups[0]!.nInputs === 1);
   return {
     batch: B, seq: T, inputs, targets, positions,
-    layout: { group, part, nInputs: Int32Array.from(nInputs), weighting },
+    ...(plain ? {} : { layout: { group, part, nInputs: Int32Array.from(nInputs), weighting } }),
     targetTokens, realTokens,
   };
 }

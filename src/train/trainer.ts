@@ -38,6 +38,8 @@ export interface TrainerOptions {
   /** Checkpoint weights file name and extra files (config.json, tokenizer...) written into each checkpoint. */
   weightsFile?: string;
   checkpointExtras?: (dir: string) => void;
+  /** Stop (with a checkpoint) after this optimizer step, as if the job's time ran out. */
+  stopAfter?: number;
   /** Show a progress bar (default: when stderr is a TTY). */
   progress?: boolean;
   log?: (line: string) => void;
@@ -144,7 +146,7 @@ export class Trainer {
     let count = 0;
     for (let i = 0; i < rows.length; i += this.o.microBatchSize) {
       const mb = makeMicroBatch(rows.slice(i, i + this.o.microBatchSize), this.o.padId);
-      const r = this.model.forward(mb.inputs, mb.targets, mb.batch, { positions: mb.positions, layout: mb.layout, grad: false });
+      const r = this.model.forward(mb.inputs, mb.targets, mb.batch, { positions: mb.positions, ...(mb.layout ? { layout: mb.layout } : {}), grad: false });
       sum += r.lossSum;
       count += r.tokens;
     }
@@ -184,7 +186,7 @@ export class Trainer {
       for (const mb of mbs) {
         // Normalize by the labelled tokens of the whole optimizer step (accumulation-correct).
         const r = this.model.forward(mb.inputs, mb.targets, mb.batch, {
-          positions: mb.positions, layout: mb.layout, lossScale: stepTargets > 0 ? 1 / stepTargets : 0,
+          positions: mb.positions, ...(mb.layout ? { layout: mb.layout } : {}), lossScale: stepTargets > 0 ? 1 / stepTargets : 0,
         });
         lossSum += r.lossSum;
         this.model.backward();
@@ -211,7 +213,9 @@ export class Trainer {
         appendFileSync(metricsPath, JSON.stringify({ step, eval_loss: lastEval === null ? null : round(lastEval, 6) }) + '\n');
         if (!bar) this.log(`step ${step} eval_loss ${lastEval?.toFixed(4)}`);
       }
-      if (o.saveEvery > 0 && step % o.saveEvery === 0 && step < o.totalSteps) this.checkpoint();
+      const stopping = o.stopAfter !== undefined && step >= o.stopAfter && step < o.totalSteps;
+      if ((o.saveEvery > 0 && step % o.saveEvery === 0 && step < o.totalSteps) || stopping) this.checkpoint();
+      if (stopping) break;
     }
     bar?.stop();
     if (this.evalRows.length && lastEval === null) lastEval = this.evaluate();
