@@ -93,9 +93,32 @@ void gemv(const Impl& im, bool dot_form, const float* W, int64_t ldw, const floa
     fn(W, ldw, x, K, 0, n, alpha, beta, y);
     return;
   }
-  int64_t grain = cdiv(n, int64_t(threads) * 4);
-  grain = dot_form ? round_up(grain, 4) : round_up(grain, 64);
-  parallel_for(n, grain, [&](int64_t b, int64_t e, int) { fn(W, ldw, x, K, b, e, alpha, beta, y); });
+  if (dot_form || K < 4 * int64_t(threads)) {
+    // Rows of W (dot form) or column chunks (axpy form with few rows) are independent.
+    int64_t grain = cdiv(n, int64_t(threads) * 4);
+    grain = dot_form ? round_up(grain, 4) : round_up(grain, 64);
+    parallel_for(n, grain, [&](int64_t b, int64_t e, int) { fn(W, ldw, x, K, b, e, alpha, beta, y); });
+    return;
+  }
+  // Axpy form: split K so that every thread streams a contiguous block of rows of W, into a
+  // private partial y; then y = alpha * sum of partials + beta * y.
+  const int64_t parts = threads;
+  thread_local AlignedBuf tl_partial;
+  float* partial = tl_partial.get(static_cast<size_t>(parts * n));
+  const int64_t kper = cdiv(K, parts);
+  parallel_for(parts, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t p = b; p < e; ++p) {
+      const int64_t k0 = p * kper, k1 = std::min(K, k0 + kper);
+      float* yp = partial + p * n;
+      if (k1 > k0) fn(W + k0 * ldw, ldw, x + k0, k1 - k0, 0, n, 1.0f, 0.0f, yp);
+      else std::memset(yp, 0, static_cast<size_t>(n) * sizeof(float));
+    }
+  });
+  for (int64_t i = 0; i < n; ++i) {
+    float s = 0.0f;
+    for (int64_t p = 0; p < parts; ++p) s += partial[p * n + i];
+    y[i] = beta == 0.0f ? alpha * s : alpha * s + beta * y[i];
+  }
 }
 
 void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,

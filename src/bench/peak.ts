@@ -7,11 +7,17 @@ export interface PeakResult {
   isa: string;
   variants: Record<string, number>;
   seconds: number;
+  /** Sum over threads of FLOPs / thread CPU time: the peak with uncontended cores. */
+  cpuGflops: number;
+  cpuVariants: Record<string, number>;
 }
 
-/** Measures the FMA peak (GFLOP/s) for about `seconds` seconds (split between the vector widths). */
-export function measurePeak(seconds = 1): PeakResult {
-  return native().measurePeak(seconds) as PeakResult;
+/**
+ * Measures the FMA peak (GFLOP/s) for about `seconds` seconds, split between the vector widths
+ * (avx512 = zmm, avx512-ymm = ymm with 32 registers, avx2, portable), or only `variant`.
+ */
+export function measurePeak(seconds = 1, variant?: string): PeakResult {
+  return native().measurePeak(seconds, variant) as PeakResult;
 }
 
 /** params: seconds=<total measuring time, default 1.5>. */
@@ -25,6 +31,8 @@ export function benchPeak(params: Record<string, string>): Record<string, unknow
     threads: r.threads,
     isa: r.isa,
     variants: Object.fromEntries(Object.entries(r.variants).map(([k, v]) => [k, round(v)])),
+    cpuGflops: round(r.cpuGflops),
+    cpuVariants: Object.fromEntries(Object.entries(r.cpuVariants).map(([k, v]) => [k, round(v)])),
     seconds: r.seconds,
     bestIsa: native().bestIsa() as string,
   };
