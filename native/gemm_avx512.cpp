@@ -28,7 +28,6 @@ static inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
 #define MT_NR 32
 #define MT_AVX_PACK 1
 #define MT_UKERNEL_FMA_BCAST 1
-#define MT_MACRO_JR_OUTER 1
 #include "gemm_impl.inc"
 #undef MT_AVX_PACK
 #undef MT_SUF
