@@ -4,7 +4,7 @@
 // addon.gemm(transA, transB, M, N, K, alpha, A, B, beta, C):
 //   C[M,N] = alpha * op(A) * op(B) + beta * C, row-major dense; A is M×K (or K×M when transA),
 //   B is K×N (or N×K when transB). beta = 0 overwrites C without reading it.
-// addon.gemmBlocking([kc, mc, nc]) -> { kc, mc, nc, mr, nr, isa }: reads (and optionally sets, for
+// addon.gemmBlocking([kc, mc, nc[, tilesPerThread]]) -> { kc, mc, nc, tilesPerThread, mr, nr, isa }: reads (and optionally sets, for
 //   tuning) the cache-blocking parameters.
 #include <algorithm>
 #include <atomic>
@@ -46,7 +46,7 @@ const Impl kImpls[3] = {
 // Cache blocking (Zen 4: 32 KiB L1d, 1 MiB L2 per core). Ordering inside a tile: for each KC slice,
 // the packed B block (KC x NC) stays in L2 while one MR x KC micro-panel of A sits in L1 and is
 // swept across all NR-column micro-panels of B.
-std::atomic<int64_t> g_kc{256}, g_mc{336}, g_nc{512};
+std::atomic<int64_t> g_kc{256}, g_mc{336}, g_nc{512}, g_tiles_per_thread{2};
 
 // Per-thread, 64-byte aligned, grow-only packing buffers (no per-call allocation in steady state).
 struct AlignedBuf {
@@ -93,9 +93,32 @@ void gemv(const Impl& im, bool dot_form, const float* W, int64_t ldw, const floa
     fn(W, ldw, x, K, 0, n, alpha, beta, y);
     return;
   }
-  int64_t grain = cdiv(n, int64_t(threads) * 4);
-  grain = dot_form ? round_up(grain, 4) : round_up(grain, 64);
-  parallel_for(n, grain, [&](int64_t b, int64_t e, int) { fn(W, ldw, x, K, b, e, alpha, beta, y); });
+  if (dot_form || K < 4 * int64_t(threads)) {
+    // Rows of W (dot form) or column chunks (axpy form with few rows) are independent.
+    int64_t grain = cdiv(n, int64_t(threads) * 4);
+    grain = dot_form ? round_up(grain, 4) : round_up(grain, 64);
+    parallel_for(n, grain, [&](int64_t b, int64_t e, int) { fn(W, ldw, x, K, b, e, alpha, beta, y); });
+    return;
+  }
+  // Axpy form: split K so that every thread streams a contiguous block of rows of W, into a
+  // private partial y; then y = alpha * sum of partials + beta * y.
+  const int64_t parts = threads;
+  thread_local AlignedBuf tl_partial;
+  float* partial = tl_partial.get(static_cast<size_t>(parts * n));
+  const int64_t kper = cdiv(K, parts);
+  parallel_for(parts, 1, [&](int64_t b, int64_t e, int) {
+    for (int64_t p = b; p < e; ++p) {
+      const int64_t k0 = p * kper, k1 = std::min(K, k0 + kper);
+      float* yp = partial + p * n;
+      if (k1 > k0) fn(W + k0 * ldw, ldw, x + k0, k1 - k0, 0, n, 1.0f, 0.0f, yp);
+      else std::memset(yp, 0, static_cast<size_t>(n) * sizeof(float));
+    }
+  });
+  for (int64_t i = 0; i < n; ++i) {
+    float s = 0.0f;
+    for (int64_t p = 0; p < parts; ++p) s += partial[p * n + i];
+    y[i] = beta == 0.0f ? alpha * s : alpha * s + beta * y[i];
+  }
 }
 
 void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
@@ -131,10 +154,11 @@ void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   // B block (KC x tile width, L2 resident) once, then packs and multiplies A in MC-row sub-blocks.
   // Tile width is at most NC; the height is free. Every extra tile row re-packs B, every extra
   // tile column re-packs A, so to get enough tiles for load balance (other processes share the
-  // cores: dynamic scheduling needs several tiles per thread) split the cheaper dimension.
+  // cores: dynamic scheduling wants several tiles per thread; 2 per thread measured best, as
+  // every extra tile re-packs a panel) split the cheaper dimension.
   int64_t nt = cdiv(N, ncmax), mt = 1;
   if (parallel) {
-    const int64_t want = 4 * int64_t(threads);
+    const int64_t want = g_tiles_per_thread.load() * int64_t(threads);
     const double ca = ta ? 2.0 : 1.0;  // relative packing cost per element of A (copy pack is slower)
     while (mt * nt < want || (mt * nt) % threads != 0) {
       const bool can_row = cdiv(M, mt + 1) >= 2 * mr;
@@ -205,12 +229,18 @@ Napi::Value GemmBlocking(const Napi::CallbackInfo& info) {
     g_kc = kc;
     g_mc = mc;
     g_nc = nc;
+    if (info.Length() >= 4) {
+      const int64_t tpt = int_arg(info, 3, fn, "tilesPerThread", 1);
+      if (tpt > 64) throw arg_error(info.Env(), fn, "tilesPerThread too large");
+      g_tiles_per_thread = tpt;
+    }
   }
   const Impl& im = kImpls[static_cast<int>(current_isa())];
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("kc", Napi::Number::New(info.Env(), double(g_kc.load())));
   o.Set("mc", Napi::Number::New(info.Env(), double(g_mc.load())));
   o.Set("nc", Napi::Number::New(info.Env(), double(g_nc.load())));
+  o.Set("tilesPerThread", Napi::Number::New(info.Env(), double(g_tiles_per_thread.load())));
   o.Set("mr", Napi::Number::New(info.Env(), im.mr));
   o.Set("nr", Napi::Number::New(info.Env(), im.nr));
   o.Set("isa", Napi::String::New(info.Env(), isa_name(current_isa())));

@@ -20,7 +20,14 @@ static inline V vbcast(float x) { return _mm512_set1_ps(x); }
 static inline V vfma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
 static inline V vmul(V a, V b) { return _mm512_mul_ps(a, b); }
 static inline V vadd(V a, V b) { return _mm512_add_ps(a, b); }
-static inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
+static inline float vhsum(V v) {
+  // (not _mm512_reduce_add_ps: GCC 12's version trips -Wmaybe-uninitialized)
+  __m256 h = _mm256_add_ps(_mm512_extractf32x8_ps(v, 0), _mm512_extractf32x8_ps(v, 1));
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
 }  // namespace
 
 #define MT_SUF avx512
@@ -28,7 +35,6 @@ static inline float vhsum(V v) { return _mm512_reduce_add_ps(v); }
 #define MT_NR 32
 #define MT_AVX_PACK 1
 #define MT_UKERNEL_FMA_BCAST 1
-#define MT_MACRO_JR_OUTER 1
 #include "gemm_impl.inc"
 #undef MT_AVX_PACK
 #undef MT_SUF
@@ -51,7 +57,7 @@ double peak_fma_avx512(int64_t iters, float seed, double* flops_out) {
   __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)),
                            _mm512_add_ps(_mm512_add_ps(a4, a5), _mm512_add_ps(a6, a7)));
   s = _mm512_add_ps(s, _mm512_add_ps(_mm512_add_ps(a8, a9), _mm512_add_ps(a10, a11)));
-  return _mm512_reduce_add_ps(s);
+  return vhsum(s);
 }
 
 // 256-bit FMAs with the 32 registers AVX-512VL gives (16 chains).

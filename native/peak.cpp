@@ -1,6 +1,6 @@
 // FMA peak measurement: the denominator of every efficiency ratio in the project.
 //
-// addon.measurePeak(seconds) -> { gflops, threads, isa, variants: { name: gflops, ... }, seconds,
+// addon.measurePeak(seconds[, variant]) -> { gflops, threads, isa, variants: { name: gflops, ... }, seconds,
 //                                 cpuGflops, cpuVariants }
 // Every thread of the pool runs a register-resident loop of 12-16 independent FMA chains (enough
 // to cover 2 FMA pipes x 4-cycle latency) until a shared deadline; FLOPs are counted as 2 per lane
@@ -95,6 +95,16 @@ Napi::Value MeasurePeak(const Napi::CallbackInfo& info) {
   }
   if (best >= Isa::avx2) vs.push_back({"avx2", peak_fma_avx2});
   if (best == Isa::portable) vs.push_back({"portable", peak_fma_portable});
+  // Optional second argument: measure only the named variant (e.g. a quick re-measurement).
+  if (info.Length() >= 2 && !info[1].IsUndefined() && !info[1].IsNull()) {
+    if (!info[1].IsString()) throw arg_error(info.Env(), fn, "variant must be a string");
+    const std::string want = info[1].As<Napi::String>().Utf8Value();
+    std::vector<Variant> one;
+    for (const Variant& v : vs)
+      if (want == v.name) one.push_back(v);
+    if (one.empty()) throw arg_error(info.Env(), fn, "unknown variant '" + want + "' on this CPU");
+    vs = one;
+  }
   Napi::Env env = info.Env();
   Napi::Object variants = Napi::Object::New(env);
   double best_g = 0;

@@ -7,17 +7,33 @@ export interface PeakResult {
   isa: string;
   variants: Record<string, number>;
   seconds: number;
+  /** Sum over threads of FLOPs / thread CPU time: the peak with uncontended cores. */
+  cpuGflops: number;
+  cpuVariants: Record<string, number>;
 }
 
-/** Measures the FMA peak (GFLOP/s) for about `seconds` seconds (split between the vector widths). */
-export function measurePeak(seconds = 1): PeakResult {
-  return native().measurePeak(seconds) as PeakResult;
+/**
+ * Gives freshly started pool workers time to park before the first parallel call (works around
+ * a start-up race in native/threadpool.cpp: a worker that starts running after the first
+ * parallel_for was issued misses it and the call never returns).
+ */
+export function settlePool(ms = 50): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Measures the FMA peak (GFLOP/s) for about `seconds` seconds, split between the vector widths
+ * (avx512 = zmm, avx512-ymm = ymm with 32 registers, avx2, portable), or only `variant`.
+ */
+export function measurePeak(seconds = 1, variant?: string): PeakResult {
+  return native().measurePeak(seconds, variant) as PeakResult;
 }
 
 /** params: seconds=<total measuring time, default 1.5>. */
 export function benchPeak(params: Record<string, string>): Record<string, unknown> {
   const seconds = params.seconds !== undefined ? Number(params.seconds) : 1.5;
   if (!(seconds > 0 && seconds <= 600)) throw new TypeError(`peak: seconds must be in (0, 600], got ${params.seconds}`);
+  settlePool();
   const r = measurePeak(seconds);
   return {
     bench: 'peak',
@@ -25,6 +41,8 @@ export function benchPeak(params: Record<string, string>): Record<string, unknow
     threads: r.threads,
     isa: r.isa,
     variants: Object.fromEntries(Object.entries(r.variants).map(([k, v]) => [k, round(v)])),
+    cpuGflops: round(r.cpuGflops),
+    cpuVariants: Object.fromEntries(Object.entries(r.cpuVariants).map(([k, v]) => [k, round(v)])),
     seconds: r.seconds,
     bestIsa: native().bestIsa() as string,
   };
