@@ -12,11 +12,6 @@ const best = bestIsa();
 const isas: Isa[] = ISAS.filter((i) => ISAS.indexOf(i) >= ISAS.indexOf(best));
 const TRANS: [boolean, boolean][] = [[false, false], [false, true], [true, false], [true, true]];
 
-// Pause briefly after resizing the pool so its new workers are parked before the next call.
-function settle(): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 30);
-}
-
 function tol(K: number, alpha = 1): { rtol: number; atol: number } {
   return { rtol: 2e-5 * Math.sqrt(K + 1) + 1e-5, atol: (2e-6 * (K + 1) + 1e-6) * Math.max(1, Math.abs(alpha)) };
 }
@@ -170,10 +165,8 @@ test('multi-threaded result equals the single-threaded one', () => {
         const C1 = new Float32Array(M * N);
         const Cn = new Float32Array(M * N);
         setNumThreads(1);
-        settle();
         addon.gemm(ta, tb, M, N, K, 1, A, B, 0, C1);
         setNumThreads(Math.max(2, threads));
-        settle();
         addon.gemm(ta, tb, M, N, K, 1, A, B, 0, Cn);
         const t = tol(K);
         assertClose(Cn, C1, t.rtol, t.atol, `threads M=${M} N=${N} K=${K} ta=${ta} tb=${tb}`);
@@ -181,7 +174,6 @@ test('multi-threaded result equals the single-threaded one', () => {
     }
   } finally {
     setNumThreads(threads);
-    settle();
   }
 });
 

@@ -2,7 +2,7 @@
 // FMA peak measured in the same run. Shapes: M = 2048 tokens, K, N in {512, 1408, 8192}, and the
 // four transpose combinations (nt = forward Y = X·W^T, nn = dX = dY·W, tn = dW += dY^T·X, tt).
 import { native } from '../native.js';
-import { measurePeak, settlePool } from './peak.js';
+import { measurePeak } from './peak.js';
 
 function parseList(name: string, v: string | undefined, dflt: number[]): number[] {
   if (v === undefined) return dflt;
@@ -49,7 +49,6 @@ export function benchGemm(params: Record<string, string>): Record<string, unknow
   if (!(perShape > 0) || !(peakSeconds > 0) || !Number.isFinite(beta)) throw new TypeError('gemm bench: bad seconds/peakSeconds/beta');
 
   const threads = addon.numThreads() as number;
-  settlePool();
   const peak = measurePeak(peakSeconds);
   const shapes: Record<string, unknown>[] = [];
   const t0 = performance.now();

@@ -1,3 +1,4 @@
+import { MixtuneError } from '../util/errors.js';
 // Benchmark: the machine's fp32 FMA peak with all threads (the denominator of every efficiency ratio).
 import { native } from '../native.js';
 
@@ -13,15 +14,6 @@ export interface PeakResult {
 }
 
 /**
- * Gives freshly started pool workers time to park before the first parallel call (works around
- * a start-up race in native/threadpool.cpp: a worker that starts running after the first
- * parallel_for was issued misses it and the call never returns).
- */
-export function settlePool(ms = 50): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
-/**
  * Measures the FMA peak (GFLOP/s) for about `seconds` seconds, split between the vector widths
  * (avx512 = zmm, avx512-ymm = ymm with 32 registers, avx2, portable), or only `variant`.
  */
@@ -32,8 +24,7 @@ export function measurePeak(seconds = 1, variant?: string): PeakResult {
 /** params: seconds=<total measuring time, default 1.5>. */
 export function benchPeak(params: Record<string, string>): Record<string, unknown> {
   const seconds = params.seconds !== undefined ? Number(params.seconds) : 1.5;
-  if (!(seconds > 0 && seconds <= 600)) throw new TypeError(`peak: seconds must be in (0, 600], got ${params.seconds}`);
-  settlePool();
+  if (!(seconds > 0 && seconds <= 600)) throw new MixtuneError(`bench peak: seconds must be in (0, 600], got ${params.seconds}`);
   const r = measurePeak(seconds);
   return {
     bench: 'peak',
