@@ -4,6 +4,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MixtuneError } from '../util/errors.js';
 import { runGenerate } from './generate.js';
+import { runConvert } from './convert.js';
 import { runBench, benchNames } from '../bench/index.js';
 
 function intArg(min: number) {
@@ -37,8 +38,8 @@ export function buildProgram(): Command {
   program
     .command('generate')
     .description('Generate a continuation of a prompt (KV cache; greedy or sampled)')
-    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint')
-    .option('--tokenizer <path>', 'tokenizer: llama2.c tokenizer.bin (default: tokenizer.bin beside the model)')
+    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint or a Hugging Face model folder')
+    .option('--tokenizer <path>', 'tokenizer: llama2.c tokenizer.bin or a folder (default: the model folder\'s tokenizer, or tokenizer.bin beside a .bin)')
     .option('--prompt <text>', 'prompt text (BOS is prepended)', '')
     .option('--temperature <t>', 'sampling temperature; 0 = greedy', numArg(0), 1.0)
     .option('--top-k <k>', 'sample only from the k most likely tokens (0 = off)', intArg(0), 0)
@@ -50,6 +51,18 @@ export function buildProgram(): Command {
     .option('--no-stop', 'do not stop at the end-of-sequence token')
     .action(async (opts) => {
       await runGenerate(opts);
+    });
+
+  program
+    .command('convert')
+    .description('Convert a llama2.c checkpoint and its tokenizer.bin into a Hugging Face model folder')
+    .requiredOption('--from <path>', 'llama2.c .bin checkpoint')
+    .requiredOption('--tokenizer <path>', 'llama2.c tokenizer.bin')
+    .requiredOption('--to <dir>', 'output folder (must not exist or be empty, unless --overwrite)')
+    .option('--dtype <dtype>', 'weight storage dtype: f32 | bf16', 'f32')
+    .option('--overwrite', 'replace an existing non-empty output folder', false)
+    .action(async (opts) => {
+      await runConvert(opts);
     });
 
   program

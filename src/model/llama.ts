@@ -35,8 +35,21 @@ export interface ForwardResult {
   tokens: number;
 }
 
+/**
+ * An extra path added to one linear layer's output (LoRA; src/model/lora.ts). Keyed in
+ * `LlamaModel.adapters` by the layer's weight name, e.g. `model.layers.0.self_attn.q_proj.weight`.
+ */
+export interface LinearAdapter {
+  /** Training/scoring: returns y + adapter(x), recorded on ctx.tape (x [rows, in], y [rows, out]). */
+  forward(ctx: op.OpContext, x: Tensor, y: Tensor): Tensor;
+  /** Inference: out[rows, out] += adapter(x) (no dropout). */
+  addInto(kernels: Kernels, x: Float32Array, rows: number, out: Float32Array): void;
+}
+
 export class LlamaModel {
   readonly params = new Map<string, Tensor>();
+  /** LoRA hook: adapters by linear weight name (empty = plain model). */
+  readonly adapters = new Map<string, LinearAdapter>();
   readonly invFreq: Float32Array;
   private tape: Tape | null = null;
 
@@ -126,6 +139,13 @@ export class LlamaModel {
     return this.trunkLogits(ctx, inputs, positions ?? defaultPositions(batch, T), batch, T).data;
   }
 
+  /** A linear layer `name` (without .weight) of the trunk, plus its adapter if any (LoRA hook). */
+  private linear(ctx: op.OpContext, x: Tensor, name: string): Tensor {
+    const y = op.linear(ctx, x, this.param(name + '.weight'), this.params.get(name + '.bias'));
+    const ad = this.adapters.get(name + '.weight');
+    return ad ? ad.forward(ctx, x, y) : y;
+  }
+
   private trunkLogits(ctx: op.OpContext, inputs: Int32Array, positions: Int32Array, batch: number, T: number, layout?: op.AttentionLayout): Tensor {
     const c = this.config;
     checkTokenIds(inputs, c.vocabSize);
@@ -134,17 +154,17 @@ export class LlamaModel {
     for (let l = 0; l < c.nLayers; l++) {
       const p = `model.layers.${l}.`;
       const h = op.rmsnorm(ctx, x, this.param(p + 'input_layernorm.weight'), c.normEps);
-      const q = op.linear(ctx, h, this.param(p + 'self_attn.q_proj.weight'), this.params.get(p + 'self_attn.q_proj.bias'));
-      const k = op.linear(ctx, h, this.param(p + 'self_attn.k_proj.weight'), this.params.get(p + 'self_attn.k_proj.bias'));
-      const v = op.linear(ctx, h, this.param(p + 'self_attn.v_proj.weight'), this.params.get(p + 'self_attn.v_proj.bias'));
+      const q = this.linear(ctx, h, p + 'self_attn.q_proj');
+      const k = this.linear(ctx, h, p + 'self_attn.k_proj');
+      const v = this.linear(ctx, h, p + 'self_attn.v_proj');
       op.ropeInPlace(ctx, q, positions, c.nHeads, c.headDim, this.invFreq);
       op.ropeInPlace(ctx, k, positions, c.nKvHeads, c.headDim, this.invFreq);
       const a = op.attention(ctx, q, k, v, shape, layout);
-      x = op.add(ctx, x, op.linear(ctx, a, this.param(p + 'self_attn.o_proj.weight')));
+      x = op.add(ctx, x, this.linear(ctx, a, p + 'self_attn.o_proj'));
       const h2 = op.rmsnorm(ctx, x, this.param(p + 'post_attention_layernorm.weight'), c.normEps);
-      const g = op.linear(ctx, h2, this.param(p + 'mlp.gate_proj.weight'));
-      const u = op.linear(ctx, h2, this.param(p + 'mlp.up_proj.weight'));
-      x = op.add(ctx, x, op.linear(ctx, op.swiglu(ctx, g, u), this.param(p + 'mlp.down_proj.weight')));
+      const g = this.linear(ctx, h2, p + 'mlp.gate_proj');
+      const u = this.linear(ctx, h2, p + 'mlp.up_proj');
+      x = op.add(ctx, x, this.linear(ctx, op.swiglu(ctx, g, u), p + 'mlp.down_proj'));
     }
     const xf = op.rmsnorm(ctx, x, this.param('model.norm.weight'), c.normEps);
     return op.linear(ctx, xf, this.head());
@@ -208,11 +228,13 @@ export class LlamaModel {
         1, n, Tk, c.nHeads, c.nKvHeads, c.headDim, scale, start,
       );
       k.gemm(false, true, n, dim, qDim, 1, att, this.param(p + 'self_attn.o_proj.weight').data, 1, x);
+      this.adapters.get(p + 'self_attn.o_proj.weight')?.addInto(k, att, n, x);
       k.rmsnormForward(x, this.param(p + 'post_attention_layernorm.weight').data, n, dim, c.normEps, h, rstd);
       this.project(h, n, p + 'mlp.gate_proj', g);
       this.project(h, n, p + 'mlp.up_proj', u);
       k.swigluForward(g, u, g.length, g);
       k.gemm(false, true, n, dim, c.hiddenDim, 1, g, this.param(p + 'mlp.down_proj.weight').data, 1, x);
+      this.adapters.get(p + 'mlp.down_proj.weight')?.addInto(k, g, n, x);
     }
     cache.length = Tk;
     // Only the last token's logits are needed.
@@ -230,6 +252,7 @@ export class LlamaModel {
     this.kernels.gemm(false, true, rows, outF, inF, 1, x, W.data, 0, out);
     const b = this.params.get(name + '.bias');
     if (b) for (let r = 0; r < rows; r++) for (let j = 0; j < outF; j++) out[r * outF + j]! += b.data[j]!;
+    this.adapters.get(name + '.weight')?.addInto(this.kernels, x, rows, out);
   }
 }
 

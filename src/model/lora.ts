@@ -1,0 +1,365 @@
+// LoRA (Hu et al. 2021), PEFT-compatible: for each targeted linear layer W [out, in],
+//   y = x Wᵀ (+ b) + scale · dropout(x) Aᵀ Bᵀ,   A [r, in], B [out, r], scale = alpha / r.
+// The base model is frozen (requiresGrad = false); only A and B get gradients and optimizer state.
+// A is initialized like PEFT's default (kaiming-uniform with a = √5: U(−1/√in, 1/√in)) or
+// normal(0, 1/r) ('gaussian'), B = 0, so a fresh adapter leaves the model's output unchanged.
+//
+// Names follow PEFT's saved adapters (adapter_model.safetensors):
+//   base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight  [r, in]
+//   base_model.model.model.layers.{i}.self_attn.q_proj.lora_B.weight  [out, r]
+//
+// Dropout is active only when the adapters are in training mode (`setLoraTraining`, default on)
+// AND the forward records a tape (model.forward with grad): scoring/eval forwards
+// (grad: false), model.logits and KV-cache generation never drop. Masks come from a seeded Rng,
+// so a run is deterministic given the seed and the sequence of forward calls.
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { Kernels } from '../tensor/kernels.js';
+import { Tensor } from '../tensor/tensor.js';
+import * as op from '../tensor/ops.js';
+import { Rng } from '../util/rng.js';
+import { MixtuneError } from '../util/errors.js';
+import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
+import type { LinearAdapter, LlamaModel } from './llama.js';
+
+export type LoraTarget = 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down';
+
+/** LoRA target -> the transformers module name inside a decoder layer. */
+export const LORA_MODULES: Record<LoraTarget, string> = {
+  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',
+  gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
+};
+
+export interface LoraOptions {
+  rank: number;
+  alpha: number;
+  /** Dropout probability on the adapter input, in [0, 1) (default 0). */
+  dropout?: number;
+  targets: LoraTarget[];
+  /** Seed of the A initialization and of the dropout masks (default 0). */
+  seed?: number;
+  /** A's initialization: PEFT's default kaiming-uniform, or normal(0, 1/r) (default 'kaiming'). */
+  init?: 'kaiming' | 'gaussian';
+}
+
+/** Shared by every adapter of one model. */
+interface LoraState {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: LoraTarget[];
+  training: boolean;
+  rng: Rng;
+  /** Base parameters' requiresGrad before applyLora (restored by mergeLora/removeLora). */
+  frozen: Map<string, boolean>;
+}
+
+/** One layer's adapter; `name` is the PEFT prefix, e.g. base_model.model.model.layers.0.self_attn.q_proj. */
+export class LoraAdapter implements LinearAdapter {
+  constructor(
+    readonly name: string,
+    readonly A: Tensor,
+    readonly B: Tensor,
+    readonly scale: number,
+    private readonly state: LoraState,
+  ) {}
+
+  get rank(): number {
+    return this.A.shape[0]!;
+  }
+
+  forward(ctx: op.OpContext, x: Tensor, y: Tensor): Tensor {
+    const p = this.state.dropout;
+    const xd = p > 0 && this.state.training && ctx.tape !== null ? dropout(ctx, x, p, this.state.rng) : x;
+    const t = op.linear(ctx, xd, this.A); // [rows, r]
+    const d = op.linear(ctx, t, this.B); // [rows, out]
+    return addScaled(ctx, y, d, this.scale);
+  }
+
+  addInto(k: Kernels, x: Float32Array, rows: number, out: Float32Array): void {
+    const r = this.rank;
+    const [outF] = this.B.shape as [number, number];
+    const inF = this.A.shape[1]!;
+    const t = new Float32Array(rows * r);
+    k.gemm(false, true, rows, r, inF, 1, x, this.A.data, 0, t);
+    k.gemm(false, true, rows, outF, r, this.scale, t, this.B.data, 1, out);
+  }
+}
+
+// ---- small differentiable ops (composed with src/tensor/ops.ts) ----
+
+/** Inverted dropout: out = x · mask / (1 − p), mask ~ Bernoulli(1 − p) from rng. */
+export function dropout(ctx: op.OpContext, x: Tensor, p: number, rng: Rng): Tensor {
+  const keep = 1 / (1 - p);
+  const mask = new Float32Array(x.size);
+  for (let i = 0; i < mask.length; i++) mask[i] = rng.float() >= p ? keep : 0;
+  const out = Tensor.zeros(x.shape);
+  for (let i = 0; i < mask.length; i++) out.data[i] = x.data[i]! * mask[i]!;
+  if (ctx.tape && x.requiresGrad) {
+    out.requiresGrad = true;
+    ctx.tape.record(() => {
+      const g = out.grad;
+      if (!g) return;
+      const dx = x.gradBuffer();
+      for (let i = 0; i < g.length; i++) dx[i]! += g[i]! * mask[i]!;
+    });
+  }
+  return out;
+}
+
+/** out = y + s · d (same shape). */
+export function addScaled(ctx: op.OpContext, y: Tensor, d: Tensor, s: number): Tensor {
+  const out = Tensor.zeros(y.shape);
+  const o = out.data;
+  for (let i = 0; i < o.length; i++) o[i] = y.data[i]! + s * d.data[i]!;
+  if (ctx.tape && (y.requiresGrad || d.requiresGrad)) {
+    out.requiresGrad = true;
+    ctx.tape.record(() => {
+      const g = out.grad;
+      if (!g) return;
+      if (d.requiresGrad) {
+        const dd = d.gradBuffer();
+        for (let i = 0; i < g.length; i++) dd[i]! += s * g[i]!;
+      }
+      if (y.requiresGrad) {
+        if (y.grad) for (let i = 0; i < g.length; i++) y.grad[i]! += g[i]!;
+        else y.grad = g; // out.grad is dead after this closure: hand the buffer over
+      }
+      out.grad = null;
+    });
+  }
+  return out;
+}
+
+// ---- applying, inspecting, merging ----
+
+const states = new WeakMap<LlamaModel, LoraState>();
+
+function pefName(layerWeight: string): string {
+  // model.layers.0.self_attn.q_proj.weight -> base_model.model.model.layers.0.self_attn.q_proj
+  return 'base_model.model.' + layerWeight.slice(0, -'.weight'.length);
+}
+
+/**
+ * Adds LoRA adapters to every targeted linear layer and freezes all base parameters. Throws
+ * MixtuneError on bad options or when the model already has adapters.
+ */
+export function applyLora(model: LlamaModel, o: LoraOptions): Map<string, LoraAdapter> {
+  const bad = (what: string): never => {
+    throw new MixtuneError(`LoRA: ${what}`);
+  };
+  if (model.adapters.size > 0 || states.has(model)) bad('the model already has adapters (merge or remove them first)');
+  if (!Number.isInteger(o.rank) || o.rank < 1) bad(`rank must be a positive integer, got ${o.rank}`);
+  if (!(o.alpha > 0) || !Number.isFinite(o.alpha)) bad(`alpha must be a positive number, got ${o.alpha}`);
+  const p = o.dropout ?? 0;
+  if (!(p >= 0 && p < 1)) bad(`dropout must be in [0, 1), got ${p}`);
+  if (!Array.isArray(o.targets) || o.targets.length === 0) bad('targets must name at least one of q, k, v, o, gate, up, down');
+  for (const t of o.targets) if (!(t in LORA_MODULES)) bad(`unknown target module ${JSON.stringify(t)} (use q, k, v, o, gate, up, down)`);
+  const init = o.init ?? 'kaiming';
+  if (init !== 'kaiming' && init !== 'gaussian') bad(`init must be kaiming or gaussian, got ${JSON.stringify(init)}`);
+
+  const frozen = new Map<string, boolean>();
+  for (const [name, t] of model.params) {
+    frozen.set(name, t.requiresGrad);
+    t.requiresGrad = false;
+    t.grad = null;
+  }
+  const state: LoraState = {
+    rank: o.rank, alpha: o.alpha, dropout: p, targets: [...new Set(o.targets)], training: true, rng: new Rng((o.seed ?? 0) ^ 0x10ca),
+    frozen,
+  };
+  states.set(model, state);
+  const initRng = new Rng(o.seed ?? 0);
+  const scale = o.alpha / o.rank;
+  const out = new Map<string, LoraAdapter>();
+  for (let l = 0; l < model.config.nLayers; l++) {
+    for (const t of LORA_MODULES_ORDER) {
+      if (!state.targets.includes(t)) continue;
+      const wName = `model.layers.${l}.${LORA_MODULES[t]}.weight`;
+      const [outF, inF] = model.param(wName).shape as [number, number];
+      const A = Tensor.zeros([o.rank, inF], true);
+      if (init === 'kaiming') {
+        const bound = 1 / Math.sqrt(inF);
+        for (let i = 0; i < A.size; i++) A.data[i] = (initRng.float() * 2 - 1) * bound;
+      } else {
+        for (let i = 0; i < A.size; i++) A.data[i] = initRng.normal() / o.rank;
+      }
+      const B = Tensor.zeros([outF, o.rank], true);
+      const ad = new LoraAdapter(pefName(wName), A, B, scale, state);
+      model.adapters.set(wName, ad);
+      out.set(wName, ad);
+    }
+  }
+  return out;
+}
+
+const LORA_MODULES_ORDER: LoraTarget[] = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'];
+
+function loraAdapters(model: LlamaModel): LoraAdapter[] {
+  return [...model.adapters.values()].filter((a): a is LoraAdapter => a instanceof LoraAdapter);
+}
+
+export function hasLora(model: LlamaModel): boolean {
+  return loraAdapters(model).length > 0;
+}
+
+/** Dropout on (true, the default after applyLora) or off (eval). */
+export function setLoraTraining(model: LlamaModel, training: boolean): void {
+  const s = states.get(model);
+  if (s) s.training = training;
+}
+
+/**
+ * The tensors an optimizer should update: with LoRA, only the adapters (PEFT names
+ * `...q_proj.lora_A.weight` / `.lora_B.weight`); without, every parameter that requires a gradient.
+ */
+export function trainableParams(model: LlamaModel): Map<string, Tensor> {
+  const m = new Map<string, Tensor>();
+  const ads = loraAdapters(model);
+  if (ads.length > 0) {
+    for (const a of ads) {
+      m.set(`${a.name}.lora_A.weight`, a.A);
+      m.set(`${a.name}.lora_B.weight`, a.B);
+    }
+    return m;
+  }
+  for (const [n, t] of model.params) if (t.requiresGrad) m.set(n, t);
+  return m;
+}
+
+/** Zeroes the adapters' gradients (model.zeroGrad covers only base parameters). */
+export function zeroLoraGrad(model: LlamaModel): void {
+  for (const a of loraAdapters(model)) {
+    a.A.zeroGrad();
+    a.B.zeroGrad();
+  }
+}
+
+/**
+ * Folds every adapter into its base weight, W += scale · B · A (the kernels' gemm), removes the
+ * adapters and restores the base parameters' requiresGrad. The model is then a plain model
+ * (saveHfModel exports a plain HF folder).
+ */
+export function mergeLora(model: LlamaModel): void {
+  for (const [wName, a] of model.adapters) {
+    if (!(a instanceof LoraAdapter)) continue;
+    const W = model.param(wName);
+    const [outF, inF] = W.shape as [number, number];
+    model.kernels.gemm(false, false, outF, inF, a.rank, a.scale, a.B.data, a.A.data, 1, W.data);
+  }
+  removeLora(model);
+}
+
+/** Drops the adapters without merging and unfreezes the base parameters. */
+export function removeLora(model: LlamaModel): void {
+  for (const [wName, a] of [...model.adapters]) if (a instanceof LoraAdapter) model.adapters.delete(wName);
+  const s = states.get(model);
+  if (s) for (const [name, was] of s.frozen) model.param(name).requiresGrad = was;
+  states.delete(model);
+}
+
+// ---- PEFT adapter folders ----
+
+/**
+ * Writes a PEFT-compatible adapter folder (adapter_config.json + adapter_model.safetensors, F32),
+ * atomically (temporary folder + rename; refuses a non-empty DIR unless overwrite).
+ */
+export function saveLoraAdapter(dir: string, model: LlamaModel, opts: { baseModel?: string; overwrite?: boolean } = {}): void {
+  const s = states.get(model);
+  const ads = loraAdapters(model);
+  if (!s || ads.length === 0) throw new MixtuneError(`${dir}: cannot save LoRA adapter: the model has no adapters`);
+  if (existsSync(dir) && readdirSync(dir).length > 0 && !opts.overwrite) {
+    throw new MixtuneError(`${dir}: folder exists and is not empty (pass overwrite to replace it)`);
+  }
+  const config = {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: opts.baseModel ?? null,
+    r: s.rank,
+    lora_alpha: s.alpha,
+    lora_dropout: s.dropout,
+    target_modules: s.targets.map((t) => LORA_MODULES[t].split('.')[1]),
+    bias: 'none',
+    fan_in_fan_out: false,
+    inference_mode: true,
+    init_lora_weights: true,
+    modules_to_save: null,
+    use_rslora: false,
+    use_dora: false,
+    layers_to_transform: null,
+    rank_pattern: {},
+    alpha_pattern: {},
+  };
+  const tensors = new Map<string, TensorToWrite>();
+  for (const [n, t] of trainableParams(model)) tensors.set(n, { shape: t.shape, data: t.data });
+  const parent = dirname(resolve(dir));
+  const tmp = join(parent, `${basename(resolve(dir))}.tmp-${randomBytes(4).toString('hex')}`);
+  mkdirSync(tmp);
+  try {
+    writeFileSync(join(tmp, 'adapter_config.json'), JSON.stringify(config, null, 2) + '\n');
+    writeSafetensors(join(tmp, 'adapter_model.safetensors'), tensors, { metadata: { format: 'pt' } });
+    if (existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    renameSync(tmp, dir);
+  } finally {
+    if (existsSync(tmp)) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Loads a PEFT LoRA adapter folder onto a (plain) model: applyLora with the folder's r,
+ * lora_alpha, lora_dropout and target_modules, then the saved A/B values. Supports the subset
+ * mixtune writes: no rank/alpha patterns, no rslora/DoRA, no bias, no layers_to_transform.
+ */
+export function loadLoraAdapter(dir: string, model: LlamaModel): Map<string, LoraAdapter> {
+  const cfgPath = join(dir, 'adapter_config.json');
+  let cfg: Record<string, unknown>;
+  try {
+    cfg = JSON.parse(readFileSync(cfgPath, 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new MixtuneError(`${cfgPath}: cannot read adapter config (${(e as Error).message.split('\n')[0]})`);
+  }
+  const fail = (what: string): never => {
+    throw new MixtuneError(`${cfgPath}: ${what}`);
+  };
+  if (cfg.peft_type !== 'LORA') fail(`peft_type ${JSON.stringify(cfg.peft_type)} is not supported (only LORA)`);
+  if (cfg.use_rslora === true) fail('use_rslora: true is not supported');
+  if (cfg.use_dora === true) fail('use_dora: true is not supported');
+  if (cfg.bias !== undefined && cfg.bias !== 'none') fail(`bias ${JSON.stringify(cfg.bias)} is not supported (only none)`);
+  if (cfg.fan_in_fan_out === true) fail('fan_in_fan_out: true is not supported');
+  for (const k of ['rank_pattern', 'alpha_pattern']) {
+    const v = cfg[k];
+    if (v && typeof v === 'object' && Object.keys(v).length > 0) fail(`${k} is not supported`);
+  }
+  if (cfg.layers_to_transform !== undefined && cfg.layers_to_transform !== null) fail('layers_to_transform is not supported');
+  const byModule = new Map(Object.entries(LORA_MODULES).map(([t, m]) => [m.split('.')[1]!, t as LoraTarget]));
+  const tm = cfg.target_modules;
+  if (!Array.isArray(tm) || tm.length === 0) fail('target_modules must be a non-empty list');
+  const targets = (tm as unknown[]).map((m) => byModule.get(String(m)) ?? fail(`target module ${JSON.stringify(m)} is not supported`));
+  const ads = applyLora(model, {
+    rank: Number(cfg.r), alpha: Number(cfg.lora_alpha), dropout: Number(cfg.lora_dropout ?? 0), targets,
+  });
+  const sf = readSafetensors(join(dir, 'adapter_model.safetensors'));
+  const want = trainableParams(model);
+  for (const name of sf.tensors.keys()) {
+    // PEFT may save with or without the adapter name ("default") inside the key.
+    const key = name.replace(/\.lora_([AB])\.default\.weight$/, '.lora_$1.weight');
+    const t = want.get(key);
+    if (!t) {
+      removeLora(model);
+      throw new MixtuneError(`${sf.path}: unexpected tensor ${name}`);
+    }
+    const info = sf.tensors.get(name)!;
+    if (info.shape.join() !== t.shape.join()) {
+      removeLora(model);
+      throw new MixtuneError(`${sf.path}: tensor ${name} has shape [${info.shape.join(', ')}], expected [${t.shape.join(', ')}]`);
+    }
+    t.data.set(sf.read(name));
+    want.delete(key);
+  }
+  if (want.size > 0) {
+    removeLora(model);
+    throw new MixtuneError(`${sf.path}: missing tensor ${[...want.keys()][0]}`);
+  }
+  return ads;
+}
