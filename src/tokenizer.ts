@@ -1,6 +1,7 @@
-// What the rest of mixtune needs from a tokenizer (llama2.c tokenizer.bin now; HF tokenizer.json later).
+// What the rest of mixtune needs from a tokenizer (llama2.c tokenizer.bin, HF tokenizer.json).
 export interface Tokenizer {
   readonly vocabSize: number;
+  /** BOS id; -1 when the tokenizer has none (e.g. Qwen2: then `bos: true` adds nothing). */
   readonly bosId: number;
   readonly eosId: number;
   /** Token ids of `text`; `bos` prepends BOS, `eos` appends EOS. */
@@ -9,4 +10,11 @@ export interface Tokenizer {
   decodeBytes(ids: readonly number[]): Uint8Array;
   /** Text of a token sequence (UTF-8 decoded decodeBytes). */
   decode(ids: readonly number[]): string;
+  /**
+   * Optional: like encode, but special tokens written in the text ("<s>", "[INST]", "<|im_end|>")
+   * become their ids (chat templates render them as text). HF tokenizers implement it.
+   */
+  encodeWithSpecials?(text: string, opts?: { bos?: boolean; eos?: boolean }): number[];
+  /** Optional: ids that end generation (EOS plus generation_config eos_token_id); default [eosId]. */
+  readonly stopIds?: readonly number[];
 }

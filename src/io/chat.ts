@@ -1,0 +1,481 @@
+// Chat templates (tokenizer_config.json `chat_template`, rendered with @huggingface/jinja, or the
+// built-in plain template) and conversation encoding with loss masks.
+//
+// Loss masks come from the rendering itself:
+// 1. R = render(messages). For assistant message i the turn's text is
+//    D_i = render(messages[:i+1])[len(render(messages[:i], add_generation_prompt=true)):],
+//    when both renders are prefixes of R (true for ChatML/Qwen, Llama 3, Mistral without system
+//    prompt, the plain template). Otherwise (e.g. Mistral v0.3 moves the system prompt into the
+//    LAST user turn, so earlier prefixes change) the assistant contents are located by rendering
+//    with unique marker strings in place of the contents and aligning R with the marker render.
+// 2. The trained text of a turn runs from the start of D_i (after the assistant header, i.e. the
+//    generation prompt) through the end of its end-of-turn token: the last occurrence in D_i of
+//    eos_token or a stop token ("</s>", "<|im_end|>", "<|eot_id|>"). What the template emits after
+//    that token (Qwen's "\n" after "<|im_end|>") is not trained: generation stops at the end token,
+//    so the model never produces it (TRL's {% generation %} blocks end at "<|im_end|>" too;
+//    LLaMA-Factory's Qwen template does train that "\n" — we follow TRL).
+// 3. Character spans become token spans on the tokens of the WHOLE rendering: the token index of a
+//    character boundary c is found by encoding R[:c] and comparing it with the full encoding. A
+//    token that straddles a span boundary (Mistral's "▁The" holds the template's space and the
+//    content's first word) is trained.
+import { Environment, Interpreter, Template } from '@huggingface/jinja';
+import type { Tokenizer } from '../tokenizer.js';
+import { MixtuneError } from '../util/errors.js';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+  [key: string]: unknown;
+}
+
+export type TrainOn = 'assistant' | 'last' | 'all';
+
+/** Roles a conversation may use (the template decides which it supports; "tool" only with templates that know it). */
+export const CHAT_ROLES = ['system', 'user', 'assistant', 'tool'] as const;
+
+/**
+ * The built-in template for models without a chat_template (llama2.c models, base models):
+ *
+ *     <bos>### System:\n{system}\n\n### User:\n{user}\n\n### Assistant:\n{assistant}<eos>\n\n### User:\n...
+ *
+ * Turns are separated by a blank line; the generation prompt is "### Assistant:\n" (after the
+ * separator). bos_token/eos_token are written as token text ("<s>", "</s>") and become the BOS /
+ * EOS ids when the rendering is encoded (tokenizers without special-token parsing, like llama2.c's
+ * 512-piece vocabulary, get them as ids via encodeRendered). The header ends with a newline so the
+ * content starts on a clean token boundary (a newline is a byte token in SentencePiece vocabularies
+ * and its own pre-token in byte-level BPE).
+ */
+export const PLAIN_CHAT_TEMPLATE =
+  "{{- bos_token -}}" +
+  "{%- for message in messages -%}" +
+  "{%- if not loop.first -%}{{- '\\n\\n' -}}{%- endif -%}" +
+  "{%- if message['role'] == 'system' -%}{{- '### System:\\n' + message['content'] -}}" +
+  "{%- elif message['role'] == 'user' -%}{{- '### User:\\n' + message['content'] -}}" +
+  "{%- elif message['role'] == 'assistant' -%}{{- '### Assistant:\\n' + message['content'] + eos_token -}}" +
+  "{%- else -%}{{- raise_exception('the plain chat template supports the roles system, user and assistant, not ' + message['role']) -}}" +
+  "{%- endif -%}" +
+  "{%- endfor -%}" +
+  "{%- if add_generation_prompt -%}{%- if messages|length > 0 -%}{{- '\\n\\n' -}}{%- endif -%}{{- '### Assistant:\\n' -}}{%- endif -%}";
+
+class TemplateRaise extends Error {}
+
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'];
+
+/** Python-style strftime for the directives chat templates use (English names, local time). */
+export function strftime(d: Date, format: string): string {
+  const p2 = (n: number): string => String(n).padStart(2, '0');
+  return format.replace(/%[YymdbBaAHIMSpj%]/g, (t) => {
+    switch (t) {
+      case '%Y': return String(d.getFullYear());
+      case '%y': return p2(d.getFullYear() % 100);
+      case '%m': return p2(d.getMonth() + 1);
+      case '%d': return p2(d.getDate());
+      case '%b': return MONTHS[d.getMonth()]!.slice(0, 3);
+      case '%B': return MONTHS[d.getMonth()]!;
+      case '%a': return DAYS[d.getDay()]!.slice(0, 3);
+      case '%A': return DAYS[d.getDay()]!;
+      case '%H': return p2(d.getHours());
+      case '%I': return p2(((d.getHours() + 11) % 12) + 1);
+      case '%M': return p2(d.getMinutes());
+      case '%S': return p2(d.getSeconds());
+      case '%p': return d.getHours() < 12 ? 'AM' : 'PM';
+      case '%j': return String(Math.floor((d.getTime() - new Date(d.getFullYear(), 0, 1).getTime()) / 86400000) + 1).padStart(3, '0');
+      default: return '%';
+    }
+  });
+}
+
+/** Globals of HF's chat-template environment (besides raise_exception, bound per render). */
+const JINJA_GLOBALS: Record<string, unknown> = {
+  true: true,
+  false: false,
+  none: null,
+  True: true,
+  False: false,
+  None: null,
+  range: (start: number, stop?: number, step = 1): number[] => {
+    if (stop === undefined) [start, stop] = [0, start];
+    if (step === 0) throw new Error('range() step must not be zero');
+    const out: number[] = [];
+    if (step > 0) for (let i = start; i < stop; i += step) out.push(i);
+    else for (let i = start; i > stop; i += step) out.push(i);
+    return out;
+  },
+  strftime_now: (format: string): string => strftime(new Date(), format),
+};
+
+function errText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+/** A tokenizer_config.json chat_template value → the template text (string; list or dict of named templates → "default"). */
+export function pickChatTemplate(value: unknown, source: string, name = 'default'): string | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value === 'string') return value;
+  if (Array.isArray(value)) {
+    const hit = value.find((t) => t && typeof t === 'object' && (t as { name?: unknown }).name === name);
+    if (hit && typeof (hit as { template?: unknown }).template === 'string') return (hit as { template: string }).template;
+    throw new MixtuneError(`${source}: chat_template list has no template named "${name}" (names: ${value.map((t) => (t as { name?: unknown })?.name).join(', ')})`);
+  }
+  if (typeof value === 'object') {
+    const t = (value as Record<string, unknown>)[name];
+    if (typeof t === 'string') return t;
+    throw new MixtuneError(`${source}: chat_template has no template named "${name}"`);
+  }
+  throw new MixtuneError(`${source}: chat_template must be a string or a list of {name, template}`);
+}
+
+interface HfLike {
+  config?: Record<string, unknown>;
+  source?: string;
+  bosToken?: string;
+  eosToken?: string;
+  idToToken?(id: number): string | undefined;
+}
+
+export class ChatTemplate {
+  /** Template text (Jinja). */
+  readonly text: string;
+  /** "plain" for the built-in template, else the template's name/origin. */
+  readonly name: string;
+  readonly isPlain: boolean;
+  /** The strings bound to bos_token / eos_token while rendering. */
+  readonly bosToken: string;
+  readonly eosToken: string;
+  private readonly compiled: Template;
+  private readonly extra: Record<string, unknown>;
+
+  constructor(text: string, opts?: { name?: string; bosToken?: string; eosToken?: string; extra?: Record<string, unknown> }) {
+    this.text = text;
+    this.name = opts?.name ?? 'chat_template';
+    this.isPlain = text === PLAIN_CHAT_TEMPLATE;
+    this.bosToken = opts?.bosToken ?? '';
+    this.eosToken = opts?.eosToken ?? '';
+    this.extra = opts?.extra ?? {};
+    try {
+      this.compiled = new Template(text);
+    } catch (e) {
+      throw new MixtuneError(`${this.name}: cannot parse the chat template: ${errText(e)}`);
+    }
+  }
+
+  /** The built-in plain template (see PLAIN_CHAT_TEMPLATE). */
+  static plain(opts?: { bosToken?: string; eosToken?: string }): ChatTemplate {
+    return new ChatTemplate(PLAIN_CHAT_TEMPLATE, { name: 'plain', bosToken: opts?.bosToken ?? '<s>', eosToken: opts?.eosToken ?? '</s>' });
+  }
+
+  /**
+   * The template of a tokenizer: tokenizer_config.json's chat_template for HF tokenizers (named
+   * `name`, default "default", when it is a list), else the plain template with the tokenizer's
+   * BOS/EOS text ("<s>"/"</s>" for llama2.c tokenizers).
+   */
+  static forTokenizer(tok: Tokenizer, opts?: { name?: string; plain?: boolean }): ChatTemplate {
+    const hf = tok as Tokenizer & HfLike;
+    const bos = hf.bosToken ?? (tok.bosId >= 0 ? '<s>' : '');
+    const eos = hf.eosToken ?? '</s>';
+    const src = `${hf.source ?? 'tokenizer'} (tokenizer_config.json)`;
+    const text = opts?.plain ? undefined : pickChatTemplate(hf.config?.chat_template, src, opts?.name);
+    if (text === undefined) return ChatTemplate.plain({ bosToken: bos, eosToken: eos });
+    return new ChatTemplate(text, { name: `${src} chat_template`, bosToken: bos, eosToken: eos });
+  }
+
+  /** Renders messages (checked with validateConversation) to text. Template errors and raise_exception → MixtuneError. */
+  render(messages: readonly ChatMessage[], opts?: { addGenerationPrompt?: boolean; tools?: unknown[] }): string {
+    const ctx: Record<string, unknown> = {
+      ...JINJA_GLOBALS,
+      ...this.extra,
+      messages: messages.map((m) => ({ ...m })),
+      add_generation_prompt: opts?.addGenerationPrompt ?? false,
+      bos_token: this.bosToken,
+      eos_token: this.eosToken,
+      raise_exception: (msg: unknown) => {
+        throw new TemplateRaise(String(msg));
+      },
+    };
+    if (opts?.tools !== undefined) ctx.tools = opts.tools;
+    try {
+      // Template.render would not let us replace its raise_exception (it throws a plain Error), so
+      // run the interpreter on our own environment with the same globals.
+      const env = new Environment();
+      for (const [k, v] of Object.entries(ctx)) env.set(k, v);
+      return String(new Interpreter(env).run(this.compiled.parsed).value);
+    } catch (e) {
+      if (e instanceof TemplateRaise) throw new MixtuneError(`${this.name}: the chat template rejected the conversation: ${e.message}`);
+      throw new MixtuneError(`${this.name}: rendering the chat template failed: ${errText(e)}`);
+    }
+  }
+}
+
+/** Throws MixtuneError unless `messages` is a list of {role, content} with known roles; `where` names the record. */
+export function validateConversation(messages: unknown, where = 'conversation'): asserts messages is ChatMessage[] {
+  if (!Array.isArray(messages)) throw new MixtuneError(`${where}: messages must be a list`);
+  messages.forEach((m, i) => {
+    if (!m || typeof m !== 'object') throw new MixtuneError(`${where}: message ${i} is not an object`);
+    const { role, content } = m as { role?: unknown; content?: unknown };
+    if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) {
+      throw new MixtuneError(`${where}: message ${i} has unknown role ${JSON.stringify(role)} (expected ${CHAT_ROLES.join(', ')})`);
+    }
+    if (typeof content !== 'string') throw new MixtuneError(`${where}: message ${i} (${role}) has no string content`);
+    if (role === 'assistant' && content.trim() === '') throw new MixtuneError(`${where}: message ${i} is an empty assistant turn`);
+  });
+}
+
+/**
+ * Token ids of a rendered template: tok.encodeWithSpecials when the tokenizer has it (HF);
+ * otherwise the template's bos_token / eos_token strings become tok.bosId / tok.eosId and the text
+ * between them is encoded with tok.encode (llama2.c).
+ */
+export function encodeRendered(tok: Tokenizer, template: ChatTemplate, text: string): number[] {
+  if (tok.encodeWithSpecials) return tok.encodeWithSpecials(text);
+  const specials: [string, number][] = [];
+  if (template.bosToken && tok.bosId >= 0) specials.push([template.bosToken, tok.bosId]);
+  if (template.eosToken && tok.eosId >= 0) specials.push([template.eosToken, tok.eosId]);
+  const out: number[] = [];
+  let pos = 0;
+  let section = '';
+  while (pos < text.length) {
+    const hit = specials.find(([s]) => text.startsWith(s, pos));
+    if (hit) {
+      if (section) out.push(...tok.encode(section));
+      section = '';
+      out.push(hit[1]);
+      pos += hit[0].length;
+    } else {
+      section += text[pos];
+      pos++;
+    }
+  }
+  if (section) out.push(...tok.encode(section));
+  return out;
+}
+
+function commonPrefix(a: readonly number[], b: readonly number[]): number {
+  const n = Math.min(a.length, b.length);
+  let i = 0;
+  while (i < n && a[i] === b[i]) i++;
+  return i;
+}
+
+/** Texts of the end-of-turn tokens: eos_token and the tokenizer's stop tokens. */
+function endTokenTexts(tok: Tokenizer, template: ChatTemplate): string[] {
+  const out = new Set<string>();
+  if (template.eosToken) out.add(template.eosToken);
+  const hf = tok as Tokenizer & HfLike;
+  if (hf.idToToken) {
+    for (const id of tok.stopIds ?? [tok.eosId]) {
+      const t = id >= 0 ? hf.idToToken(id) : undefined;
+      if (t) out.add(t);
+    }
+  }
+  return [...out];
+}
+
+export interface CharSpan {
+  /** Where the assistant header (generation prompt) starts; = start when the template has none or it cannot be told apart. */
+  header: number;
+  start: number;
+  end: number;
+}
+
+/** Character spans in `full` (= template.render(messages)) of every assistant turn's trained text. */
+export function assistantCharSpans(tok: Tokenizer, template: ChatTemplate, messages: readonly ChatMessage[], full: string): CharSpan[] {
+  const ends = endTokenTexts(tok, template);
+  const cut = (start: number, turnEnd: number): number => {
+    const d = full.slice(start, turnEnd);
+    let best = -1;
+    for (const e of ends) {
+      const k = d.lastIndexOf(e);
+      if (k >= 0 && k + e.length > best) best = k + e.length;
+    }
+    return best >= 0 ? start + best : start + d.trimEnd().length;
+  };
+  const spans: CharSpan[] = [];
+  let prefixOk = true;
+  for (let i = 0; i < messages.length && prefixOk; i++) {
+    if (messages[i]!.role !== 'assistant') continue;
+    let before: string, prompt: string, turn: string;
+    try {
+      before = template.render(messages.slice(0, i), { addGenerationPrompt: false });
+      prompt = template.render(messages.slice(0, i), { addGenerationPrompt: true });
+      turn = template.render(messages.slice(0, i + 1), { addGenerationPrompt: false });
+    } catch {
+      prefixOk = false; // the template rejects partial conversations: use markers
+      break;
+    }
+    if (!full.startsWith(turn) || !turn.startsWith(prompt) || turn.length === prompt.length) {
+      prefixOk = false;
+      break;
+    }
+    const header = prompt.startsWith(before) && full.startsWith(before) ? before.length : prompt.length;
+    spans.push({ header, start: prompt.length, end: cut(prompt.length, turn.length) });
+  }
+  if (prefixOk) return spans;
+  return markerSpans(template, messages, full, ends);
+}
+
+/** Fallback: locate assistant contents by rendering unique markers in their place. */
+function markerSpans(template: ChatTemplate, messages: readonly ChatMessage[], full: string, ends: string[]): CharSpan[] {
+  const marker = (k: number): string => `\u{F0000}mixtune-${k}\u{F0001}`;
+  const order: number[] = [];
+  const marked = messages.map((m, i) => {
+    if (m.role !== 'assistant') return m;
+    order.push(i);
+    return { ...m, content: marker(order.length - 1) };
+  });
+  const rm = template.render(marked, { addGenerationPrompt: false });
+  const segs: string[] = [];
+  let pos = 0;
+  for (let k = 0; k < order.length; k++) {
+    const at = rm.indexOf(marker(k), pos);
+    if (at < 0) throw new MixtuneError(`${template.name}: cannot locate assistant message ${order[k]} in the rendering (the template transforms or drops the content)`);
+    segs.push(rm.slice(pos, at));
+    pos = at + marker(k).length;
+  }
+  segs.push(rm.slice(pos));
+  // The template's own text around an assistant content (Mistral: " " + content + eos), learnt
+  // from a one-turn probe: `lead` = text between the generation prompt and the content, `header`
+  // = the generation prompt itself.
+  let lead = '';
+  let header = '';
+  try {
+    const probe: ChatMessage[] = [{ role: 'user', content: 'x' }];
+    const base = template.render(probe, { addGenerationPrompt: false });
+    const p = template.render(probe, { addGenerationPrompt: true });
+    const q = template.render([...probe, { role: 'assistant', content: marker(0) }], { addGenerationPrompt: false });
+    if (q.startsWith(p) && q.includes(marker(0))) lead = q.slice(p.length, q.indexOf(marker(0)));
+    if (p.startsWith(base)) header = p.slice(base.length);
+  } catch {
+    /* no probe information: spans start at the content */
+  }
+  const spans: CharSpan[] = [];
+  let at = 0;
+  for (let k = 0; k < order.length; k++) {
+    if (!full.startsWith(segs[k]!, at)) throw new MixtuneError(`${template.name}: the rendering of message ${order[k]} depends on its content; cannot derive the loss mask`);
+    at += segs[k]!.length;
+    const c = messages[order[k]!]!.content;
+    const next = segs[k + 1]!;
+    const cand = [c, c.trim(), c.trimStart(), c.trimEnd()].find((x) => full.startsWith(x + next, at));
+    if (cand === undefined) throw new MixtuneError(`${template.name}: cannot align assistant message ${order[k]} with the rendering (the template rewrites its content)`);
+    const seg = segs[k]!;
+    const start = seg.endsWith(lead) ? at - lead.length : at;
+    const head = header && seg.endsWith(header + lead) ? start - header.length : start;
+    at += cand.length;
+    // The turn ends with the end-of-turn token right after the content (possibly after whitespace).
+    const m = /^\s*/.exec(next)![0].length;
+    const e = ends.filter((x) => next.startsWith(x, m)).sort((x, y) => y.length - x.length)[0];
+    spans.push({ header: head, start, end: e !== undefined ? at + m + e.length : at });
+  }
+  return spans;
+}
+
+export interface TokenSpan {
+  /** First token of the assistant header (generation prompt); = start when there is none. */
+  header: number;
+  /** First trained token of the turn. */
+  start: number;
+  /** One past the turn's end-of-turn token. */
+  end: number;
+}
+
+export interface EncodedConversation {
+  ids: number[];
+  /** Aligned with ids: the id where the token carries loss, -100 elsewhere (the trainer shifts). */
+  labels: number[];
+  /** Token spans of every assistant turn (whatever trainOn says), clipped to maxLen. */
+  assistantSpans: TokenSpan[];
+  /** The rendered text. */
+  text: string;
+  /** Whether maxLen cut the sequence. */
+  truncated: boolean;
+}
+
+/**
+ * Renders and encodes a conversation with loss labels. trainOn: "assistant" (default) trains every
+ * assistant turn's content plus its end-of-turn token; "last" only the final assistant turn; "all"
+ * every token. maxLen truncates (and reports it).
+ */
+export function encodeConversation(
+  tok: Tokenizer,
+  template: ChatTemplate,
+  messages: readonly ChatMessage[],
+  opts?: { trainOn?: TrainOn; maxLen?: number; where?: string; tools?: unknown[] },
+): EncodedConversation {
+  const where = opts?.where ?? 'conversation';
+  validateConversation(messages, where);
+  const trainOn = opts?.trainOn ?? 'assistant';
+  if (!['assistant', 'last', 'all'].includes(trainOn)) throw new MixtuneError(`${where}: train_on must be assistant, last or all, not ${JSON.stringify(trainOn)}`);
+  const nAssistant = messages.filter((m) => m.role === 'assistant').length;
+  if (trainOn !== 'all' && nAssistant === 0) throw new MixtuneError(`${where}: no assistant turn to train on`);
+  const text = template.render(messages, { addGenerationPrompt: false, tools: opts?.tools });
+  const ids = encodeRendered(tok, template, text);
+  const chars = nAssistant > 0 ? assistantCharSpans(tok, template, messages, text) : [];
+  const boundary = (c: number, straddle: 'before' | 'after'): number => {
+    if (c <= 0) return 0;
+    if (c >= text.length) return ids.length;
+    const e = encodeRendered(tok, template, text.slice(0, c));
+    const l = commonPrefix(e, ids);
+    if (l === e.length) return l; // c is a token boundary
+    return straddle === 'before' ? l : Math.min(l + 1, ids.length); // token l straddles c
+  };
+  const spans: TokenSpan[] = chars.map((s) => {
+    const start = boundary(s.start, 'before');
+    const header = s.header < s.start ? Math.min(boundary(s.header, 'before'), start) : start;
+    const end = Math.max(boundary(s.end, 'after'), start);
+    return { header, start, end };
+  });
+  const labels = new Array<number>(ids.length).fill(-100);
+  if (trainOn === 'all') for (let t = 0; t < ids.length; t++) labels[t] = ids[t]!;
+  else {
+    for (const s of trainOn === 'last' ? spans.slice(-1) : spans) for (let t = s.start; t < s.end; t++) labels[t] = ids[t]!;
+  }
+  const maxLen = opts?.maxLen;
+  let truncated = false;
+  if (maxLen !== undefined) {
+    if (!Number.isInteger(maxLen) || maxLen <= 0) throw new MixtuneError(`${where}: maxLen must be a positive integer, got ${maxLen}`);
+    if (ids.length > maxLen) {
+      truncated = true;
+      ids.length = maxLen;
+      labels.length = maxLen;
+    }
+  }
+  const clipped = spans
+    .filter((s) => s.header < ids.length)
+    .map((s) => ({ header: s.header, start: Math.min(s.start, ids.length), end: Math.min(s.end, ids.length) }));
+  return { ids, labels, assistantSpans: clipped, text, truncated };
+}
+
+/** The prompt text for generation: messages rendered with add_generation_prompt. */
+export function renderPrompt(template: ChatTemplate, messages: readonly ChatMessage[], opts?: { tools?: unknown[] }): string {
+  validateConversation(messages);
+  return template.render(messages, { addGenerationPrompt: true, tools: opts?.tools });
+}
+
+/** Token ids of renderPrompt (special tokens in the rendering become ids). */
+export function encodePrompt(tok: Tokenizer, template: ChatTemplate, messages: readonly ChatMessage[], opts?: { tools?: unknown[] }): number[] {
+  return encodeRendered(tok, template, renderPrompt(template, messages, opts));
+}
+
+/**
+ * The assistant header that add_generation_prompt appends (e.g. "<|im_start|>assistant\n" for
+ * Qwen, "" for Mistral, "\n\n### Assistant:\n" for the plain template), found by diffing the
+ * renders of `messages` (default: one user message) with and without it. `ids` are its tokens as
+ * they occur after the conversation (the tail of the prompt encoding when the encoding without the
+ * header is a prefix of it; else the header encoded on its own).
+ */
+export function generationPrompt(
+  tok: Tokenizer,
+  template: ChatTemplate,
+  messages: readonly ChatMessage[] = [{ role: 'user', content: 'Hello' }],
+): { text: string; ids: number[] } {
+  validateConversation(messages);
+  const base = template.render(messages, { addGenerationPrompt: false });
+  const withGen = template.render(messages, { addGenerationPrompt: true });
+  if (!withGen.startsWith(base)) throw new MixtuneError(`${template.name}: add_generation_prompt changes the rendering before its end; cannot isolate the generation prompt`);
+  const text = withGen.slice(base.length);
+  if (text === '') return { text, ids: [] };
+  const a = encodeRendered(tok, template, base);
+  const b = encodeRendered(tok, template, withGen);
+  const ids = commonPrefix(a, b) === a.length ? b.slice(a.length) : encodeRendered(tok, template, text);
+  return { text, ids };
+}
