@@ -6,8 +6,12 @@ export interface Tokenizer {
   readonly eosId: number;
   /** Token ids of `text`; `bos` prepends BOS, `eos` appends EOS. */
   encode(text: string, opts?: { bos?: boolean; eos?: boolean }): number[];
-  /** The raw bytes of a token sequence (so a stream can be decoded as UTF-8 incrementally). */
-  decodeBytes(ids: readonly number[]): Uint8Array;
+  /**
+   * The raw bytes of a token sequence (so a stream can be decoded as UTF-8 incrementally).
+   * `prev` is the id before ids[0] (it decides whether a leading space is dropped after BOS);
+   * special tokens give no bytes unless `special`.
+   */
+  decodeBytes(ids: readonly number[], opts?: { prev?: number; special?: boolean }): Uint8Array;
   /** Text of a token sequence (UTF-8 decoded decodeBytes). */
   decode(ids: readonly number[]): string;
   /**

@@ -33,7 +33,7 @@ test('convert: stories260K -> HF folder; greedy 200 tokens from the folder equal
   const dir = join(tmp, 'stories');
   const r = run('convert', '--from', model, '--tokenizer', tok, '--to', dir);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(readdirSync(dir).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.bin']);
+  assert.deepEqual(readdirSync(dir).sort(), ['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.bin', 'tokenizer.json', 'tokenizer_config.json']);
   const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
   assert.deepEqual(cfg.architectures, ['LlamaForCausalLM']);
   assert.equal(cfg.model_type, 'llama');
@@ -49,7 +49,7 @@ test('convert: stories260K -> HF folder; greedy 200 tokens from the folder equal
   const l2c = loadLlama2c(model);
   for (const [n, w] of l2c.weights) assert.deepEqual(hf.weights.get(n), w, n);
 
-  // via the folder's own tokenizer (tokenizer.bin now; tokenizer.json once the tokenizer branch lands)
+  // via the folder's own tokenizer (tokenizer.json, through @huggingface/tokenizers)
   const a = run('generate', '--model', dir, '--temperature', '0', '--max-new-tokens', '200', '--no-stop');
   assert.equal(a.code, 0, a.stderr);
   assert.equal(a.stdout, expected);
@@ -58,6 +58,12 @@ test('convert: stories260K -> HF folder; greedy 200 tokens from the folder equal
   assert.equal(b.stdout, expected);
   const c = run('generate', '--model', model, '--tokenizer', tok, '--temperature', '0', '--max-new-tokens', '200', '--no-stop');
   assert.equal(c.stdout, a.stdout);
+  // a prompt goes through tokenizer.json's encoding: the same continuation as the .bin path
+  const p1 = run('generate', '--model', dir, '--prompt', 'Lily wanted a big red ball', '--temperature', '0', '--max-new-tokens', '40', '--echo');
+  const p2 = run('generate', '--model', model, '--tokenizer', tok, '--prompt', 'Lily wanted a big red ball', '--temperature', '0', '--max-new-tokens', '40', '--echo');
+  assert.equal(p1.code, 0, p1.stderr);
+  assert.equal(p1.stdout, p2.stdout);
+  assert.ok(p1.stdout.startsWith('Lily wanted a big red ball'));
 });
 
 test('convert: --dtype bf16 writes BF16 tensors that still generate sensible text', () => {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { loadLlama2c } from '../io/llama2c.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 import { checkOutputDir, saveHfModel } from '../io/hf-model.js';
+import { writeLlama2cTokenizerFiles } from '../io/tokenizer-json.js';
 import { MixtuneError } from '../util/errors.js';
 
 export interface ConvertCliOptions {
@@ -17,15 +18,11 @@ export interface ConvertCliOptions {
 
 /**
  * Writes the tokenizer files of a converted llama2.c model into `dir` (the temporary folder
- * before it is renamed into place). `tokBinPath` is the source tokenizer.bin.
- *
- * Now: tokenizer.bin (a byte copy of the source).
- * TODO(tok branch): also write tokenizer.json (llama2cToTokenizerJson(tok)), tokenizer_config.json
- * (tokenizerConfigJson(...)) and special_tokens_map.json via writeJsonAtomic from
- * src/io/tokenizer-json.ts, so that transformers / HfTokenizer load the folder's tokenizer.
+ * before it is renamed into place): tokenizer.json (SentencePiece-style BPE that encodes exactly
+ * like tok.bin), tokenizer_config.json, and tokenizer.bin (a byte copy of the source).
  */
-export function writeTokenizerFiles(dir: string, tok: Llama2cTokenizer, tokBinPath: string): void {
-  void tok; // used once tokenizer.json is written
+export function writeTokenizerFiles(dir: string, tok: Llama2cTokenizer, tokBinPath: string, modelMaxLength?: number): void {
+  writeLlama2cTokenizerFiles(dir, tok, modelMaxLength !== undefined ? { modelMaxLength } : {});
   writeFileSync(join(dir, 'tokenizer.bin'), readFileSync(tokBinPath));
 }
 
@@ -40,7 +37,7 @@ export async function runConvert(o: ConvertCliOptions): Promise<void> {
     arch: 'llama',
     configExtra: { bos_token_id: tok.bosId, eos_token_id: tok.eosId },
     generationConfig: { bos_token_id: tok.bosId, eos_token_id: tok.eosId, do_sample: false },
-    beforeCommit: (tmp) => writeTokenizerFiles(tmp, tok, o.tokenizer),
+    beforeCommit: (tmp) => writeTokenizerFiles(tmp, tok, o.tokenizer, config.maxSeqLen),
     overwrite: o.overwrite ?? false,
   });
   process.stderr.write(`mixtune: wrote ${o.to} (${config.nLayers} layers, dim ${config.dim}, vocab ${config.vocabSize}, ${dtype})\n`);

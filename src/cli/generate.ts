@@ -2,7 +2,6 @@
 import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
 import { generate } from '../infer/generate.js';
-import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 
 export interface GenerateCliOptions {
   model: string;
@@ -23,15 +22,14 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const tok = loadTokenizer(o.tokenizer, o.model, model.config.vocabSize);
   const prompt = tok.encode(o.prompt, { bos: true });
   // llama2.c's TinyStories models mark story boundaries with BOS, and llama2.c stops on it.
-  const stopIds = o.stop ? (format === 'llama2c' ? [tok.eosId, tok.bosId] : [tok.eosId]) : [];
+  const stopIds = o.stop ? (format === 'llama2c' ? [tok.eosId, tok.bosId] : [...(tok.stopIds ?? [tok.eosId])]) : [];
 
   const decoder = new TextDecoder('utf-8');
   const write = (bytes: Uint8Array): void => {
     const s = decoder.decode(bytes, { stream: true });
     if (s) process.stdout.write(s);
   };
-  const pieceOf = (prev: number, id: number): Uint8Array =>
-    tok instanceof Llama2cTokenizer ? tok.decodePiece(prev, id) : new TextEncoder().encode(tok.decode([id]));
+  const pieceOf = (prev: number, id: number): Uint8Array => tok.decodeBytes([id], { prev });
 
   if (o.echo) for (let i = 1; i < prompt.length; i++) write(pieceOf(prompt[i - 1]!, prompt[i]!));
   let prev = prompt[prompt.length - 1]!;

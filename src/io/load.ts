@@ -7,6 +7,7 @@ import type { Tokenizer } from '../tokenizer.js';
 import { MixtuneError } from '../util/errors.js';
 import { loadLlama2c } from './llama2c.js';
 import { Llama2cTokenizer } from './llama2c-tokenizer.js';
+import { HfTokenizer } from './hf-tokenizer.js';
 import { type GenerationConfig, loadHfModel } from './hf-model.js';
 
 export type ModelFormat = 'llama2c' | 'hf';
@@ -52,8 +53,9 @@ export function loadTokenizer(path: string | undefined, modelPath: string, vocab
 function loadTokenizerFolder(dir: string, vocabSize: number, isModelDir: boolean): Tokenizer {
   const json = join(dir, 'tokenizer.json');
   if (existsSync(json)) {
-    // TODO(tok branch): return HfTokenizer.load(dir) (src/io/hf-tokenizer.ts) once merged.
-    throw new MixtuneError(`${json}: tokenizer.json support not built yet`);
+    const tok = HfTokenizer.load(dir);
+    if (tok.vocabSize > vocabSize) throw new MixtuneError(`${json}: the tokenizer has ${tok.vocabSize} tokens but the model only ${vocabSize}`);
+    return tok;
   }
   const bin = join(dir, 'tokenizer.bin');
   if (existsSync(bin)) return Llama2cTokenizer.load(bin, vocabSize);
