@@ -388,6 +388,12 @@ export interface EncodedConversation {
   text: string;
   /** Whether maxLen cut the sequence. */
   truncated: boolean;
+  /**
+   * Indices of messages whose (trimmed, non-empty) content does not occur in the rendering: the
+   * template dropped them. Mistral v0.3's template, for one, only renders the system prompt
+   * inside the LAST user turn, so a conversation ending with an assistant turn loses it.
+   */
+  droppedMessages: number[];
 }
 
 /**
@@ -442,7 +448,12 @@ export function encodeConversation(
   const clipped = spans
     .filter((s) => s.header < ids.length)
     .map((s) => ({ header: s.header, start: Math.min(s.start, ids.length), end: Math.min(s.end, ids.length) }));
-  return { ids, labels, assistantSpans: clipped, text, truncated };
+  const droppedMessages: number[] = [];
+  messages.forEach((m, i) => {
+    const c = m.content.trim();
+    if (c !== '' && !text.includes(c)) droppedMessages.push(i);
+  });
+  return { ids, labels, assistantSpans: clipped, text, truncated, droppedMessages };
 }
 
 /** The prompt text for generation: messages rendered with add_generation_prompt. */

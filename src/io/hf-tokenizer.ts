@@ -214,8 +214,15 @@ export class HfTokenizer implements Tokenizer {
     const model = this.json.model as Json | undefined;
     if (!model || typeof model !== 'object') throw new MixtuneError(`${source}: tokenizer.json has no "model" object`);
     if (!Array.isArray(this.json.added_tokens)) this.json.added_tokens = [];
+    // Special added tokens are matched in the raw text (normalized: false): with normalized: true
+    // and a Prepend("▁") normalizer (some Llama 2 tokenizer.json files) the library would look for
+    // "▁</s>" and miss "help?</s>". Non-special added tokens keep their flags.
+    const fullJson = {
+      ...this.json,
+      added_tokens: (this.json.added_tokens as AddedTokenJson[]).map((t) => (t && t.special && t.normalized ? { ...t, normalized: false } : t)),
+    };
     try {
-      this.full = new HfLibTokenizer(this.json, this.config);
+      this.full = new HfLibTokenizer(fullJson, this.config);
     } catch (e) {
       throw new MixtuneError(`${source}: unsupported or corrupt tokenizer.json: ${(e as Error).message}`);
     }
