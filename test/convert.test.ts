@@ -43,7 +43,7 @@ test('convert: stories260K -> HF folder; greedy 200 tokens from the folder equal
   assert.equal(cfg.max_position_embeddings, 512);
   assert.equal(cfg.bos_token_id, 1);
   assert.equal(cfg.eos_token_id, 2);
-  assert.deepEqual(JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')), { bos_token_id: 1, eos_token_id: 2, do_sample: false });
+  assert.deepEqual(JSON.parse(readFileSync(join(dir, 'generation_config.json'), 'utf8')), { bos_token_id: 1, eos_token_id: [2, 1], do_sample: false });
   // F32 weights are the .bin's weights exactly (q/k already in the rotate-half layout)
   const hf = loadHfModel(dir);
   const l2c = loadLlama2c(model);

@@ -6,6 +6,7 @@ import { loadLlama2c } from '../io/llama2c.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 import { checkOutputDir, saveHfModel } from '../io/hf-model.js';
 import { writeLlama2cTokenizerFiles } from '../io/tokenizer-json.js';
+import { PLAIN_CHAT_TEMPLATE } from '../io/chat.js';
 import { MixtuneError } from '../util/errors.js';
 
 export interface ConvertCliOptions {
@@ -22,7 +23,7 @@ export interface ConvertCliOptions {
  * like tok.bin), tokenizer_config.json, and tokenizer.bin (a byte copy of the source).
  */
 export function writeTokenizerFiles(dir: string, tok: Llama2cTokenizer, tokBinPath: string, modelMaxLength?: number): void {
-  writeLlama2cTokenizerFiles(dir, tok, modelMaxLength !== undefined ? { modelMaxLength } : {});
+  writeLlama2cTokenizerFiles(dir, tok, { chatTemplate: PLAIN_CHAT_TEMPLATE, ...(modelMaxLength !== undefined ? { modelMaxLength } : {}) });
   writeFileSync(join(dir, 'tokenizer.bin'), readFileSync(tokBinPath));
 }
 
@@ -36,7 +37,8 @@ export async function runConvert(o: ConvertCliOptions): Promise<void> {
     dtype: dtype === 'bf16' ? 'BF16' : 'F32',
     arch: 'llama',
     configExtra: { bos_token_id: tok.bosId, eos_token_id: tok.eosId },
-    generationConfig: { bos_token_id: tok.bosId, eos_token_id: tok.eosId, do_sample: false },
+    // TinyStories-style llama2.c models end a story with BOS; llama2.c stops on it, so do HF tools.
+    generationConfig: { bos_token_id: tok.bosId, eos_token_id: [tok.eosId, tok.bosId], do_sample: false },
     beforeCommit: (tmp) => writeTokenizerFiles(tmp, tok, o.tokenizer, config.maxSeqLen),
     overwrite: o.overwrite ?? false,
   });

@@ -4,6 +4,7 @@
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
 import { MixtuneError } from '../util/errors.js';
 import { runGenerate } from './generate.js';
+import { runTrain, checkTrainArgs } from './train.js';
 import { runConvert } from './convert.js';
 import { runBench, benchNames } from '../bench/index.js';
 
@@ -63,6 +64,23 @@ export function buildProgram(): Command {
     .option('--overwrite', 'replace an existing non-empty output folder', false)
     .action(async (opts) => {
       await runConvert(opts);
+    });
+
+  program
+    .command('train')
+    .description('Fine-tune a model as described by a train.yaml config (full or LoRA), with checkpoints and resume')
+    .requiredOption('--config <path>', 'train.yaml')
+    .option('--set <key=value>', 'override a config key (repeatable), e.g. --set training.lr=1e-4', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--resume [checkpoint]', 'resume from the latest checkpoint in output_dir, or from the given checkpoint folder')
+    .option('--skip-bad', 'skip malformed data records (counted) instead of stopping')
+    .option('--max-steps <n>', 'override training.max_steps', intArg(1))
+    .option('--output-dir <dir>', 'override output_dir')
+    .option('--seed <n>', 'override seed', intArg(0))
+    .option('--stop-after <n>', 'stop (with a checkpoint) after optimizer step n, e.g. to fit a time limit', intArg(1))
+    .option('--no-progress', 'plain log lines instead of a progress bar')
+    .action(async (opts) => {
+      checkTrainArgs(opts);
+      await runTrain(opts);
     });
 
   program

@@ -10,9 +10,8 @@
 // result piece at every step; they can differ only when two *different* pieces have the same
 // score, or the same piece can be formed by two different splits at two places at once (then
 // llama2.c takes the leftmost, HF the split listed first). See test/tokenizer-json.test.ts.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
 import type { Llama2cTokenizer } from './llama2c-tokenizer.js';
+import { writeJsonAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 
 /** llama2.c only merges pieces whose score is above this (run.c's `best_score = -1e10`). */
@@ -150,34 +149,6 @@ export function tokenizerConfigJson(opts?: { chatTemplate?: string; modelMaxLeng
   if (opts?.modelMaxLength !== undefined) cfg.model_max_length = opts.modelMaxLength;
   if (opts?.chatTemplate !== undefined) cfg.chat_template = opts.chatTemplate;
   return cfg;
-}
-
-/**
- * Writes `obj` as JSON to `path` atomically: a temporary file in the same folder, fsync, rename.
- * The folder is created when missing. `indent` defaults to 2.
- */
-export function writeJsonAtomic(path: string, obj: unknown, indent = 2): void {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  let fd = -1;
-  try {
-    mkdirSync(dirname(path), { recursive: true });
-    const text = JSON.stringify(obj, null, indent) + '\n';
-    fd = openSync(tmp, 'w');
-    writeSync(fd, text);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd >= 0) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* not created */
-    }
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new MixtuneError(`${path}: cannot write JSON file: ${code ?? (e as Error).message}`);
-  }
 }
 
 /** Writes tokenizer.json and tokenizer_config.json for `tok` into `dir` (each atomically). */

@@ -1,12 +1,13 @@
 // Checkpoints: OUT/checkpoint-N/ holds the trainable weights (safetensors), the optimizer state
 // and trainer_state.json. A checkpoint is written into a temporary folder and renamed into place,
 // so a process killed mid-write leaves the previous checkpoints intact; only the last K are kept.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Tensor } from '../tensor/tensor.js';
 import type { AdamW } from './adamw.js';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../io/safetensors.js';
 import { MixtuneError } from '../util/errors.js';
+import { writeJsonAtomic } from '../util/fs.js';
 
 export interface TrainerState {
   step: number;
@@ -35,15 +36,6 @@ function testHang(step: number): void {
     process.stderr.write(`checkpoint ${step}: test hook, hanging mid-write\n`);
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
   }
-}
-
-export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n');
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
 }
 
 export function saveCheckpoint(

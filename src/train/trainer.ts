@@ -11,7 +11,7 @@ import type { Row } from '../data/pack.js';
 import { AdamW, clipGradNorm } from './adamw.js';
 import { makeMicroBatch, type MicroBatch } from './batch.js';
 import { learningRate, type ScheduleKind } from './schedule.js';
-import { loadCheckpoint, saveCheckpoint, type TrainerState, WEIGHTS_FILE, writeJsonAtomic } from './checkpoint.js';
+import { loadCheckpoint, saveCheckpoint, type TrainerState, WEIGHTS_FILE } from './checkpoint.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
 
@@ -259,4 +259,3 @@ function round(x: number, d: number): number {
   return Math.round(x * f) / f;
 }
 
-export { writeJsonAtomic };
