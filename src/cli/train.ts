@@ -9,7 +9,7 @@ import { saveHfModel } from '../io/hf-model.js';
 import { writeLlama2cTokenizerFiles } from '../io/tokenizer-json.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 import { configToHf } from '../io/hf-config.js';
-import { applyLora, mergeLora, saveLoraAdapter, trainableParams } from '../model/lora.js';
+import { applyLora, loraRngState, mergeLora, saveLoraAdapter, setLoraRngState, trainableParams } from '../model/lora.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
 import { prepareRows, type ExampleEncoder } from '../train/prepare.js';
 import { Trainer } from '../train/trainer.js';
@@ -106,6 +106,7 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
       if (!isLora) writeJsonAtomic(join(dir, 'config.json'), configToHf(model.config));
       writeTok(dir);
     },
+    ...(isLora ? { extraState: { save: () => ({ loraRng: loraRngState(model) }), restore: (x: unknown) => setLoraRngState(model, (x as { loraRng: number[] }).loraRng) } } : {}),
     ...(o.stopAfter !== undefined ? { stopAfter: o.stopAfter } : {}),
     ...(o.progress === false ? { progress: false } : {}),
     log,

@@ -200,6 +200,17 @@ function loraAdapters(model: LlamaModel): LoraAdapter[] {
   return [...model.adapters.values()].filter((a): a is LoraAdapter => a instanceof LoraAdapter);
 }
 
+/** The dropout RNG state (saved in checkpoints so a resumed run draws the same masks); null without LoRA. */
+export function loraRngState(model: LlamaModel): number[] | null {
+  return states.get(model)?.rng.getState() ?? null;
+}
+
+export function setLoraRngState(model: LlamaModel, rngState: number[]): void {
+  const st = states.get(model);
+  if (!st) throw new Error('setLoraRngState: the model has no LoRA adapters');
+  st.rng.setState(rngState);
+}
+
 export function hasLora(model: LlamaModel): boolean {
   return loraAdapters(model).length > 0;
 }

@@ -20,6 +20,8 @@ export interface TrainerState {
   dataFingerprint: string;
   tokensSeen: number;
   elapsedSeconds: number;
+  /** Other state the run needs restored exactly (e.g. the LoRA dropout RNG). */
+  extra?: unknown;
 }
 
 /** Full fine-tuning: the checkpoint's weights are a plain HF model.safetensors (config.json beside it). */

@@ -38,6 +38,8 @@ export interface TrainerOptions {
   /** Checkpoint weights file name and extra files (config.json, tokenizer...) written into each checkpoint. */
   weightsFile?: string;
   checkpointExtras?: (dir: string) => void;
+  /** More state to checkpoint and restore exactly (e.g. the LoRA dropout RNG). */
+  extraState?: { save(): unknown; restore(state: unknown): void };
   /** Stop (with a checkpoint) after this optimizer step, as if the job's time ran out. */
   stopAfter?: number;
   /** Show a progress bar (default: when stderr is a TTY). */
@@ -124,6 +126,7 @@ export class Trainer {
     }
     this.state = st;
     this.rng.setState(st.rng);
+    if (st.extra !== undefined) this.o.extraState?.restore(st.extra);
     // Drop metric lines past the checkpoint: they will be produced again.
     const metrics = join(this.o.outputDir, 'metrics.jsonl');
     if (existsSync(metrics)) {
@@ -233,6 +236,7 @@ export class Trainer {
 
   checkpoint(): string {
     this.state.rng = this.rng.getState();
+    if (this.o.extraState) this.state.extra = this.o.extraState.save();
     return saveCheckpoint(this.o.outputDir, this.state, this.trainable, this.opt, this.o.keepLast, {
       ...(this.o.weightsFile ? { weightsFile: this.o.weightsFile } : {}),
       ...(this.o.checkpointExtras ? { extraFiles: this.o.checkpointExtras } : {}),
