@@ -493,9 +493,12 @@ Napi::Value AttentionLayoutBackward(const Napi::CallbackInfo& info) {
   const int workers = work < kInlineFma ? 1 : threads;
   const int64_t H = p.H;
 
-  // Pre-pass: effective (L, Delta) per key slot of the uniform output queries.
+  const int64_t ngroups = p.B * p.Hkv;
+  const bool fused = workers == 1 || ngroups % workers == 0 || ngroups >= 4 * static_cast<int64_t>(workers);
+  // Split mode: the dk/dv tasks need the effective (L, Delta) per key slot of the uniform output
+  // queries before they start (fused mode computes them per tile, see lbwd_uniform_cached).
   std::vector<float> uLD;
-  if (!pl.uniform.empty()) {
+  if (!fused && !pl.uniform.empty()) {
     const size_t per = static_cast<size_t>(p.B * p.H * p.T * (p.M + 1));
     uLD.assign(2 * per, 0.0f);
     p.uL = uLD.data();
@@ -512,11 +515,10 @@ Napi::Value AttentionLayoutBackward(const Napi::CallbackInfo& info) {
     else parallel_for(nt, 1, run);
   }
 
-  const int64_t ngroups = p.B * p.Hkv;
-  const bool fused = workers == 1 || ngroups % workers == 0 || ngroups >= 4 * static_cast<int64_t>(workers);
   int64_t stride = 0;
   if (fused) {
-    float* ws = workspace(workers, attention_layout_bwd_ws_floats(p.D, p.M, p.T), &stride);
+    // Kind-1 tiles run the cached two-pass path: room for P and dP of up to T keys.
+    float* ws = workspace(workers, attention_layout_bwd_ws_floats(p.D, p.M, p.T) + (pl.uniform.empty() ? 0 : 2 * p.T * ATTN_BQ), &stride);
     const LGroupFn group = lgroup_fn();
     auto run = [&](int64_t begin, int64_t end, int worker) {
       float* w = ws + static_cast<int64_t>(worker) * stride;
