@@ -21,6 +21,7 @@
 // Small calls (decoding a tiny model) run inline on the calling thread.
 #include "attention.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -36,6 +37,12 @@ int64_t attention_fwd_ws_floats(int64_t D) { return 2 * D * ATTN_BQ + ATTN_BK * 
 int64_t attention_bwd_ws_floats(int64_t D, int64_t T) {
   const int64_t Dp = (D + 15) / 16 * 16;
   return 3 * D * ATTN_BQ + 2 * ATTN_BQ * Dp + 2 * ATTN_BK * ATTN_BQ + 2 * ATTN_BQ + 2 * T * Dp;
+}
+
+int64_t attention_layout_fwd_ws_floats(int64_t D) { return 4 * D * ATTN_BQ + ATTN_BK * ATTN_BQ + 6 * ATTN_BQ; }
+int64_t attention_layout_bwd_ws_floats(int64_t D, int64_t M, int64_t Tk) {
+  const int64_t Dp = (D + 15) / 16 * 16;
+  return 3 * D * ATTN_BQ + 2 * ATTN_BQ * Dp + 2 * ATTN_BK * ATTN_BQ + 2 * (M + 1) * ATTN_BQ + 2 * Tk * Dp;
 }
 
 namespace {
@@ -243,6 +250,312 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// ---------------------------------------------------------------------------------------------
+// Layout-aware attention.
+
+typedef void (*LFwdFn)(const AttnLayoutParams&, int64_t, int64_t, float*);
+typedef void (*LGroupFn)(const AttnLayoutParams&, int64_t, int64_t, int64_t, int64_t, float*);
+typedef void (*LDkdvFn)(const AttnLayoutParams&, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float*);
+
+LFwdFn lfwd_fn() {
+  switch (current_isa()) {
+    case Isa::avx512: return attention_layout_fwd_tile_avx512;
+    case Isa::avx2: return attention_layout_fwd_tile_avx2;
+    default: return attention_layout_fwd_tile_portable;
+  }
+}
+LFwdFn ldelta_fn() {
+  switch (current_isa()) {
+    case Isa::avx512: return attention_layout_delta_avx512;
+    case Isa::avx2: return attention_layout_delta_avx2;
+    default: return attention_layout_delta_portable;
+  }
+}
+LGroupFn lgroup_fn() {
+  switch (current_isa()) {
+    case Isa::avx512: return attention_layout_bwd_group_avx512;
+    case Isa::avx2: return attention_layout_bwd_group_avx2;
+    default: return attention_layout_bwd_group_portable;
+  }
+}
+LDkdvFn ldkdv_fn() {
+  switch (current_isa()) {
+    case Isa::avx512: return attention_layout_bwd_dkdv_avx512;
+    case Isa::avx2: return attention_layout_bwd_dkdv_avx2;
+    default: return attention_layout_bwd_dkdv_portable;
+  }
+}
+LFwdFn ldq_fn() {
+  switch (current_isa()) {
+    case Isa::avx512: return attention_layout_bwd_dq_avx512;
+    case Isa::avx2: return attention_layout_bwd_dq_avx2;
+    default: return attention_layout_bwd_dq_portable;
+  }
+}
+
+// The validated layout, planned for the leaf kernels (see attention.h).
+struct LayoutPlan {
+  std::vector<int32_t> lo;
+  std::vector<float> kbias;
+  std::vector<int32_t> pstart;
+  std::vector<AttnLayoutTile> tiles;
+  std::vector<int64_t> row_tiles;  // tiles of row b: [row_tiles[b], row_tiles[b+1])
+  std::vector<int64_t> uniform;    // indices of kind-1 tiles
+  double pairs = 0;                // sum over tiles of nq * (khi - klo): (query, key) pairs scanned
+};
+
+void add_tiles(LayoutPlan& pl, int64_t b, int64_t T, int64_t a, int64_t e, int32_t kind, int32_t klo, int32_t parts, int32_t n) {
+  for (int64_t q0 = a; q0 < e; q0 += ATTN_BQ) {
+    AttnLayoutTile t;
+    t.b = static_cast<int32_t>(b);
+    t.q0 = static_cast<int32_t>(q0);
+    t.nq = static_cast<int32_t>(e - q0 < int64_t(ATTN_BQ) ? e - q0 : int64_t(ATTN_BQ));
+    t.kind = kind;
+    t.khi = t.q0 + t.nq;
+    t.klo = klo;
+    if (kind == 0)
+      for (int64_t i = 0; i < t.nq; ++i) t.klo = i == 0 || pl.lo[b * T + q0 + i] < t.klo ? pl.lo[b * T + q0 + i] : t.klo;
+    t.parts = parts;
+    t.n = n;
+    if (kind == 1) pl.uniform.push_back(static_cast<int64_t>(pl.tiles.size()));
+    pl.pairs += static_cast<double>(t.nq) * static_cast<double>(t.khi - t.klo);
+    pl.tiles.push_back(t);
+  }
+}
+
+// Validates the layout (TypeError naming the first problem) and plans it. Rules (DESIGN.md §2):
+// group ids in [0, G) with G = nInputs.length, each group's tokens one contiguous run inside one
+// row; nInputs[g] in [1, maxInputs]; weighting[g] in {0, 1, 2}; an n = 1 group has parts 0 or -1
+// (one causal part); an n >= 2 group holds input parts 0, 1, ..., n-1 (each non-empty, in order)
+// and then optionally the output part -1.
+void plan_layout(const Napi::Env& env, const char* fn, int64_t B, int64_t T, const int32_t* group, const int32_t* part,
+                 const int32_t* nin, const int32_t* wt, int64_t G, int64_t M, LayoutPlan& pl) {
+  auto err = [&](const std::string& what) { return arg_error(env, fn, what); };
+  for (int64_t g = 0; g < G; ++g) {
+    if (nin[g] < 1 || nin[g] > M)
+      throw err("nInputs[" + std::to_string(g) + "] = " + std::to_string(nin[g]) + " must be in [1, maxInputs = " + std::to_string(M) + "]");
+    if (wt[g] < 0 || wt[g] > 2)
+      throw err("weighting[" + std::to_string(g) + "] = " + std::to_string(wt[g]) + " must be 0 (uniform), 1 (fid) or 2 (vanilla)");
+  }
+  std::vector<uint8_t> seen(static_cast<size_t>(G), 0);
+  pl.lo.assign(static_cast<size_t>(B * T), 0);
+  pl.kbias.assign(static_cast<size_t>(B * T), 0.0f);
+  pl.row_tiles.push_back(0);
+  struct URun { int64_t ostart, end; int32_t parts, n, gstart; };
+  std::vector<URun> uruns;
+  for (int64_t b = 0; b < B; ++b) {
+    uruns.clear();
+    const int32_t* gr = group + b * T;
+    const int32_t* pr = part + b * T;
+    int32_t* lo = pl.lo.data() + b * T;
+    float* kb = pl.kbias.data() + b * T;
+    for (int64_t s = 0; s < T;) {
+      const int32_t g = gr[s];
+      if (g < 0 || g >= G)
+        throw err("group[" + std::to_string(b * T + s) + "] = " + std::to_string(g) + " is not a group id in [0, " + std::to_string(G) + ")");
+      if (seen[g]) throw err("the tokens of group " + std::to_string(g) + " are not contiguous in one row");
+      seen[g] = 1;
+      int64_t e = s;
+      while (e < T && gr[e] == g) ++e;
+      const int32_t n = nin[g];
+      if (n == 1) {
+        for (int64_t t = s; t < e; ++t) {
+          if (pr[t] != 0 && pr[t] != -1)
+            throw err("part[" + std::to_string(b * T + t) + "] = " + std::to_string(pr[t]) + ": a group with one input has parts 0 or -1 only");
+          lo[t] = static_cast<int32_t>(s);
+        }
+        s = e;
+        continue;
+      }
+      const int32_t parts = static_cast<int32_t>(pl.pstart.size());
+      int32_t cur = -2;
+      int64_t ostart = e, istart = s;
+      for (int64_t t = s; t < e; ++t) {
+        const int32_t p = pr[t];
+        if (p != cur) {
+          const bool ok = cur == -2 ? p == 0 : cur >= 0 && (p == cur + 1 ? p < n : p == -1 && cur == n - 1);
+          if (!ok)
+            throw err("part[" + std::to_string(b * T + t) + "] = " + std::to_string(p) + " after " +
+                      (cur == -2 ? std::string("the group start") : std::to_string(cur)) + ": group " + std::to_string(g) +
+                      " (nInputs " + std::to_string(n) + ") must hold input parts 0.." + std::to_string(n - 1) +
+                      " in order, then the output part -1");
+          if (p >= 0) {
+            pl.pstart.push_back(static_cast<int32_t>(t));
+            istart = t;
+          } else {
+            ostart = t;
+          }
+          cur = p;
+        }
+        lo[t] = static_cast<int32_t>(p >= 0 ? istart : s);
+      }
+      if (cur != -1 && cur != n - 1)
+        throw err("group " + std::to_string(g) + " ends before its input part " + std::to_string(cur + 1) + " (nInputs " + std::to_string(n) + ")");
+      pl.pstart.push_back(static_cast<int32_t>(ostart));
+      pl.pstart.push_back(static_cast<int32_t>(e));
+      if (wt[g] == 1) {
+        const float bias = logf(static_cast<float>(n));
+        for (int64_t t = ostart; t < e; ++t) kb[t] = bias;
+      }
+      if (wt[g] == 0 && ostart < e) uruns.push_back({ostart, e, parts, n, static_cast<int32_t>(s)});
+      s = e;
+    }
+    int64_t q = 0;
+    for (const URun& u : uruns) {
+      add_tiles(pl, b, T, q, u.ostart, 0, 0, 0, 0);
+      add_tiles(pl, b, T, u.ostart, u.end, 1, u.gstart, u.parts, u.n);
+      q = u.end;
+    }
+    add_tiles(pl, b, T, q, T, 0, 0, 0, 0);
+    pl.row_tiles.push_back(static_cast<int64_t>(pl.tiles.size()));
+  }
+}
+
+// Reads and checks the shared arguments of attentionLayoutForward/Backward; `first` is the index
+// of B, `layout` the index of group.
+void layout_args(const Napi::CallbackInfo& info, const char* fn, size_t first, size_t layout, AttnLayoutParams& p, LayoutPlan& pl) {
+  Napi::Env env = info.Env();
+  p.B = dim_arg(info, first, fn, "B");
+  p.T = dim_arg(info, first + 1, fn, "T");
+  p.H = dim_arg(info, first + 2, fn, "nHeads");
+  p.Hkv = dim_arg(info, first + 3, fn, "nKvHeads");
+  p.D = dim_arg(info, first + 4, fn, "headDim");
+  p.scale = scale_arg(info, first + 5, fn);
+  p.M = dim_arg(info, layout + 4, fn, "maxInputs");
+  check_heads(env, fn, p.H, p.Hkv);
+  const int64_t nq = mul_checked(env, fn, {p.B, p.T, p.H, p.D});
+  const int64_t nk = mul_checked(env, fn, {p.B, p.T, p.Hkv, p.D});
+  const int64_t ns = mul_checked(env, fn, {p.B, p.H, p.T, p.M + 1});
+  (void)ns;
+  mul_checked(env, fn, {p.T, (p.D + 15) / 16 * 16, 2});
+  p.q = f32_arg(info, 0, nq, fn, "q");
+  p.k = f32_arg(info, 1, nk, fn, "k");
+  p.v = f32_arg(info, 2, nk, fn, "v");
+  p.out = f32_arg(info, 3, nq, fn, "out");
+  p.stats = f32_arg(info, 4, p.B * p.H * p.T * p.M, fn, "stats");
+  const int32_t* group = i32_arg(info, layout, p.B * p.T, fn, "group");
+  const int32_t* part = i32_arg(info, layout + 1, p.B * p.T, fn, "part");
+  if (info.Length() <= layout + 2 || !info[layout + 2].IsTypedArray()) throw arg_error(env, fn, "nInputs must be a typed array");
+  const int64_t G = static_cast<int64_t>(info[layout + 2].As<Napi::TypedArray>().ElementLength());
+  const int32_t* nin = i32_arg(info, layout + 2, G, fn, "nInputs");
+  const int32_t* wt = i32_arg(info, layout + 3, G, fn, "weighting");
+  plan_layout(env, fn, p.B, p.T, group, part, nin, wt, G, p.M, pl);
+  p.lo = pl.lo.data();
+  p.kbias = pl.kbias.data();
+  p.pstart = pl.pstart.data();
+  p.tiles = pl.tiles.data();
+  p.dout = nullptr;
+  p.dq = p.dk = p.dv = p.uL = p.uD = nullptr;
+}
+
+Napi::Value AttentionLayoutForward(const Napi::CallbackInfo& info) {
+  const char* fn = "attentionLayoutForward";
+  AttnLayoutParams p;
+  LayoutPlan pl;
+  layout_args(info, fn, 5, 11, p, pl);
+  const LFwdFn tile = lfwd_fn();
+  const int64_t ntiles = static_cast<int64_t>(pl.tiles.size());
+  // Heaviest tiles first (dynamic scheduling), then query heads.
+  std::vector<int64_t> order(static_cast<size_t>(ntiles));
+  for (int64_t i = 0; i < ntiles; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    const AttnLayoutTile &x = pl.tiles[a], &y = pl.tiles[b];
+    return static_cast<int64_t>(x.nq) * (x.khi - x.klo) > static_cast<int64_t>(y.nq) * (y.khi - y.klo);
+  });
+  const double work = 2.0 * pl.pairs * static_cast<double>(p.H) * static_cast<double>(p.D);
+  const int workers = work < kInlineFma ? 1 : num_threads();
+  int64_t stride = 0;
+  float* ws = workspace(workers, attention_layout_fwd_ws_floats(p.D), &stride);
+  const int64_t H = p.H;
+  auto run = [&](int64_t begin, int64_t end, int worker) {
+    float* w = ws + static_cast<int64_t>(worker) * stride;
+    for (int64_t t = begin; t < end; ++t) tile(p, order[t / H], t % H, w);
+  };
+  if (workers == 1) run(0, ntiles * H, 0);
+  else parallel_for(ntiles * H, 1, run);
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionLayoutBackward(const Napi::CallbackInfo& info) {
+  const char* fn = "attentionLayoutBackward";
+  Napi::Env env = info.Env();
+  AttnLayoutParams p;
+  LayoutPlan pl;
+  layout_args(info, fn, 9, 15, p, pl);
+  const int64_t nq = p.B * p.T * p.H * p.D;
+  const int64_t nk = p.B * p.T * p.Hkv * p.D;
+  p.dout = f32_arg(info, 5, nq, fn, "dOut");
+  p.dq = f32_arg(info, 6, nq, fn, "dq");
+  p.dk = f32_arg(info, 7, nk, fn, "dk");
+  p.dv = f32_arg(info, 8, nk, fn, "dv");
+  const double work = 2.5 * 2.0 * pl.pairs * static_cast<double>(p.H) * static_cast<double>(p.D);
+  const int threads = num_threads();
+  const int workers = work < kInlineFma ? 1 : threads;
+  const int64_t H = p.H;
+
+  const int64_t ngroups = p.B * p.Hkv;
+  const bool fused = workers == 1 || ngroups % workers == 0 || ngroups >= 4 * static_cast<int64_t>(workers);
+  // Split mode: the dk/dv tasks need the effective (L, Delta) per key slot of the uniform output
+  // queries before they start (fused mode computes them per tile, see lbwd_uniform_cached).
+  std::vector<float> uLD;
+  if (!fused && !pl.uniform.empty()) {
+    const size_t per = static_cast<size_t>(p.B * p.H * p.T * (p.M + 1));
+    uLD.assign(2 * per, 0.0f);
+    p.uL = uLD.data();
+    p.uD = uLD.data() + per;
+    const LFwdFn delta = ldelta_fn();
+    const int64_t nt = static_cast<int64_t>(pl.uniform.size()) * H;
+    int64_t stride = 0;
+    float* ws = workspace(workers, attention_layout_bwd_ws_floats(p.D, p.M, 0), &stride);
+    auto run = [&](int64_t begin, int64_t end, int worker) {
+      float* w = ws + static_cast<int64_t>(worker) * stride;
+      for (int64_t t = begin; t < end; ++t) delta(p, pl.uniform[t / H], t % H, w);
+    };
+    if (workers == 1) run(0, nt, 0);
+    else parallel_for(nt, 1, run);
+  }
+
+  int64_t stride = 0;
+  if (fused) {
+    // Kind-1 tiles run the cached two-pass path: room for P and dP of up to T keys.
+    float* ws = workspace(workers, attention_layout_bwd_ws_floats(p.D, p.M, p.T) + (pl.uniform.empty() ? 0 : 2 * p.T * ATTN_BQ), &stride);
+    const LGroupFn group = lgroup_fn();
+    auto run = [&](int64_t begin, int64_t end, int worker) {
+      float* w = ws + static_cast<int64_t>(worker) * stride;
+      for (int64_t t = begin; t < end; ++t) {
+        const int64_t b = t / p.Hkv;
+        group(p, b, t % p.Hkv, pl.row_tiles[b], pl.row_tiles[b + 1], w);
+      }
+    };
+    if (workers == 1) run(0, ngroups, 0);
+    else parallel_for(ngroups, 1, run);
+  } else {
+    float* ws = workspace(workers, attention_layout_bwd_ws_floats(p.D, p.M, ATTN_BK), &stride);
+    const LDkdvFn dkdv = ldkdv_fn();
+    const LFwdFn dq = ldq_fn();
+    const int64_t nkt = (p.T + ATTN_BK - 1) / ATTN_BK;
+    const int64_t nkv_tasks = ngroups * nkt;
+    const int64_t ntiles = static_cast<int64_t>(pl.tiles.size());
+    auto run = [&](int64_t begin, int64_t end, int worker) {
+      float* w = ws + static_cast<int64_t>(worker) * stride;
+      for (int64_t t = begin; t < end; ++t) {
+        if (t < nkv_tasks) {
+          const int64_t kt = t / ngroups, bk = t % ngroups;
+          const int64_t b = bk / p.Hkv;
+          const int64_t j0 = kt * ATTN_BK;
+          dkdv(p, b, bk % p.Hkv, j0, p.T - j0 < int64_t(ATTN_BK) ? p.T - j0 : int64_t(ATTN_BK), pl.row_tiles[b], pl.row_tiles[b + 1], w);
+        } else {
+          const int64_t u = t - nkv_tasks;
+          dq(p, ntiles - 1 - u / H, u % H, w);
+        }
+      }
+    };
+    parallel_for(nkv_tasks + ntiles * H, 1, run);
+  }
+  (void)env;
+  return info.Env().Undefined();
+}
+
 Napi::Value AttentionExp(const Napi::CallbackInfo& info) {
   const char* fn = "_attentionExp";
   if (info.Length() < 1 || !info[0].IsTypedArray()) throw arg_error(info.Env(), fn, "x must be a Float32Array");
@@ -258,6 +571,8 @@ Napi::Value AttentionExp(const Napi::CallbackInfo& info) {
 void register_attention(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
+  exports.Set("attentionLayoutForward", Napi::Function::New(env, AttentionLayoutForward, "attentionLayoutForward"));
+  exports.Set("attentionLayoutBackward", Napi::Function::New(env, AttentionLayoutBackward, "attentionLayoutBackward"));
   exports.Set("_attentionExp", Napi::Function::New(env, AttentionExp, "_attentionExp"));
 }
 

@@ -1,4 +1,4 @@
-// Causal grouped-query attention: plain declarations shared by the glue (attention.cpp) and the
+// Causal and layout-aware (packed groups, MISO) grouped-query attention: plain declarations shared by the glue (attention.cpp) and the
 // three leaf builds (attention_avx512.cpp, attention_avx2.cpp, attention_portable.cpp, all of
 // which include attention_impl.inc). No inline functions here: leaf TUs are compiled for
 // different ISAs and must not share COMDAT code with the generic build.
@@ -66,5 +66,72 @@ void attention_bwd_dq_portable(const AttnBwdParams& p, int64_t b, int64_t h, int
 void attention_exp_avx512(const float* x, float* out, int64_t n);
 void attention_exp_avx2(const float* x, float* out, int64_t n);
 void attention_exp_portable(const float* x, float* out, int64_t n);
+
+// ---------------------------------------------------------------------------------------------
+// Layout-aware attention (DESIGN.md §2). The glue (attention.cpp) validates the layout and plans
+// it into per-token arrays and a list of query tiles; the leaf kernels only follow that plan.
+//
+// Query tiles (at most ATTN_BQ consecutive queries of one row) are of two kinds:
+//  kind 0 "single": every lane runs ONE online softmax over the keys [lo[t], t] of its own row,
+//    with the logit bias kbias[j] added to key j (log n on the output keys of fid groups, else 0).
+//    Covers n = 1 groups, input-part queries (lo = start of the part), fid and vanilla output
+//    queries (lo = group start). Lanes may belong to different groups (packed rows).
+//  kind 1 "uniform": every lane is an output query of the same uniform group with n >= 2 inputs.
+//    Key parts are processed separately (input i: all its keys; output: causal) and combined as
+//    O = (1/n) sum_i (U_i + U_o) / (S_i + S_o).
+struct AttnLayoutTile {
+  int32_t b, q0, nq;  // row, first query (row-relative), number of queries (<= ATTN_BQ)
+  int32_t kind;       // 0 single, 1 uniform
+  int32_t klo, khi;   // keys [klo, khi) hold every key some lane may see (khi = q0 + nq)
+  int32_t parts;      // kind 1: offset in pstart of the group's n + 2 boundaries
+  int32_t n;          // kind 1: number of inputs
+};
+
+struct AttnLayoutParams {
+  const float* q;     // [B, T, H*D]
+  const float* k;     // [B, T, Hkv*D]
+  const float* v;
+  float* out;         // [B, T, H*D]        forward: written; backward: read
+  float* stats;       // [B, H, T, M]       forward: written; backward: read
+  const float* dout;  // [B, T, H*D]        backward
+  float* dq;          // [B, T, H*D]        backward: written
+  float* dk;          // [B, T, Hkv*D]      backward: written
+  float* dv;
+  float* uL;          // [B, H, T, M + 1]   backward: effective log-normalizer per key slot (uniform tiles)
+  float* uD;          // [B, H, T, M + 1]   backward: effective Delta per key slot (uniform tiles)
+  const int32_t* lo;     // [B*T] first visible key (row-relative) of a kind-0 query
+  const float* kbias;    // [B*T] logit bias of each key
+  const int32_t* pstart; // per uniform group: start of input 0..n-1, output start, group end
+  const AttnLayoutTile* tiles;
+  int64_t B, T, H, Hkv, D, M;  // M = maxInputs (stats slots per query)
+  float scale;
+};
+
+int64_t attention_layout_fwd_ws_floats(int64_t D);
+int64_t attention_layout_bwd_ws_floats(int64_t D, int64_t M, int64_t Tk);
+
+// Forward of one tile for query head h. ws: attention_layout_fwd_ws_floats(D) floats, aligned.
+void attention_layout_fwd_tile_avx512(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+void attention_layout_fwd_tile_avx2(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+void attention_layout_fwd_tile_portable(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+// Backward pre-pass of a kind-1 tile: Delta_i = dO . A_i per input, written with the effective
+// (L, Delta) of every key slot to uL/uD. ws: attention_layout_bwd_ws_floats(D, M, 0).
+void attention_layout_delta_avx512(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+void attention_layout_delta_avx2(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+void attention_layout_delta_portable(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+// Backward, fused: tiles [t0, t1) (all of row b), every query head of kv head kvh; writes their
+// dq rows and the dk/dv rows [0, T) of row b, kv head kvh. ws: attention_layout_bwd_ws_floats(D, M, T).
+void attention_layout_bwd_group_avx512(const AttnLayoutParams& p, int64_t b, int64_t kvh, int64_t t0, int64_t t1, float* ws);
+void attention_layout_bwd_group_avx2(const AttnLayoutParams& p, int64_t b, int64_t kvh, int64_t t0, int64_t t1, float* ws);
+void attention_layout_bwd_group_portable(const AttnLayoutParams& p, int64_t b, int64_t kvh, int64_t t0, int64_t t1, float* ws);
+// Backward, split: dk/dv rows [j0, j0 + nk) (nk <= ATTN_BK) of row b, kv head kvh from tiles
+// [t0, t1) (the tiles of row b); and dq of one tile for query head h.
+// ws: attention_layout_bwd_ws_floats(D, M, ATTN_BK).
+void attention_layout_bwd_dkdv_avx512(const AttnLayoutParams& p, int64_t b, int64_t kvh, int64_t j0, int64_t nk, int64_t t0, int64_t t1, float* ws);
+void attention_layout_bwd_dkdv_avx2(const AttnLayoutParams& p, int64_t b, int64_t kvh, int64_t j0, int64_t nk, int64_t t0, int64_t t1, float* ws);
+void attention_layout_bwd_dkdv_portable(const AttnLayoutParams& p, int64_t b, int64_t kvh, int64_t j0, int64_t nk, int64_t t0, int64_t t1, float* ws);
+void attention_layout_bwd_dq_avx512(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+void attention_layout_bwd_dq_avx2(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
+void attention_layout_bwd_dq_portable(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
 
 }  // namespace mt

@@ -60,6 +60,7 @@ inline V vexp(V x) {
 
 #define ATTN_FN(name) name##_avx2
 #include "attention_impl.inc"
+#include "attention_layout_impl.inc"
 #undef ATTN_FN
 
 }  // namespace mt

@@ -55,6 +55,7 @@ inline V vexp(V x) {
 
 #define ATTN_FN(name) name##_avx512
 #include "attention_impl.inc"
+#include "attention_layout_impl.inc"
 #undef ATTN_FN
 
 }  // namespace mt

@@ -33,6 +33,7 @@ inline V vexp(V a) { V r; for (int i = 0; i < 4; ++i) r.x[i] = expf(a.x[i]); ret
 
 #define ATTN_FN(name) name##_portable
 #include "attention_impl.inc"
+#include "attention_layout_impl.inc"
 #undef ATTN_FN
 
 }  // namespace mt

@@ -3,6 +3,17 @@
 // useful causal FLOPs: forward 4·B·H·T²·D/2 (QKᵀ and PV over the visible half), backward 2.5×
 // that (QKᵀ recompute, dO·Vᵀ, dV, dK, dQ). Also times one KV-cache decode step (Tq = 1).
 // Overrides: b=, t=, heads=, kv_heads=, d=, reps=, decode_t=.
+//
+// With layout=causal|packed|miso it instead times the layout-aware kernel (DESIGN.md §2) against
+// the causal kernel on rows of the same size, in one run (interleaved, best of reps):
+//   causal: one n = 1 group per row (the path every SFT/MoI training step takes);
+//   packed: groups= (default 8) n = 1 groups of random lengths per row;
+//   miso:   miso_groups= (default 1) MISO groups per row, each with n= (default 4) inputs of
+//           similar length (±25%) totalling about half the group, then the output part;
+//           w=uniform|fid|vanilla (default uniform).
+// It reports both kernels' time and GFLOP/s of useful FLOPs (4·D per visible (query, key) pair
+// forward, 2.5× that backward; a uniform MISO output query counts every key of the group once),
+// and the time ratios layout / causal.
 import { nativeKernels } from '../tensor/native.js';
 import { currentIsa, numThreads } from '../native.js';
 import { Rng } from '../util/rng.js';
@@ -10,16 +21,21 @@ import { MixtuneError } from '../util/errors.js';
 
 const DEFAULTS = { b: 4, t: 512, heads: 8, kv_heads: 8, d: 64, reps: 5, decode_t: 2048 };
 
-function parse(params: Record<string, string>): typeof DEFAULTS {
-  const out = { ...DEFAULTS } as Record<string, number>;
+const LAYOUT_DEFAULTS = { n: 4, groups: 8, miso_groups: 1, seed: 1 };
+const LAYOUTS = ['causal', 'packed', 'miso'] as const;
+const WEIGHTINGS = ['uniform', 'fid', 'vanilla'] as const;
+
+function parse(params: Record<string, string>): typeof DEFAULTS & typeof LAYOUT_DEFAULTS {
+  const out = { ...DEFAULTS, ...LAYOUT_DEFAULTS } as Record<string, number>;
   for (const [k, v] of Object.entries(params)) {
-    if (!(k in DEFAULTS)) throw new MixtuneError(`bench attention: unknown parameter '${k}' (known: ${Object.keys(DEFAULTS).join(', ')})`);
+    if (k === 'layout' || k === 'w') continue;
+    if (!(k in out)) throw new MixtuneError(`bench attention: unknown parameter '${k}' (known: ${[...Object.keys(out), 'layout', 'w'].join(', ')})`);
     const n = Number(v);
     if (!Number.isInteger(n) || n <= 0) throw new MixtuneError(`bench attention: ${k} must be a positive integer, got '${v}'`);
     out[k] = n;
   }
   if (out.heads! % out.kv_heads! !== 0) throw new MixtuneError('bench attention: heads must be a multiple of kv_heads');
-  return out as typeof DEFAULTS;
+  return out as typeof DEFAULTS & typeof LAYOUT_DEFAULTS;
 }
 
 function fill(rng: Rng, n: number): Float32Array {
@@ -42,6 +58,8 @@ function time(reps: number, f: () => void): number {
 
 export function benchAttention(params: Record<string, string>): Record<string, unknown> {
   const c = parse(params);
+  if (params.layout !== undefined) return benchLayout(params, c);
+  if (params.w !== undefined) throw new MixtuneError('bench attention: w= needs layout=miso');
   const k = nativeKernels();
   const { b: B, t: T, heads: H, kv_heads: Hkv, d: D } = c;
   const rng = new Rng(1);
@@ -81,5 +99,138 @@ export function benchAttention(params: Record<string, string>): Record<string, u
     decode_tk: Tk,
     decode_us: +(dec * 1e6).toFixed(1),
     decode_gflops: +((4 * H * Tk * D) / dec / 1e9).toFixed(2),
+  };
+}
+
+interface BenchLayout {
+  group: Int32Array;
+  part: Int32Array;
+  nInputs: Int32Array;
+  weighting: Int32Array;
+  maxInputs: number;
+  /** Visible (query, key) pairs summed over the rows (per head). */
+  pairs: number;
+}
+
+/** Builds B rows of T tokens for layout=causal|packed|miso. */
+function makeLayout(kind: (typeof LAYOUTS)[number], B: number, T: number, c: typeof LAYOUT_DEFAULTS, w: number, rng: Rng): BenchLayout {
+  const group = new Int32Array(B * T);
+  const part = new Int32Array(B * T);
+  const nInputs: number[] = [];
+  const weighting: number[] = [];
+  let pairs = 0;
+  const causalGroup = (b: number, s: number, len: number): void => {
+    const g = nInputs.length;
+    for (let t = s; t < s + len; t++) group[b * T + t] = g;
+    nInputs.push(1);
+    weighting.push(0);
+    pairs += (len * (len + 1)) / 2;
+  };
+  // Random cut points: `count` pieces of at least 1 token summing to `len`.
+  const cuts = (len: number, count: number): number[] => {
+    count = Math.min(count, len);
+    const pts = new Set<number>();
+    while (pts.size < count - 1) pts.add(1 + rng.int(len - 1));
+    const xs = [0, ...[...pts].sort((a, b) => a - b), len];
+    return xs.slice(1).map((x, i) => x - xs[i]!);
+  };
+  for (let b = 0; b < B; b++) {
+    if (kind === 'causal') causalGroup(b, 0, T);
+    else if (kind === 'packed') {
+      let s = 0;
+      for (const len of cuts(T, c.groups)) {
+        causalGroup(b, s, len);
+        s += len;
+      }
+    } else {
+      const glen = Math.floor(T / c.miso_groups);
+      let s = 0;
+      for (let gi = 0; gi < c.miso_groups; gi++) {
+        const len = gi === c.miso_groups - 1 ? T - s : glen;
+        const n = c.n;
+        const base = len / 2 / n;
+        const inputs = Array.from({ length: n }, () => Math.max(1, Math.round(base * (0.75 + 0.5 * rng.float()))));
+        const used = inputs.reduce((a, x) => a + x, 0);
+        if (used >= len) throw new MixtuneError(`bench attention: a MISO group of ${len} tokens cannot hold ${n} inputs`);
+        const out = len - used;
+        const g = nInputs.length;
+        let t = s;
+        inputs.forEach((il, i) => {
+          for (let x = 0; x < il; x++, t++) {
+            group[b * T + t] = g;
+            part[b * T + t] = i;
+          }
+          pairs += (il * (il + 1)) / 2;
+        });
+        for (let x = 0; x < out; x++, t++) {
+          group[b * T + t] = g;
+          part[b * T + t] = n === 1 ? 0 : -1;
+        }
+        pairs += out * used + (out * (out + 1)) / 2;
+        nInputs.push(n);
+        weighting.push(w);
+        s += len;
+      }
+    }
+  }
+  return { group, part, nInputs: Int32Array.from(nInputs), weighting: Int32Array.from(weighting), maxInputs: Math.max(...nInputs), pairs };
+}
+
+function benchLayout(params: Record<string, string>, c: ReturnType<typeof parse>): Record<string, unknown> {
+  const kind = params.layout as (typeof LAYOUTS)[number];
+  if (!LAYOUTS.includes(kind)) throw new MixtuneError(`bench attention: layout must be one of ${LAYOUTS.join(', ')}, got '${params.layout}'`);
+  const wName = (params.w ?? 'uniform') as (typeof WEIGHTINGS)[number];
+  if (!WEIGHTINGS.includes(wName)) throw new MixtuneError(`bench attention: w must be one of ${WEIGHTINGS.join(', ')}, got '${params.w}'`);
+  const k = nativeKernels();
+  const { b: B, t: T, heads: H, kv_heads: Hkv, d: D } = c;
+  const rng = new Rng(c.seed);
+  const L = makeLayout(kind, B, T, c, WEIGHTINGS.indexOf(wName), rng);
+  const q = fill(rng, B * T * H * D);
+  const kk = fill(rng, B * T * Hkv * D);
+  const v = fill(rng, B * T * Hkv * D);
+  const dOut = fill(rng, B * T * H * D);
+  const scale = 1 / Math.sqrt(D);
+  const out = new Float32Array(q.length), lse = new Float32Array(B * H * T);
+  const lout = new Float32Array(q.length), stats = new Float32Array(B * H * T * L.maxInputs);
+  const dq = new Float32Array(q.length), dk = new Float32Array(kk.length), dv = new Float32Array(v.length);
+  const runs: Record<string, () => void> = {
+    cf: () => k.attentionForward(q, kk, v, out, lse, B, T, T, H, Hkv, D, scale, 0),
+    lf: () => k.attentionLayoutForward(q, kk, v, lout, stats, B, T, H, Hkv, D, scale, L.group, L.part, L.nInputs, L.weighting, L.maxInputs),
+    cb: () => k.attentionBackward(q, kk, v, out, lse, dOut, dq, dk, dv, B, T, H, Hkv, D, scale),
+    lb: () => k.attentionLayoutBackward(q, kk, v, lout, stats, dOut, dq, dk, dv, B, T, H, Hkv, D, scale,
+      L.group, L.part, L.nInputs, L.weighting, L.maxInputs),
+  };
+  const best: Record<string, number> = {};
+  for (const f of Object.values(runs)) f(); // warm-up (and outputs for the backward passes)
+  for (let r = 0; r < c.reps; r++) {
+    for (const [name, f] of Object.entries(runs)) {
+      const t0 = process.hrtime.bigint();
+      f();
+      const dt = Number(process.hrtime.bigint() - t0) / 1e9;
+      best[name] = Math.min(best[name] ?? Infinity, dt);
+    }
+  }
+  const causalFwd = 4 * D * H * B * (T * (T + 1)) / 2;
+  const layoutFwd = 4 * D * H * L.pairs;
+  const gf = (flops: number, s: number): number => +(flops / s / 1e9).toFixed(2);
+  return {
+    bench: 'attention',
+    layout: kind,
+    isa: currentIsa(),
+    threads: numThreads(),
+    B, T, heads: H, kv_heads: Hkv, head_dim: D,
+    ...(kind === 'packed' ? { groups: c.groups } : {}),
+    ...(kind === 'miso' ? { n: c.n, miso_groups: c.miso_groups, weighting: wName } : {}),
+    visible_pairs_ratio: +(L.pairs / (B * (T * (T + 1)) / 2)).toFixed(3),
+    causal_forward_ms: +(best.cf! * 1e3).toFixed(3),
+    causal_backward_ms: +(best.cb! * 1e3).toFixed(3),
+    layout_forward_ms: +(best.lf! * 1e3).toFixed(3),
+    layout_backward_ms: +(best.lb! * 1e3).toFixed(3),
+    causal_forward_gflops: gf(causalFwd, best.cf!),
+    causal_backward_gflops: gf(2.5 * causalFwd, best.cb!),
+    layout_forward_gflops: gf(layoutFwd, best.lf!),
+    layout_backward_gflops: gf(2.5 * layoutFwd, best.lb!),
+    forward_time_ratio: +(best.lf! / best.cf!).toFixed(3),
+    backward_time_ratio: +(best.lb! / best.cb!).toFixed(3),
   };
 }

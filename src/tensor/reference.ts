@@ -4,6 +4,7 @@ import type { Kernels } from './kernels.js';
 import { refGemm } from './reference/gemm.js';
 import * as ops from './reference/ops.js';
 import { refAttentionForward, refAttentionBackward } from './reference/attention.js';
+import { refAttentionLayoutForward, refAttentionLayoutBackward } from './reference/attention-layout.js';
 
 export const referenceKernels: Kernels = {
   name: 'reference',
@@ -17,13 +18,8 @@ export const referenceKernels: Kernels = {
   swigluBackward: ops.refSwigluBackward,
   attentionForward: refAttentionForward,
   attentionBackward: refAttentionBackward,
-  // TODO(layout attention): replaced by the reference implementation in the layout-attention work.
-  attentionLayoutForward: () => {
-    throw new Error('attentionLayoutForward: not implemented yet');
-  },
-  attentionLayoutBackward: () => {
-    throw new Error('attentionLayoutBackward: not implemented yet');
-  },
+  attentionLayoutForward: refAttentionLayoutForward,
+  attentionLayoutBackward: refAttentionLayoutBackward,
   crossEntropy: ops.refCrossEntropy,
   adamw: ops.refAdamw,
 };
