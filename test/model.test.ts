@@ -123,3 +123,40 @@ test('model: positions are honoured (two packed rows == each row alone)', () => 
     assertClose(both.subarray(b * 6 * V, (b + 1) * 6 * V), alone, 1e-5, 1e-6, `row ${b}`);
   }
 });
+
+test('model: a packed row (layout) gives each example exactly the loss and gradients it has alone', () => {
+  const cfg = tinyConfig();
+  const rng = new Rng(8);
+  const lens = [5, 9, 3];
+  const seqs = lens.map((n) => batchOf(rng, 1, n, cfg.vocabSize));
+  // one row: the three examples back to back, positions restarting, plus 2 padding tokens
+  const T = lens.reduce((a, b) => a + b, 0) + 2;
+  const inputs = new Int32Array(T);
+  const targets = new Int32Array(T).fill(IGNORE_INDEX);
+  const positions = new Int32Array(T);
+  const group = new Int32Array(T);
+  let o = 0;
+  seqs.forEach((s, g) => {
+    inputs.set(s.inputs, o);
+    targets.set(s.targets, o);
+    for (let t = 0; t < s.inputs.length; t++) {
+      positions[o + t] = t;
+      group[o + t] = g;
+    }
+    o += s.inputs.length;
+  });
+  group.fill(3, o);
+  const layout = { group, part: new Int32Array(T), nInputs: Int32Array.of(1, 1, 1, 1), weighting: ['uniform', 'uniform', 'uniform', 'uniform'] as const };
+  const packed = LlamaModel.random(cfg, nativeKernels(), 5, 0.2);
+  const alone = new LlamaModel(cfg, nativeKernels(), new Map([...packed.params].map(([n, t]) => [n, t.data.slice()])));
+  const total = lens.reduce((a, b) => a + b, 0);
+  const r = packed.forward(inputs, targets, 1, { positions, layout: { ...layout, weighting: [...layout.weighting] }, lossScale: 1 / total });
+  packed.backward();
+  let sum = 0;
+  for (const s of seqs) {
+    sum += alone.forward(s.inputs, s.targets, 1, { lossScale: 1 / total }).lossSum;
+    alone.backward();
+  }
+  assert.ok(Math.abs(r.lossSum - sum) < 1e-4 * sum, `${r.lossSum} vs ${sum}`);
+  for (const [n, t] of packed.params) assertClose(t.grad!, alone.param(n).grad!, 2e-3, 2e-6, n);
+});

@@ -48,12 +48,12 @@ function options(out: string, over: Partial<TrainerOptions> = {}): TrainerOption
   };
 }
 
-const cfg = validateTrainConfig({ model: 'x', data: { datasets: [{ path: dataPath }], max_len: 64, eval_split: 0.1 } }, 'test');
+const cfg = validateTrainConfig({ model: 'x', data: { datasets: [{ path: dataPath }], max_len: 128, eval_split: 0.1 } }, 'test');
 
 test('trainer: loss decreases; metrics.jsonl has step, loss, lr, grad_norm, tokens/s, elapsed', () => {
   const { model, encode } = setup();
   const prep = prepareRows(cfg, encode);
-  assert.ok(prep.stats.train.efficiency > 0.5);
+  assert.ok(prep.stats.train.efficiency > 0.8, 'rows hold several packed examples');
   assert.equal(prep.stats.evalExamples, 5);
   const out = join(tmp, 'run-a');
   const tr = new Trainer(model, model.params, prep.train, prep.eval, options(out, { totalSteps: 12 }));
