@@ -2,6 +2,7 @@
 import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
 import { generate } from '../infer/generate.js';
+import { ChatTemplate, encodePrompt } from '../io/chat.js';
 
 export interface GenerateCliOptions {
   model: string;
@@ -13,6 +14,8 @@ export interface GenerateCliOptions {
   seed?: number;
   maxNewTokens: number;
   echo: boolean;
+  chat?: boolean;
+  system?: string;
   cache: boolean;
   stop: boolean;
 }
@@ -20,7 +23,14 @@ export interface GenerateCliOptions {
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const { model, format } = loadModel(o.model, nativeKernels());
   const tok = loadTokenizer(o.tokenizer, o.model, model.config.vocabSize);
-  const prompt = tok.encode(o.prompt, { bos: true });
+  // --chat: the prompt is a user turn rendered with the model's chat template (+ generation prompt).
+  const prompt = o.chat
+    ? encodePrompt(tok, ChatTemplate.forTokenizer(tok), [
+        ...(o.system !== undefined ? [{ role: 'system', content: o.system }] : []),
+        { role: 'user', content: o.prompt },
+      ])
+    : tok.encode(o.prompt, { bos: true });
+  if (prompt.length === 0) prompt.push(tok.bosId >= 0 ? tok.bosId : tok.eosId);
   // llama2.c's TinyStories models mark story boundaries with BOS, and llama2.c stops on it.
   const stopIds = o.stop ? (format === 'llama2c' ? [tok.eosId, tok.bosId] : [...(tok.stopIds ?? [tok.eosId])]) : [];
 

@@ -48,6 +48,8 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'random seed for sampling', intArg(0))
     .option('--max-new-tokens <n>', 'maximum number of tokens to generate', intArg(1), 256)
     .option('--echo', 'print the prompt before the continuation (as llama2.c does)', false)
+    .option('--chat', "render the prompt as a user turn with the model's chat template (the built-in plain one for llama2.c models)", false)
+    .option('--system <text>', 'system prompt for --chat')
     .option('--no-cache', 'recompute the whole sequence at every step instead of using the KV cache')
     .option('--no-stop', 'do not stop at the end-of-sequence token')
     .action(async (opts) => {
