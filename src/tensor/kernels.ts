@@ -84,15 +84,23 @@ export interface Kernels {
    * attends, for every input i, to all keys of input i plus the output keys up to itself, and mixes
    * the per-input results by the group's weighting; nothing crosses groups. An n = 1 group is plain
    * causal attention over its tokens.
-   * stats [B, nHeads, T, maxInputs] (write): what the backward needs (per query: log Z per input
-   * for output queries of n >= 2 groups, else the log-sum-exp in slot 0). maxInputs = max(nInputs).
+   * Uniform: O = (1/n) Σ_i (U_i + U_o)/(S_i + S_o); fid: one softmax over all the group's visible
+   * keys with +log(n) on the output keys; vanilla: the same without the bias.
+   * stats [B, nHeads, T, maxInputs] (write; every slot is written, unused slots are 0), what the
+   * backward needs, in units of the scaled scores: for an output query of a uniform group with
+   * n >= 2, slot i (i < n) = log Z_i = log(S_i + S_o); for every other query slot 0 = the
+   * log-sum-exp of its one softmax (fid output queries: including the +log n bias).
+   * maxInputs >= max(nInputs). Layout errors are TypeErrors: group ids outside [0, nInputs.length)
+   * or not one contiguous run in one row; nInputs[g] outside [1, maxInputs]; weighting[g] outside
+   * {0, 1, 2}; n = 1 groups with parts other than 0/-1; n >= 2 groups whose parts are not
+   * 0, 1, ..., n-1 (each non-empty, in order) optionally followed by -1.
    */
   attentionLayoutForward(
     q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, stats: Float32Array,
     B: number, T: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
     group: Int32Array, part: Int32Array, nInputs: Int32Array, weighting: Int32Array, maxInputs: number,
   ): void;
-  /** Backward of attentionLayoutForward. dq, dk, dv written. */
+  /** Backward of attentionLayoutForward (reads out and stats of the forward). dq, dk, dv written. */
   attentionLayoutBackward(
     q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, stats: Float32Array, dOut: Float32Array,
     dq: Float32Array, dk: Float32Array, dv: Float32Array,
