@@ -137,3 +137,15 @@ test('micro-batch: padding is its own group with no targets; group ids are globa
   }
   assert.equal(mb.layout!.nInputs.length, new Set(mb.layout!.group).size);
 });
+
+test('readers: explicit multi-constraint records keep the bare instruction and the constraint list', () => {
+  const p = join(tmp, 'cons.jsonl');
+  writeFileSync(p, JSON.stringify({ instruction: 'Write a story about a cat.', constraints: ['Use at most 50 words.', 'End with "The end."'], output: 'A cat slept. The end.' }) + '\n');
+  const ex = readDataset(p).examples[0]!;
+  assert.equal(ex.base, 'Write a story about a cat.');
+  assert.deepEqual(ex.constraints, ['Use at most 50 words.', 'End with "The end."']);
+  assert.equal(ex.messages[0]!.content, 'Write a story about a cat. Use at most 50 words. End with "The end."');
+  assert.equal(ex.messages[1]!.content, 'A cat slept. The end.');
+  writeFileSync(p, JSON.stringify({ instruction: 'x', constraints: 'no', output: 'y' }) + '\n');
+  assert.throws(() => readDataset(p), /cons\.jsonl:1: field constraints must be a list of strings/);
+});

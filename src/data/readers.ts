@@ -20,9 +20,20 @@ export interface Example {
   system?: string;
   /** The conversation without the system prompt. */
   messages: Message[];
+  /**
+   * Multi-constraint data (MISO-para): the bare instruction and its constraints, one sentence
+   * each. The first user message holds the full instruction (bare + all constraints).
+   */
+  base?: string;
+  constraints?: string[];
 }
 
-export type RecordFormat = 'auto' | 'messages' | 'sharegpt' | 'alpaca' | 'prompt_completion';
+/** The instruction text with a subset of its constraints (MISO-para's full / single / bare inputs). */
+export function composeInstruction(base: string, constraints: readonly string[]): string {
+  return constraints.length ? `${base.trim()} ${constraints.map((c) => c.trim()).join(' ')}` : base.trim();
+}
+
+export type RecordFormat = 'auto' | 'messages' | 'sharegpt' | 'alpaca' | 'prompt_completion' | 'constraints';
 
 export interface ReadOptions {
   format?: RecordFormat;
@@ -128,7 +139,15 @@ export function parseRecord(rec: unknown, where: string, format: RecordFormat, d
   if (!isObject(rec)) throw new BadRecord('record is not a JSON object');
   const fmt = format === 'auto' ? detectFormat(rec) : format;
   let messages: Message[];
+  let multi: { base: string; constraints: string[] } | undefined;
   switch (fmt) {
+    case 'constraints':
+      multi = parseConstraints(rec);
+      messages = [
+        { role: 'user', content: typeof rec.prompt === 'string' && rec.prompt.trim() ? rec.prompt : composeInstruction(multi.base, multi.constraints) },
+        { role: 'assistant', content: contentOf(rec.output ?? rec.response, rec.output !== undefined ? 'output' : 'response', true) },
+      ];
+      break;
     case 'messages':
       messages = parseOpenAi(rec);
       break;
@@ -150,10 +169,11 @@ export function parseRecord(rec: unknown, where: string, format: RecordFormat, d
   if (messages.some((m) => m.role === 'system')) throw new BadRecord('a system message is only allowed as the first turn');
   if (!messages.some((m) => m.role === 'assistant')) throw new BadRecord('no assistant turn to train on');
   const recDomain = typeof rec.domain === 'string' && rec.domain ? rec.domain : domain;
-  return { id: where, domain: recDomain, ...(system !== undefined ? { system } : {}), messages };
+  return { id: where, domain: recDomain, ...(system !== undefined ? { system } : {}), messages, ...(multi ?? {}) };
 }
 
 function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto'> {
+  if ('constraints' in rec && 'instruction' in rec) return 'constraints';
   if ('messages' in rec) return 'messages';
   if ('conversations' in rec) return 'sharegpt';
   if ('instruction' in rec && 'output' in rec) return 'alpaca';
@@ -161,6 +181,15 @@ function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto
   throw new BadRecord(
     `unrecognized record (fields: ${Object.keys(rec).slice(0, 6).join(', ') || 'none'}); expected messages, conversations, instruction/output or prompt/completion`,
   );
+}
+
+/** {instruction, constraints: string[], output | response, prompt?}: explicit multi-constraint records. */
+function parseConstraints(rec: Record<string, unknown>): { base: string; constraints: string[] } {
+  const base = contentOf(rec.instruction, 'instruction', true);
+  const list = rec.constraints;
+  if (!Array.isArray(list)) throw new BadRecord('field constraints must be a list of strings');
+  const constraints = list.map((c, i) => contentOf(c, `constraints[${i}]`, true));
+  return { base, constraints };
 }
 
 function parseOpenAi(rec: Record<string, unknown>): Message[] {
