@@ -67,14 +67,15 @@ export class Rng {
     return a;
   }
 
+  /** [s0, s1, s2, s3] plus the cached normal deviate when there is one: JSON-safe numbers. */
   getState(): number[] {
-    return [...this.s, this.spareNormal === null ? Number.NaN : this.spareNormal];
+    return this.spareNormal === null ? [...this.s] : [...this.s, this.spareNormal];
   }
 
   setState(state: number[]): void {
     for (let i = 0; i < 4; i++) this.s[i] = state[i]! >>> 0;
     const spare = state[4];
-    this.spareNormal = spare === undefined || Number.isNaN(spare) ? null : spare;
+    this.spareNormal = typeof spare === 'number' && Number.isFinite(spare) ? spare : null;
   }
 }
 
