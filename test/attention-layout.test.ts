@@ -4,26 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/util/rng.js';
-import { randArray, assertClose, checkGradFD, dot, ISAS } from './util.js';
+import { randArray, assertClose, checkGradFD, dot, isasToTest, withIsa } from './util.js';
 import { refAttentionForward, refAttentionBackward } from '../src/tensor/reference/attention.js';
 import { refAttentionLayoutForward, refAttentionLayoutBackward } from '../src/tensor/reference/attention-layout.js';
 import { nativeKernels } from '../src/tensor/native.js';
-import { native, bestIsa, setIsa, numThreads, setNumThreads, type Isa } from '../src/native.js';
+import { native, numThreads, setNumThreads } from '../src/native.js';
 import type { Kernels } from '../src/tensor/kernels.js';
 
-const RANK: Record<Isa, number> = { portable: 0, avx2: 1, avx512: 2 };
-function isasToTest(): Isa[] {
-  const best = bestIsa();
-  return ISAS.filter((i) => RANK[i] <= RANK[best]);
-}
-function withIsa(isa: Isa, f: () => void): void {
-  setIsa(isa);
-  try {
-    f();
-  } finally {
-    setIsa(bestIsa());
-  }
-}
 
 type W = 'uniform' | 'fid' | 'vanilla';
 const WCODE: Record<W, number> = { uniform: 0, fid: 1, vanilla: 2 };

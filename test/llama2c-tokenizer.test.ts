@@ -2,11 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { Llama2cTokenizer } from '../src/io/llama2c-tokenizer.js';
 import { sharedDir } from '../src/util/paths.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
+import { expectError } from './util.js';
 
 const FIX = join(sharedDir(), 'fixtures');
 const TOK512 = join(FIX, 'stories260K', 'tok512.bin');
@@ -18,20 +19,6 @@ const tok512 = Llama2cTokenizer.load(TOK512, 512);
 const llama2 = Llama2cTokenizer.load(LLAMA2, 32000);
 const str = (b: Uint8Array): string => Buffer.from(b).toString('latin1');
 
-function expectError(fn: () => unknown, file: string, re?: RegExp): string {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof MixtuneError, `expected MixtuneError, got ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
-  const msg = (err as Error).message;
-  assert.ok(msg.includes(basename(file)), `message should name the file: ${msg}`);
-  assert.ok(!msg.includes('\n'), `message should be one line: ${msg}`);
-  if (re) assert.match(msg, re);
-  return msg;
-}
 
 /** The plain O(n^2) merge loop of llama2.c run.c, used only to check the heap version agrees. */
 const naiveMaps = new WeakMap<Llama2cTokenizer, Map<string, number>>();

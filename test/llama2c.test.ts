@@ -2,13 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, join } from 'node:path';
+import { join } from 'node:path';
 import { loadLlama2c, saveLlama2c, interleavedToRotateHalf, rotateHalfToInterleaved, llama2cFreqCis } from '../src/io/llama2c.js';
 import { type LlamaConfig, parameterShapes } from '../src/model/config.js';
 import { sharedDir } from '../src/util/paths.js';
-import { MixtuneError } from '../src/util/errors.js';
 import { Rng } from '../src/util/rng.js';
-import { randArray } from './util.js';
+import { randArray, expectError } from './util.js';
 
 const FIX = join(sharedDir(), 'fixtures');
 const STORIES = join(FIX, 'stories260K', 'stories260K.bin');
@@ -29,20 +28,6 @@ function sameFloats(a: Float32Array | undefined, b: Float32Array | undefined, wh
   for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) assert.fail(`${what}[${i}]: ${a[i]} vs ${b[i]}`);
 }
 
-function expectError(fn: () => unknown, file: string, re?: RegExp): string {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof MixtuneError, `expected MixtuneError, got ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
-  const msg = (err as Error).message;
-  assert.ok(msg.includes(basename(file)), `message should name the file: ${msg}`);
-  assert.ok(!msg.includes('\n'), `message should be one line: ${msg}`);
-  if (re) assert.match(msg, re);
-  return msg;
-}
 
 test('stories260K: header, config, tensor shapes', () => {
   const { config, weights } = loadLlama2c(STORIES);

@@ -1,6 +1,9 @@
 // Shared test helpers: seeded random data, closeness checks, finite differences.
 import assert from 'node:assert/strict';
+import { basename } from 'node:path';
 import { Rng } from '../src/util/rng.js';
+import { MixtuneError } from '../src/util/errors.js';
+import { bestIsa, setIsa, type Isa } from '../src/native.js';
 
 export function randArray(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -68,3 +71,37 @@ export function dot(a: ArrayLike<number>, b: ArrayLike<number>): number {
 }
 
 export const ISAS = ['avx512', 'avx2', 'portable'] as const;
+
+const ISA_RANK: Record<Isa, number> = { portable: 0, avx2: 1, avx512: 2 };
+
+/** Every kernel build this CPU can run (portable, avx2, avx512 as supported). */
+export function isasToTest(): Isa[] {
+  const best = bestIsa();
+  return ISAS.filter((i) => ISA_RANK[i] <= ISA_RANK[best]);
+}
+
+/** Runs f with the kernels forced to `isa`, then restores the best build. */
+export function withIsa(isa: Isa, f: () => void): void {
+  setIsa(isa);
+  try {
+    f();
+  } finally {
+    setIsa(bestIsa());
+  }
+}
+
+/** fn must throw a one-line MixtuneError naming `file` (and matching re); returns the message. */
+export function expectError(fn: () => unknown, file: string, re?: RegExp): string {
+  let err: unknown;
+  try {
+    fn();
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof MixtuneError, `expected MixtuneError, got ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`);
+  const msg = (err as Error).message;
+  assert.ok(msg.includes(basename(file)), `message should name the file: ${msg}`);
+  assert.ok(!msg.includes('\n'), `message should be one line: ${msg}`);
+  if (re) assert.match(msg, re);
+  return msg;
+}
