@@ -1,29 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { packageRoot, sharedDir } from '../src/util/paths.js';
+import { sharedDir } from '../src/util/paths.js';
+import { runCli as run, assertOneLineError } from './util.js';
 
-const bin = join(packageRoot(), 'bin', 'mixtune.js');
 const dir = join(sharedDir(), 'fixtures', 'stories260K');
 const model = join(dir, 'stories260K.bin');
 const tok = join(dir, 'tok512.bin');
-
-function run(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function assertOneLineError(r: { code: number; stderr: string }, mentions: string[]): void {
-  assert.notEqual(r.code, 0);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `expected one line, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^mixtune: /);
-  assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
-  for (const m of mentions) assert.ok(lines[0]!.includes(m), `'${lines[0]}' should mention '${m}'`);
-}
 
 test('cli: generate greedy matches llama2.c output for the empty prompt', () => {
   const r = run('generate', '--model', model, '--tokenizer', tok, '--temperature', '0', '--max-new-tokens', '200', '--no-stop');

@@ -1,31 +1,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { packageRoot, sharedDir } from '../src/util/paths.js';
+import { sharedDir } from '../src/util/paths.js';
+import { runCli as run, assertOneLineError } from './util.js';
 import { loadHfModel } from '../src/io/hf-model.js';
 import { loadLlama2c } from '../src/io/llama2c.js';
 
-const bin = join(packageRoot(), 'bin', 'mixtune.js');
 const fx = join(sharedDir(), 'fixtures', 'stories260K');
 const model = join(fx, 'stories260K.bin');
 const tok = join(fx, 'tok512.bin');
 const expected = readFileSync(join(fx, 'expected_greedy_200.txt'), 'utf8') + '\n';
-
-function run(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
-
-function assertOneLineError(r: { code: number; stderr: string }, mentions: string[]): void {
-  assert.notEqual(r.code, 0);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, `expected one line, got:\n${r.stderr}`);
-  assert.match(lines[0]!, /^mixtune: /);
-  for (const m of mentions) assert.ok(lines[0]!.includes(m), `'${lines[0]}' should mention '${m}'`);
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'mixtune-convert-'));
 

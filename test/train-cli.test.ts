@@ -1,10 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot, sharedDir } from '../src/util/paths.js';
+import { runCli as run, assertOneLineError } from './util.js';
 
 const bin = join(packageRoot(), 'bin', 'mixtune.js');
 const fix = join(sharedDir(), 'fixtures', 'stories260K');
@@ -42,11 +43,6 @@ training:
   eval_every: 4
 ${extra}`);
   return p;
-}
-
-function run(...args: string[]): { code: number; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8' });
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
 function stepLosses(dir: string): number[] {
@@ -130,12 +126,7 @@ test('train cli: a process killed while writing a checkpoint leaves the previous
 });
 
 test('train cli: config and data errors are one line naming the key or file:line; --skip-bad counts', () => {
-  const oneLine = (r: { code: number; stderr: string }, re: RegExp): void => {
-    assert.notEqual(r.code, 0);
-    const lines = r.stderr.trim().split('\n');
-    assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0]!, re);
-  };
+  const oneLine = (r: { code: number; stderr: string }, re: RegExp): void => assertOneLineError(r, [re]);
   oneLine(run('train', '--config', config('badkey', '  learning_rate: 1\n')), /unknown key training\.learning_rate/);
   oneLine(run('train', '--config', config('badtype'), '--set', 'training.lr=fast'), /training\.lr: .*expected number/);
   oneLine(run('train', '--config', join(tmp, 'missing.yaml')), /missing\.yaml: config file not found/);

@@ -1,6 +1,8 @@
 // Shared test helpers: seeded random data, closeness checks, finite differences.
 import assert from 'node:assert/strict';
-import { basename } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { basename, join } from 'node:path';
+import { packageRoot } from '../src/util/paths.js';
 import { Rng } from '../src/util/rng.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { bestIsa, setIsa, type Isa } from '../src/native.js';
@@ -104,4 +106,28 @@ export function expectError(fn: () => unknown, file: string, re?: RegExp): strin
   assert.ok(!msg.includes('\n'), `message should be one line: ${msg}`);
   if (re) assert.match(msg, re);
   return msg;
+}
+
+export interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built `mixtune` command (bin/mixtune.js) with args. */
+export function runCli(...args: string[]): CliResult {
+  const r = spawnSync(process.execPath, [join(packageRoot(), 'bin', 'mixtune.js'), ...args], { encoding: 'utf8' });
+  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A failed CLI run printed exactly one "mixtune: ..." line (no stack) mentioning each string / matching each regexp. */
+export function assertOneLineError(r: { code: number; stderr: string }, mentions: (string | RegExp)[]): void {
+  assert.notEqual(r.code, 0);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, `expected one line, got:\n${r.stderr}`);
+  assert.match(lines[0]!, /^mixtune: /);
+  for (const m of mentions) {
+    if (typeof m === 'string') assert.ok(lines[0]!.includes(m), `'${lines[0]}' should mention '${m}'`);
+    else assert.match(lines[0]!, m);
+  }
 }
