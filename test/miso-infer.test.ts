@@ -11,6 +11,7 @@ import { generate } from '../src/infer/generate.js';
 import { MisoDecoder, logProb, misoGenerate, misoScore, type MisoPositions } from '../src/infer/miso.js';
 import type { Weighting } from '../src/tensor/ops.js';
 import { MixtuneError } from '../src/util/errors.js';
+import { applyLora } from '../src/model/lora.js';
 import { packageRoot, sharedDir } from '../src/util/paths.js';
 import { Rng } from '../src/util/rng.js';
 import { assertClose } from './util.js';
@@ -100,6 +101,22 @@ test('miso score: the layout forward agrees with the per-input KV-cache decoding
         }
       }
     }
+  }
+});
+
+test('miso score: LoRA adapters act the same in the layout forward and in stepMiso', () => {
+  const model = tiny();
+  const rng = new Rng(8);
+  const inputs = [ids(rng, 5, 41), ids(rng, 7, 41), ids(rng, 3, 41)];
+  const output = ids(rng, 6, 41);
+  const base = misoScore(model, inputs, output, { weighting: 'fid' }).logprobs;
+  const adapters = applyLora(model, { rank: 2, alpha: 4, targets: ['q', 'k', 'v', 'o', 'gate', 'up', 'down'], seed: 1 });
+  for (const a of adapters.values()) for (let i = 0; i < a.B.size; i++) a.B.data[i] = rng.normal() * 0.3;
+  const s = misoScore(model, inputs, output, { weighting: 'fid' }).logprobs;
+  assert.ok(Math.abs(s[2]! - base[2]!) > 1e-3, 'the adapters change the scores');
+  for (const weighting of ['uniform', 'fid', 'vanilla'] as const) {
+    const ls = misoScore(model, inputs, output, { weighting }).logprobs;
+    assertClose(cachedScore(model, inputs, output, 'para', weighting, 2), ls.slice(1), 1e-4, 1e-4, weighting);
   }
 });
 
@@ -232,6 +249,11 @@ test('cli: generate --input TEXT (once) equals --prompt TEXT; several inputs nee
     maxNewTokens: 40, temperature: 0, weighting: 'fid', outputPrefix: tok.encode('Once upon a time'), stopIds: [tok.eosId, tok.bosId],
   });
   assert.equal(c.stdout, tok.decode(r.tokens.filter((t) => t !== tok.eosId && t !== tok.bosId)) + '\n');
+  // --chat: the input is the user turn without the header, the header starts the output; one input = --chat --prompt
+  const ca = run('generate', ...common, '--chat', '--prompt', 'Tom had a red ball');
+  const cb = run('generate', ...common, '--chat', '--input', 'Tom had a red ball');
+  assert.equal(cb.code, 0, cb.stderr);
+  assert.equal(cb.stdout, ca.stdout);
   assertOneLineError(run('generate', ...common, '--input', 'a', '--input', 'b'), ['--prompt']);
   assertOneLineError(run('generate', ...common, '--input', 'a', '--weighting', 'mean'), ['--weighting']);
 });

@@ -198,7 +198,8 @@ export function misoGenerate(model: LlamaModel, inputs: readonly (readonly numbe
   if (outputStart + prefix.length >= maxLen) return { tokens: out, stoppedBy: 'context' };
   const pick = (logits: Float32Array): number => (sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng));
 
-  const dec = new MisoDecoder(model, inputs, prefix.length + opts.maxNewTokens, opts);
+  // Output tokens ever fed: at most the prefix + maxNewTokens - 1, and never beyond the context.
+  const dec = new MisoDecoder(model, inputs, Math.min(prefix.length + opts.maxNewTokens, maxLen), opts);
   let logits = prefix.length > 0 ? dec.feed(prefix) : dec.logits!;
   for (let i = 0; i < opts.maxNewTokens; i++) {
     const next = pick(logits);
