@@ -1,8 +1,13 @@
 // `mixtune generate`: load a model + tokenizer, stream a continuation to stdout.
+// With --input (repeatable): MISO generation, one output decoded against several inputs.
 import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
 import { generate } from '../infer/generate.js';
-import { ChatTemplate, encodePrompt } from '../io/chat.js';
+import { type MisoPositions, misoGenerate } from '../infer/miso.js';
+import { ChatTemplate, type ChatMessage, encodePrompt, encodeRendered, generationPrompt } from '../io/chat.js';
+import type { Weighting } from '../tensor/ops.js';
+import type { Tokenizer } from '../tokenizer.js';
+import { MixtuneError } from '../util/errors.js';
 
 export interface GenerateCliOptions {
   model: string;
@@ -18,11 +23,48 @@ export interface GenerateCliOptions {
   system?: string;
   cache: boolean;
   stop: boolean;
+  /** MISO inputs (--input, repeatable); empty = standard generation from --prompt. */
+  input?: string[];
+  weighting?: Weighting;
+  positions?: MisoPositions;
+}
+
+/**
+ * The MISO group of `generate --input ...`: the token ids of every input and the given start of the
+ * output part. Plain: each input is BOS + text (like --prompt), the output starts with the --prompt
+ * text (no BOS; may be empty only with one input). --chat: each input is the conversation
+ * [system?, user: input] rendered WITHOUT the generation prompt, and the output starts with the
+ * assistant header (the generation prompt) followed by the --prompt text if any, as the MISO recipes
+ * train. With one input both concatenate to the standard prompt.
+ */
+export function misoGroupFromText(
+  tok: Tokenizer, o: { input: readonly string[]; prompt: string; chat?: boolean; system?: string },
+): { inputs: number[][]; prefix: number[] } {
+  const promptIds = o.prompt !== '' ? tok.encode(o.prompt) : [];
+  if (o.chat) {
+    const template = ChatTemplate.forTokenizer(tok);
+    const conv = (text: string): ChatMessage[] => [
+      ...(o.system !== undefined ? [{ role: 'system' as const, content: o.system }] : []),
+      { role: 'user', content: text },
+    ];
+    const inputs = o.input.map((text) => encodeRendered(tok, template, template.render(conv(text), { addGenerationPrompt: false })));
+    const header = generationPrompt(tok, template, conv(o.input[0]!)).ids;
+    return { inputs, prefix: [...header, ...promptIds] };
+  }
+  const inputs = o.input.map((text) => {
+    const ids = tok.encode(text, { bos: true });
+    if (ids.length === 0) ids.push(tok.bosId >= 0 ? tok.bosId : tok.eosId);
+    return ids;
+  });
+  return { inputs, prefix: promptIds };
 }
 
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {
+  const miso = (o.input ?? []).length > 0;
+  if (miso && !o.cache) throw new MixtuneError('--no-cache cannot be used with --input (MISO generation always uses the per-input KV caches)');
   const { model, format } = loadModel(o.model, nativeKernels());
   const tok = loadTokenizer(o.tokenizer, o.model, model.config.vocabSize);
+  if (miso) return runMisoGenerate(o, model, format, tok);
   // --chat: the prompt is a user turn rendered with the model's chat template (+ generation prompt).
   const prompt = o.chat
     ? encodePrompt(tok, ChatTemplate.forTokenizer(tok), [
@@ -51,6 +93,44 @@ export async function runGenerate(o: GenerateCliOptions): Promise<void> {
     seed: o.seed ?? (Date.now() >>> 0),
     stopIds,
     useCache: o.cache,
+    onToken: (id) => {
+      if (!stopIds.includes(id)) write(pieceOf(prev, id));
+      prev = id;
+    },
+  });
+  const rest = decoder.decode();
+  process.stdout.write(rest + '\n');
+}
+
+async function runMisoGenerate(o: GenerateCliOptions, model: ReturnType<typeof loadModel>['model'], format: string, tok: Tokenizer): Promise<void> {
+  const input = o.input ?? [];
+  const { inputs, prefix } = misoGroupFromText(tok, { input, prompt: o.prompt, chat: o.chat, system: o.system });
+  if (inputs.length > 1 && prefix.length === 0) {
+    throw new MixtuneError('generate: several --input need the start of the output: pass --prompt TEXT (it begins the output) or --chat (the assistant header begins it)');
+  }
+  const stopIds = o.stop ? (format === 'llama2c' ? [tok.eosId, tok.bosId] : [...(tok.stopIds ?? [tok.eosId])]) : [];
+  const decoder = new TextDecoder('utf-8');
+  const write = (bytes: Uint8Array): void => {
+    const s = decoder.decode(bytes, { stream: true });
+    if (s) process.stdout.write(s);
+  };
+  const pieceOf = (prev: number, id: number): Uint8Array => tok.decodeBytes([id], { prev });
+  // --echo: with one input, the input and the output start (= what --prompt would echo); else the output start.
+  const shown = inputs.length === 1 ? [...inputs[0]!, ...prefix] : prefix;
+  let prev = inputs.length === 1 ? inputs[0]![0]! : (tok.bosId >= 0 ? tok.bosId : -1);
+  const from = inputs.length === 1 ? 1 : 0;
+  if (o.echo) for (let i = from; i < shown.length; i++) write(pieceOf(i > 0 ? shown[i - 1]! : prev, shown[i]!));
+  if (shown.length > 0) prev = shown[shown.length - 1]!;
+  misoGenerate(model, inputs, {
+    outputPrefix: prefix,
+    weighting: o.weighting ?? 'uniform',
+    positions: o.positions ?? 'para',
+    maxNewTokens: o.maxNewTokens,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed ?? (Date.now() >>> 0),
+    stopIds,
     onToken: (id) => {
       if (!stopIds.includes(id)) write(pieceOf(prev, id));
       prev = id;

@@ -1,9 +1,10 @@
 // The `mixtune` command line: parses flags and calls the library. Every user error ends as one
 // line on stderr ("mixtune: <what is wrong>") and a non-zero exit code, never a stack trace
 // (set MIXTUNE_DEBUG=1 to see stacks).
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { MixtuneError } from '../util/errors.js';
 import { runGenerate } from './generate.js';
+import { runScore } from './score.js';
 import { runTrain, checkTrainArgs } from './train.js';
 import { runConvert } from './convert.js';
 import { runBench, benchNames } from '../bench/index.js';
@@ -52,8 +53,29 @@ export function buildProgram(): Command {
     .option('--system <text>', 'system prompt for --chat')
     .option('--no-cache', 'recompute the whole sequence at every step instead of using the KV cache')
     .option('--no-stop', 'do not stop at the end-of-sequence token')
+    .option('--input <text>', 'MISO generation: an input (repeatable); one output is decoded against all inputs, and --prompt (or the chat header with --chat) starts the output', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .addOption(new Option('--weighting <w>', 'MISO: how the per-input attention results are mixed').choices(['uniform', 'fid', 'vanilla']).default('uniform'))
+    .addOption(new Option('--positions <mode>', 'MISO: para = every input from position 0, the output after the longest; succ = successive positions').choices(['para', 'succ']).default('para'))
     .action(async (opts) => {
       await runGenerate(opts);
+    });
+
+  program
+    .command('score')
+    .description('Log-probabilities of an output given one or several inputs (a MISO group); log p(output[j] | inputs, output[<j]) for j >= 1')
+    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint or a Hugging Face model folder')
+    .option('--tokenizer <path>', 'tokenizer (needed for text; default: the model\'s)')
+    .option('--input <text>', 'an input, encoded as BOS + text (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--input-ids <ids>', 'an input as comma-separated token ids, used exactly (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--output <text>', 'the output text (no BOS); its first token is given, the rest are scored')
+    .option('--output-ids <ids>', 'the output as comma-separated token ids, used exactly')
+    .addOption(new Option('--positions <mode>', 'para = every input from position 0, the output after the longest; succ = successive positions').choices(['para', 'succ']).default('para'))
+    .addOption(new Option('--weighting <w>', 'how the per-input attention results are mixed').choices(['uniform', 'fid', 'vanilla']).default('uniform'))
+    .option('--chat', 'render each input as a user turn and the output as the assistant turn with the chat template (the header starts the output)', false)
+    .option('--system <text>', 'system prompt for --chat')
+    .option('--json', 'print {"logprobs": [...], "total": x, ...} instead of a table', false)
+    .action(async (opts) => {
+      await runScore(opts);
     });
 
   program

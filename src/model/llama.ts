@@ -132,11 +132,14 @@ export class LlamaModel {
     for (const t of this.params.values()) t.zeroGrad();
   }
 
-  /** Logits [B*T, vocab] of a full forward without a tape (the no-KV-cache reference path). */
-  logits(inputs: Int32Array, batch = 1, positions?: Int32Array): Float32Array {
+  /**
+   * Logits [B*T, vocab] of a full forward without a tape (the no-KV-cache reference path); with a
+   * layout, the layout-aware forward (packed groups / MISO, e.g. `mixtune score`).
+   */
+  logits(inputs: Int32Array, batch = 1, positions?: Int32Array, layout?: op.AttentionLayout): Float32Array {
     const T = inputs.length / batch;
     const ctx: op.OpContext = { k: this.kernels, tape: null };
-    return this.trunkLogits(ctx, inputs, positions ?? defaultPositions(batch, T), batch, T).data;
+    return this.trunkLogits(ctx, inputs, positions ?? defaultPositions(batch, T), batch, T, layout).data;
   }
 
   /** A linear layer `name` (without .weight) of the trunk, plus its adapter if any (LoRA hook). */
@@ -242,6 +245,144 @@ export class LlamaModel {
     k.rmsnormForward(last, this.param('model.norm.weight').data, 1, dim, c.normEps, tmp.subarray(0, dim), rstd.subarray(0, 1));
     const logits = new Float32Array(c.vocabSize);
     k.gemm(false, true, 1, c.vocabSize, dim, 1, tmp.subarray(0, dim), this.head().data, 0, logits);
+    return logits;
+  }
+
+  /**
+   * MISO decoding (DESIGN.md §2) with one KV cache per input: caches[i] holds input i's keys
+   * (prefilled, with their own positions) followed by the output keys so far. Runs `tokens` (the
+   * next output tokens, RoPE positions `positions`) through the model, appends their keys/values to
+   * EVERY cache, and returns the logits of the last token [vocab]. Each query attends per input i to
+   * [input_i keys ; output keys up to itself] and the results A_i are mixed by `weighting`:
+   * uniform O = (1/n) Σ_i A_i; fid O = Σ_i Z_i A_i / Σ_i Z_i (Z_i = that softmax's sum of
+   * exponentials, i.e. exp(lse_i)); vanilla = one softmax over every input's keys and the output
+   * keys counted once (needs `inputLengths`: how many keys of each cache belong to its input).
+   * With one cache this is `step` with explicit positions, so it also prefills one input
+   * (caches = [cache_i], positions of input i). Uses the same projections (and LoRA adapters) as `step`.
+   */
+  stepMiso(
+    tokens: Int32Array, positions: Int32Array, caches: readonly KvCache[],
+    opts: { weighting?: op.Weighting; inputLengths?: readonly number[] } = {},
+  ): Float32Array {
+    const c = this.config;
+    const k = this.kernels;
+    const n = tokens.length;
+    const nIn = caches.length;
+    const weighting = opts.weighting ?? 'uniform';
+    if (n === 0) throw new Error('stepMiso: no tokens');
+    if (nIn === 0) throw new Error('stepMiso: no caches');
+    if (positions.length !== n) throw new Error(`stepMiso: ${positions.length} positions for ${n} tokens`);
+    if (!(weighting in op.WEIGHTING_CODE)) throw new Error(`stepMiso: unknown weighting ${String(weighting)}`);
+    for (const cache of caches) {
+      if (cache.length + n > cache.maxLen) throw new MixtuneError(`context length exceeded: ${cache.length + n} > ${cache.maxLen} tokens`);
+    }
+    const vanilla = weighting === 'vanilla' && nIn > 1;
+    const inLens = opts.inputLengths ?? [];
+    if (vanilla) {
+      if (inLens.length !== nIn) throw new Error('stepMiso: vanilla weighting needs inputLengths for every cache');
+      const nOut = caches[0]!.length - inLens[0]!;
+      caches.forEach((cache, i) => {
+        const L = inLens[i]!;
+        if (!(L >= 1 && L <= cache.length) || cache.length - L !== nOut) throw new Error(`stepMiso: cache ${i} holds ${cache.length} keys, inconsistent with input length ${L} and ${nOut} output keys`);
+      });
+    }
+    checkTokenIds(tokens, c.vocabSize);
+    const dim = c.dim;
+    const H = c.nHeads;
+    const D = c.headDim;
+    const qDim = H * D;
+    const kvDim = c.nKvHeads * D;
+
+    const x = new Float32Array(n * dim);
+    const h = new Float32Array(n * dim);
+    const rstd = new Float32Array(n);
+    const q = new Float32Array(n * qDim);
+    const kNew = new Float32Array(n * kvDim);
+    const vNew = new Float32Array(n * kvDim);
+    const att = new Float32Array(n * qDim);
+    // Per part p: its attention result A_p [n, qDim] and log-sum-exp [H, n] (lse row h*n + t).
+    const nParts = vanilla ? nIn + 1 : nIn;
+    const parts = nIn === 1 && !vanilla ? [att] : Array.from({ length: nParts }, () => new Float32Array(n * qDim));
+    const lses = Array.from({ length: nParts }, () => new Float32Array(H * n));
+    const lse1 = new Float32Array(H);
+    const w = new Float64Array(nParts);
+    const tmp = new Float32Array(dim);
+    const g = new Float32Array(n * c.hiddenDim);
+    const u = new Float32Array(n * c.hiddenDim);
+    k.embeddingForward(tokens, this.param('model.embed_tokens.weight').data, dim, x);
+    const scale = 1 / Math.sqrt(D);
+    for (let l = 0; l < c.nLayers; l++) {
+      const p = `model.layers.${l}.`;
+      k.rmsnormForward(x, this.param(p + 'input_layernorm.weight').data, n, dim, c.normEps, h, rstd);
+      this.project(h, n, p + 'self_attn.q_proj', q);
+      this.project(h, n, p + 'self_attn.k_proj', kNew);
+      this.project(h, n, p + 'self_attn.v_proj', vNew);
+      k.rope(q, positions, n, H, D, this.invFreq, 1);
+      k.rope(kNew, positions, n, c.nKvHeads, D, this.invFreq, 1);
+      for (const cache of caches) {
+        cache.k[l]!.set(kNew, cache.length * kvDim);
+        cache.v[l]!.set(vNew, cache.length * kvDim);
+      }
+      if (!vanilla) {
+        // A_i: causal attention over [input_i ; output] of cache i.
+        caches.forEach((cache, i) => {
+          const Tk = cache.length + n;
+          k.attentionForward(q, cache.k[l]!.subarray(0, Tk * kvDim), cache.v[l]!.subarray(0, Tk * kvDim), parts[i]!, lses[i]!,
+            1, n, Tk, H, c.nKvHeads, D, scale, cache.length);
+        });
+      } else {
+        // Per-part states: every input's keys (all visible to the output queries) and the output keys once.
+        caches.forEach((cache, i) => {
+          const L = inLens[i]!;
+          const kIn = cache.k[l]!.subarray(0, L * kvDim);
+          const vIn = cache.v[l]!.subarray(0, L * kvDim);
+          for (let t = 0; t < n; t++) {
+            k.attentionForward(q.subarray(t * qDim, (t + 1) * qDim), kIn, vIn, parts[i]!.subarray(t * qDim, (t + 1) * qDim), lse1,
+              1, 1, L, H, c.nKvHeads, D, scale, L - 1);
+            for (let hh = 0; hh < H; hh++) lses[i]![hh * n + t] = lse1[hh]!;
+          }
+        });
+        const c0 = caches[0]!;
+        const L0 = inLens[0]!;
+        const To = c0.length + n - L0;
+        k.attentionForward(q, c0.k[l]!.subarray(L0 * kvDim, (L0 + To) * kvDim), c0.v[l]!.subarray(L0 * kvDim, (L0 + To) * kvDim),
+          parts[nIn]!, lses[nIn]!, 1, n, To, H, c.nKvHeads, D, scale, To - n);
+      }
+      if (parts[0] !== att) {
+        // Mix: uniform weights 1/n; fid and vanilla weights proportional to exp(lse_p).
+        for (let t = 0; t < n; t++) {
+          for (let hh = 0; hh < H; hh++) {
+            if (weighting === 'uniform') w.fill(1 / nParts);
+            else {
+              let m = -Infinity;
+              for (let i = 0; i < nParts; i++) m = Math.max(m, lses[i]![hh * n + t]!);
+              let s = 0;
+              for (let i = 0; i < nParts; i++) s += w[i] = Math.exp(lses[i]![hh * n + t]! - m);
+              for (let i = 0; i < nParts; i++) w[i]! /= s;
+            }
+            const o = t * qDim + hh * D;
+            for (let d = 0; d < D; d++) {
+              let acc = 0;
+              for (let i = 0; i < nParts; i++) acc += w[i]! * parts[i]![o + d]!;
+              att[o + d] = acc;
+            }
+          }
+        }
+      }
+      k.gemm(false, true, n, dim, qDim, 1, att, this.param(p + 'self_attn.o_proj.weight').data, 1, x);
+      this.adapters.get(p + 'self_attn.o_proj.weight')?.addInto(k, att, n, x);
+      k.rmsnormForward(x, this.param(p + 'post_attention_layernorm.weight').data, n, dim, c.normEps, h, rstd);
+      this.project(h, n, p + 'mlp.gate_proj', g);
+      this.project(h, n, p + 'mlp.up_proj', u);
+      k.swigluForward(g, u, g.length, g);
+      k.gemm(false, true, n, dim, c.hiddenDim, 1, g, this.param(p + 'mlp.down_proj.weight').data, 1, x);
+      this.adapters.get(p + 'mlp.down_proj.weight')?.addInto(k, g, n, x);
+    }
+    for (const cache of caches) cache.length += n;
+    const last = x.subarray((n - 1) * dim, n * dim);
+    k.rmsnormForward(last, this.param('model.norm.weight').data, 1, dim, c.normEps, tmp, rstd.subarray(0, 1));
+    const logits = new Float32Array(c.vocabSize);
+    k.gemm(false, true, 1, c.vocabSize, dim, 1, tmp, this.head().data, 0, logits);
     return logits;
   }
 
