@@ -28,3 +28,4 @@ export { loadTrainConfig, validateTrainConfig, type TrainConfig } from './train/
 export { prepareRows } from './train/prepare.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
 export { learningRate } from './train/schedule.js';
+export { misoScore, misoGenerate, MisoDecoder, misoPositions } from './infer/miso.js';
