@@ -1,9 +1,29 @@
-// Dataset readers: JSONL / JSON files holding chat data in the usual formats, normalized to
-// Example {id, source, domain, system?, messages}. Every problem names its file:line (JSONL) or
-// file#record (JSON) and the field, and is either an error or (skipBad) a counted skip.
+// Dataset readers: JSONL / JSON / Parquet files holding chat data in the usual formats, normalized
+// to Example {id, domain, system?, messages, base?, constraints?}. Every problem names its
+// file:line (JSONL) or file#record (JSON, Parquet) and the field, and is either an error or
+// (skipBad) a counted skip.
+//
+// Formats (RecordFormat; 'auto' detects per record, FollowBench per file):
+//   messages            {messages: [{role, content}]}                      (OpenAI)
+//   sharegpt            {conversations: [{from, value}]}
+//   alpaca              {instruction, input?, output, system?, history?}
+//   prompt_completion   {prompt, completion | response}
+//   constraints         {instruction, constraints: string[], output | response, prompt?}
+//   ifeval              {prompt, instruction_id_list, kwargs, response, base?}   (IFEval style)
+//   crab                {messages, Aug_instruction: {Additional_Instruction: {type: text}}}
+//   followbench         {example_id, level, instruction, target | answer}  (level chains)
+// Multi-constraint formats fill `base` + `constraints` (MISO-para); the first user message holds
+// the full instruction. See ifeval/crab/followbench notes at their parsers.
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { MixtuneError } from '../util/errors.js';
+import { BadRecord } from './bad-record.js';
+import { parseCrabAugmentation, isCrabRecord } from './crab.js';
+import { followBenchItems, isFollowBenchRecord } from './followbench.js';
+import { renderIfevalConstraint } from './ifeval-constraints.js';
+import { readParquetObjectsSync } from './parquet.js';
+
+export { BadRecord };
 
 export type Role = 'system' | 'user' | 'assistant' | 'tool';
 
@@ -33,7 +53,8 @@ export function composeInstruction(base: string, constraints: readonly string[])
   return constraints.length ? `${base.trim()} ${constraints.map((c) => c.trim()).join(' ')}` : base.trim();
 }
 
-export type RecordFormat = 'auto' | 'messages' | 'sharegpt' | 'alpaca' | 'prompt_completion' | 'constraints';
+export const RECORD_FORMATS = ['auto', 'messages', 'sharegpt', 'alpaca', 'prompt_completion', 'constraints', 'ifeval', 'crab', 'followbench'] as const;
+export type RecordFormat = (typeof RECORD_FORMATS)[number];
 
 export interface ReadOptions {
   format?: RecordFormat;
@@ -43,6 +64,13 @@ export interface ReadOptions {
   skipBad?: boolean;
   /** Read at most this many examples. */
   limit?: number;
+  /**
+   * Prompt-only examples (no assistant turn: messages end with the user turn) instead of a bad
+   * record when a source has no response: evaluation use of IFEval inputs and FollowBench.
+   */
+  allowNoResponse?: boolean;
+  /** FollowBench: one example per chain at its highest level (default) or one per level. */
+  followbenchLevels?: 'highest' | 'all';
 }
 
 export interface ReadResult {
@@ -52,7 +80,6 @@ export interface ReadResult {
   skipReasons: string[];
 }
 
-class BadRecord extends Error {}
 
 const SHAREGPT_ROLES: Record<string, Role> = {
   system: 'system',
@@ -71,8 +98,13 @@ const SHAREGPT_ROLES: Record<string, Role> = {
 };
 const OPENAI_ROLES = new Set<Role>(['system', 'user', 'assistant', 'tool']);
 
-/** Yields [record, where] pairs from a .jsonl/.json file. */
+/** Yields [record, where] pairs from a .jsonl/.json/.parquet file (Parquet: one object per row). */
 export function* readRecords(path: string): Generator<[unknown, string]> {
+  if (extname(path).toLowerCase() === '.parquet') {
+    const rows = readParquetObjectsSync(path);
+    for (let i = 0; i < rows.length; i++) yield [rows[i], `${path}#${i}`];
+    return;
+  }
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -95,7 +127,7 @@ export function* readRecords(path: string): Generator<[unknown, string]> {
     }
     return;
   }
-  if (ext !== '.json') throw new MixtuneError(`${path}: unsupported data file type '${ext}' (expected .jsonl or .json)`);
+  if (ext !== '.json') throw new MixtuneError(`${path}: unsupported data file type '${ext}' (expected .jsonl, .json or .parquet)`);
   let doc: unknown;
   try {
     doc = JSON.parse(text);
@@ -110,11 +142,12 @@ export function readDataset(path: string, opts: ReadOptions = {}): ReadResult {
   const examples: Example[] = [];
   const skipReasons: string[] = [];
   let skipped = 0;
-  for (const [raw, where] of readRecords(path)) {
-    if (opts.limit !== undefined && examples.length >= opts.limit) break;
+  const format = opts.format ?? 'auto';
+  const domain = opts.domain ?? 'default';
+  const rename = (raw: unknown): unknown => (opts.columns ? renameColumns(raw, opts.columns) : raw);
+  const take = (where: string, build: () => Example): void => {
     try {
-      const rec = opts.columns ? renameColumns(raw, opts.columns) : raw;
-      examples.push(parseRecord(rec, where, opts.format ?? 'auto', opts.domain ?? 'default'));
+      examples.push(build());
     } catch (e) {
       if (!(e instanceof BadRecord)) throw e;
       const msg = `${where}: ${e.message}`;
@@ -122,6 +155,31 @@ export function readDataset(path: string, opts: ReadOptions = {}): ReadResult {
       skipped++;
       if (skipReasons.length < 5) skipReasons.push(msg);
     }
+  };
+  const records = readRecords(path);
+  // FollowBench examples span several records (a level chain), so the whole file is grouped.
+  // 'auto' picks it when the first record looks like FollowBench.
+  const first = records.next();
+  const all = (function* (): Generator<[unknown, string]> {
+    if (!first.done) yield first.value;
+    yield* records;
+  })();
+  const firstRec = first.done ? undefined : rename(first.value[0]);
+  if (format === 'followbench' || (format === 'auto' && isObject(firstRec) && isFollowBenchRecord(firstRec))) {
+    const renamed = (function* (): Generator<[unknown, string]> {
+      for (const [raw, where] of all) yield [rename(raw), where];
+    })();
+    const fbOpts = { domain, levels: opts.followbenchLevels ?? 'highest', allowNoResponse: opts.allowNoResponse ?? false } as const;
+    for (const item of followBenchItems(renamed, fbOpts)) {
+      if (opts.limit !== undefined && examples.length >= opts.limit) break;
+      take(item.where, item.build as () => Example);
+    }
+    return { examples, skipped, skipReasons };
+  }
+  const parseOpts = { allowNoResponse: opts.allowNoResponse ?? false };
+  for (const [raw, where] of all) {
+    if (opts.limit !== undefined && examples.length >= opts.limit) break;
+    take(where, () => parseRecord(rename(raw), where, format, domain, parseOpts));
   }
   return { examples, skipped, skipReasons };
 }
@@ -135,12 +193,28 @@ function renameColumns(raw: unknown, columns: Record<string, string>): unknown {
   return out;
 }
 
-export function parseRecord(rec: unknown, where: string, format: RecordFormat, domain: string): Example {
+export function parseRecord(rec: unknown, where: string, format: RecordFormat, domain: string, opts: { allowNoResponse?: boolean } = {}): Example {
   if (!isObject(rec)) throw new BadRecord('record is not a JSON object');
   const fmt = format === 'auto' ? detectFormat(rec) : format;
   let messages: Message[];
   let multi: { base: string; constraints: string[] } | undefined;
+  let promptOnly = false;
   switch (fmt) {
+    case 'ifeval': {
+      const r = parseIfeval(rec, opts.allowNoResponse ?? false);
+      multi = { base: r.base, constraints: r.constraints };
+      messages = r.messages;
+      promptOnly = r.promptOnly;
+      break;
+    }
+    case 'crab': {
+      const r = parseCrab(rec);
+      multi = { base: r.base, constraints: r.constraints };
+      messages = r.messages;
+      break;
+    }
+    case 'followbench':
+      throw new BadRecord('FollowBench records form level chains: read the whole file (readDataset with format followbench)');
     case 'constraints':
       multi = parseConstraints(rec);
       messages = [
@@ -167,12 +241,15 @@ export function parseRecord(rec: unknown, where: string, format: RecordFormat, d
   if (messages[0]?.role === 'system') system = messages.shift()!.content;
   if (typeof rec.system === 'string' && rec.system.trim() && system === undefined) system = rec.system;
   if (messages.some((m) => m.role === 'system')) throw new BadRecord('a system message is only allowed as the first turn');
-  if (!messages.some((m) => m.role === 'assistant')) throw new BadRecord('no assistant turn to train on');
+  if (!promptOnly && !messages.some((m) => m.role === 'assistant')) throw new BadRecord('no assistant turn to train on');
   const recDomain = typeof rec.domain === 'string' && rec.domain ? rec.domain : domain;
   return { id: where, domain: recDomain, ...(system !== undefined ? { system } : {}), messages, ...(multi ?? {}) };
 }
 
 function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto'> {
+  if ('instruction_id_list' in rec) return 'ifeval';
+  if (isCrabRecord(rec)) return 'crab';
+  if (isFollowBenchRecord(rec)) return 'followbench';
   if ('constraints' in rec && 'instruction' in rec) return 'constraints';
   if ('messages' in rec) return 'messages';
   if ('conversations' in rec) return 'sharegpt';
@@ -181,6 +258,71 @@ function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto
   throw new BadRecord(
     `unrecognized record (fields: ${Object.keys(rec).slice(0, 6).join(', ') || 'none'}); expected messages, conversations, instruction/output or prompt/completion`,
   );
+}
+
+/**
+ * IFEval style: {prompt, instruction_id_list, kwargs, response, base?}. constraints = one rendered
+ * sentence per instruction id (ifeval-constraints.ts); the user turn is the original prompt.
+ * base: IFEval prompts weave their constraints into free text, so the bare instruction cannot be
+ * cut out reliably. A `base` field (map one with columns, e.g. {base: 'instruction'}) gives it;
+ * without one, base = the prompt itself (so MISO-para's single-constraint inputs become
+ * prompt + one restated constraint, and its bare input the full prompt).
+ * kwargs may be a JSON string; null kwargs values are ignored (the Hugging Face copy has them).
+ */
+function parseIfeval(rec: Record<string, unknown>, allowNoResponse: boolean): { base: string; constraints: string[]; messages: Message[]; promptOnly: boolean } {
+  const prompt = contentOf(rec.prompt, 'prompt', true);
+  const ids = rec.instruction_id_list;
+  if (!Array.isArray(ids) || ids.some((x) => typeof x !== 'string')) throw new BadRecord('field instruction_id_list must be a list of strings');
+  let kwargs = rec.kwargs;
+  if (typeof kwargs === 'string') {
+    try {
+      kwargs = JSON.parse(kwargs);
+    } catch {
+      throw new BadRecord('field kwargs is a string but not valid JSON');
+    }
+  }
+  if (kwargs === undefined || kwargs === null) kwargs = ids.map(() => ({}));
+  if (!Array.isArray(kwargs)) throw new BadRecord('field kwargs must be a list of objects');
+  if (kwargs.length !== ids.length) throw new BadRecord(`field kwargs has ${kwargs.length} entries for ${ids.length} instruction ids`);
+  const constraints = (ids as string[]).map((id, i) => {
+    const kw = kwargs[i];
+    if (kw !== null && kw !== undefined && !isObject(kw)) throw new BadRecord(`field kwargs[${i}] must be an object`);
+    const clean = Object.fromEntries(Object.entries(kw ?? {}).filter(([, v]) => v !== null && v !== undefined));
+    try {
+      return renderIfevalConstraint(id, clean, `kwargs[${i}]`);
+    } catch (e) {
+      if (e instanceof BadRecord && e.message.startsWith('unknown IFEval')) throw new BadRecord(`field instruction_id_list[${i}]: ${e.message}`);
+      throw e;
+    }
+  });
+  const base = typeof rec.base === 'string' && rec.base.trim() ? rec.base.trim() : prompt.trim();
+  const messages: Message[] = [{ role: 'user', content: prompt }];
+  if (rec.response === undefined || rec.response === null) {
+    if (!allowNoResponse) throw new BadRecord('field response is missing (IFEval-style training records need one; allow prompt-only examples to read inputs)');
+    return { base, constraints, messages, promptOnly: true };
+  }
+  messages.push({ role: 'assistant', content: contentOf(rec.response, 'response', true) });
+  return { base, constraints, messages, promptOnly: false };
+}
+
+/**
+ * Crab seed records: base = the seed instruction (the last user turn of `messages`), constraints
+ * = Aug_instruction.Additional_Instruction texts (crab.ts tolerates its key/shape variants), the
+ * user turn becomes composeInstruction(base, constraints) — the seed data has no composed text —
+ * and the assistant turn is the original response. Refined_Instruction is not used.
+ */
+function parseCrab(rec: Record<string, unknown>): { base: string; constraints: string[]; messages: Message[] } {
+  const messages = 'messages' in rec ? parseOpenAi(rec) : 'conversations' in rec ? parseShareGpt(rec) : undefined;
+  if (!messages) throw new BadRecord('field messages is missing (Crab records carry the seed conversation)');
+  const { constraints } = parseCrabAugmentation(rec);
+  let u = messages.length - 1;
+  while (u >= 0 && messages[u]!.role !== 'user') u--;
+  if (u < 0) throw new BadRecord('field messages has no user turn');
+  if (!messages.slice(u + 1).some((m) => m.role === 'assistant')) throw new BadRecord('field messages has no assistant turn after the instruction');
+  const base = messages[u]!.content.trim();
+  if (!base) throw new BadRecord(`field messages[${u}].content is empty`);
+  messages[u] = { role: 'user', content: composeInstruction(base, constraints) };
+  return { base, constraints, messages };
 }
 
 /** {instruction, constraints: string[], output | response, prompt?}: explicit multi-constraint records. */

@@ -13,7 +13,7 @@ const nonNegInt = z.number().int().nonnegative();
 const dataset = z
   .object({
     path: z.string().min(1),
-    format: z.enum(['auto', 'messages', 'sharegpt', 'alpaca', 'prompt_completion', 'constraints']).default('auto'),
+    format: z.enum(['auto', 'messages', 'sharegpt', 'alpaca', 'prompt_completion', 'constraints', 'ifeval', 'crab', 'followbench']).default('auto'),
     /** Field renames, e.g. {prompt: question, completion: answer} for GSM8K's JSONL. */
     columns: z.record(z.string(), z.string()).optional(),
     domain: z.string().min(1).default('default'),
