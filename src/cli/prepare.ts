@@ -74,7 +74,7 @@ export function formatStats(p: Prepared, maxLen: number): string {
   const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
   const kv = (r: Record<string, unknown>): string => Object.entries(r).map(([k, v]) => `${k}=${typeof v === 'object' && v !== null ? `{${kv(v as Record<string, unknown>)}}` : v}`).join(' ');
   const lines = [
-    `recipe: ${s.recipe} (${kv(s.recipeInfo)})`,
+    `recipe: ${s.recipe} (${kv(Object.fromEntries(Object.entries(s.recipeInfo).filter(([k]) => k !== 'recipe')))})`,
     `examples per domain: ${kv(s.examples)} (total ${Object.values(s.examples).reduce((a, b) => a + b, 0)}); eval examples: ${s.evalExamples}`,
     `skipped bad records: ${s.skippedBad}${s.skipReasons.length ? ` (${s.skipReasons.join('; ')})` : ''}; without trained tokens: ${s.noTargets}`,
     `train: ${t.groups} groups -> ${t.rows} rows of <= ${maxLen} tokens; packing efficiency ${pct(t.efficiency)}; ` +
