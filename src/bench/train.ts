@@ -1,6 +1,16 @@
 // `mixtune bench train`: full training steps (forward, backward, AdamW) of a Llama-style model on
 // random tokens: the same work as ../shared/peers/torch_llama_train.py, which it can run in the
 // same process tree for a ratio measured in one run (peer=1, or peer=auto when torch is present).
+//
+// With recipe=miso-para|miso-succ|sft|moi it instead times training steps on recipe-shaped packed
+// rows against rows holding exactly the same tokens and targets under other attention layouts, in
+// one run (the variants alternate step by step; median of the steps after a warm-up):
+//   miso-para / miso-succ: rows packed with MISO groups (inputs= inputs of about input_len tokens
+//     (±25%), an output of about output_len tokens; para or successive positions) vs "sft": the
+//     same rows with every group an ordinary n = 1 group, vs "causal": one plain causal row.
+//   sft / moi: rows packed with n = 1 groups of about inputs·input_len + output_len tokens vs
+//     "causal".
+// Reports each variant's step time and the ratios miso/sft and packed/causal.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -12,10 +22,17 @@ import { currentIsa, numThreads } from '../native.js';
 import { sharedDir } from '../util/paths.js';
 import { MixtuneError } from '../util/errors.js';
 import { intParams } from './params.js';
+import { IGNORE, buildRow, type Group, type Row } from '../data/pack.js';
+import { misoGroup } from '../data/recipes/groups.js';
+import { makeMicroBatch } from '../train/batch.js';
 
 export const TRAIN_DEFAULTS = { vocab: 8192, dim: 512, layers: 8, heads: 8, kv_heads: 8, ffn: 1408, seq: 512, batch: 4, steps: 6 };
 
+export const RECIPE_BENCH_DEFAULTS = { ...TRAIN_DEFAULTS, inputs: 4, input_len: 48, output_len: 96, seed: 1 };
+const BENCH_RECIPES = ['sft', 'moi', 'miso-para', 'miso-succ'] as const;
+
 export function benchTrain(params: Record<string, string>): Record<string, unknown> {
+  if (params.recipe !== undefined) return benchTrainRecipe(params);
   const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer']);
   const peerMode = params.peer ?? 'auto';
   if (!['auto', '0', '1'].includes(peerMode)) throw new MixtuneError(`bench train: peer must be auto, 0 or 1, got '${peerMode}'`);
@@ -106,4 +123,116 @@ function runTorchPeer(cfg: Record<string, number>, required: boolean): Record<st
 export function round(x: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
+}
+
+function randomModel(cfg: typeof TRAIN_DEFAULTS): LlamaModel {
+  return LlamaModel.random(
+    {
+      vocabSize: cfg.vocab, dim: cfg.dim, hiddenDim: cfg.ffn, nLayers: cfg.layers, nHeads: cfg.heads, nKvHeads: cfg.kv_heads,
+      headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: false, qkvBias: false,
+    },
+    nativeKernels(), 0,
+  );
+}
+
+/**
+ * One row of exactly T tokens packed with recipe-shaped groups; the last group is scaled down to
+ * fill the row exactly.
+ */
+function recipeRow(recipe: (typeof BENCH_RECIPES)[number], T: number, c: typeof RECIPE_BENCH_DEFAULTS, rng: Rng): Row {
+  const jitter = (x: number): number => Math.max(1, Math.round(x * (0.75 + 0.5 * rng.float())));
+  const ids = (n: number): number[] => Array.from({ length: n }, () => rng.int(c.vocab));
+  const groups: Group[] = [];
+  let left = T;
+  const miso = recipe === 'miso-para' || recipe === 'miso-succ';
+  while (left > 0) {
+    let lens = miso ? Array.from({ length: c.inputs }, () => jitter(c.input_len)) : [];
+    let out = miso ? jitter(c.output_len) : jitter(c.inputs * c.input_len + c.output_len);
+    const size = lens.reduce((a, b) => a + b, 0) + out;
+    if (size > left) {
+      const f = left / size;
+      lens = lens.map((l) => Math.max(1, Math.floor(l * f)));
+      out = left - lens.reduce((a, b) => a + b, 0);
+      if (out < 2 || (miso && lens.length < 2)) {
+        lens = [];
+        out = left; // too small for a MISO group: an n = 1 filler
+      }
+    }
+    const output = ids(out);
+    if (lens.length >= 2) {
+      groups.push(misoGroup(lens.map(ids), output, output.slice(), { positions: recipe === 'miso-succ' ? 'succ' : 'para', source: 'bench' }));
+    } else {
+      const targets = output.slice(1).concat([IGNORE]);
+      groups.push({ tokens: output, targets, positions: output.map((_, i) => i), nInputs: 1, source: 'bench' });
+    }
+    left -= size > left ? left : size;
+  }
+  return buildRow(groups);
+}
+
+/** The same tokens and targets as `row` with every group an ordinary n = 1 group (positions kept). */
+function asSftRow(row: Row): Row {
+  return { ...row, part: new Int32Array(row.length), groups: row.groups.map(() => ({ nInputs: 1, weighting: 'uniform' as const })) };
+}
+
+/** The same tokens and targets as one plain causal row (positions 0..T-1). */
+function asCausalRow(row: Row): Row {
+  const positions = new Int32Array(row.length);
+  for (let t = 0; t < row.length; t++) positions[t] = t;
+  return { ...row, positions, group: new Int32Array(row.length), part: new Int32Array(row.length), groups: [{ nInputs: 1, weighting: 'uniform' }] };
+}
+
+function benchTrainRecipe(params: Record<string, string>): Record<string, unknown> {
+  const recipe = params.recipe as (typeof BENCH_RECIPES)[number];
+  if (!(BENCH_RECIPES as readonly string[]).includes(recipe)) throw new MixtuneError(`bench train: recipe must be ${BENCH_RECIPES.join(', ')}, got '${params.recipe}'`);
+  const c = intParams('train', params, RECIPE_BENCH_DEFAULTS, ['recipe']);
+  if (c.steps < 2) throw new MixtuneError('bench train: recipe mode needs steps >= 2 (the first step is a warm-up)');
+  const model = randomModel(c);
+  const opt = new AdamW(model.params, model.kernels, { weightDecay: 0.01 });
+  const rng = new Rng(c.seed);
+  const rows = Array.from({ length: c.batch }, () => recipeRow(recipe, c.seq, c, rng));
+  const miso = recipe === 'miso-para' || recipe === 'miso-succ';
+  const variants: [string, Row[]][] = [
+    [miso ? recipe : 'packed', rows],
+    ...(miso ? ([['sft', rows.map(asSftRow)]] as [string, Row[]][]) : []),
+    ['causal', rows.map(asCausalRow)],
+  ];
+  const batches = variants.map(([name, rs]) => [name, makeMicroBatch(rs, 0)] as const);
+  const times = new Map<string, number[]>(batches.map(([n]) => [n, []]));
+  const losses = new Map<string, number>();
+  for (let s = 0; s < c.steps; s++) {
+    for (const [name, mb] of batches) {
+      const t0 = performance.now();
+      model.zeroGrad();
+      const r = model.forward(mb.inputs, mb.targets, mb.batch, { positions: mb.positions, ...(mb.layout ? { layout: mb.layout } : {}) });
+      model.backward();
+      opt.step(1e-5);
+      times.get(name)!.push((performance.now() - t0) / 1000);
+      losses.set(name, r.loss);
+    }
+  }
+  const median = (a: number[]): number => {
+    const x = a.slice(1).sort((p, q) => p - q);
+    return x.length % 2 ? x[(x.length - 1) / 2]! : (x[x.length / 2 - 1]! + x[x.length / 2]!) / 2;
+  };
+  const stepS: Record<string, number> = {};
+  for (const [name, t] of times) stepS[name] = round(median(t), 4);
+  const groupsPerRow = round(rows.reduce((a, r) => a + r.groups.length, 0) / rows.length, 2);
+  const misoGroups = rows.reduce((a, r) => a + r.groups.filter((g) => g.nInputs > 1).length, 0);
+  const first = variants[0]![0];
+  return {
+    bench: 'train',
+    recipe,
+    isa: currentIsa(),
+    threads: numThreads(),
+    params: model.numParams(),
+    tokens_per_step: rows.reduce((a, r) => a + r.length, 0),
+    groups_per_row: groupsPerRow,
+    ...(miso ? { miso_groups: misoGroups } : {}),
+    step_s: stepS,
+    ...(miso ? { ratio_vs_sft: round(stepS[first]! / stepS.sft!, 3), ratio_sft_vs_causal: round(stepS.sft! / stepS.causal!, 3) } : {}),
+    ratio_vs_causal: round(stepS[first]! / stepS.causal!, 3),
+    loss: Object.fromEntries([...losses].map(([k, v]) => [k, round(v, 4)])),
+    cfg: c,
+  };
 }

@@ -7,6 +7,7 @@ import { runGenerate } from './generate.js';
 import { runScore } from './score.js';
 import { runTrain, checkTrainArgs } from './train.js';
 import { runConvert } from './convert.js';
+import { runPrepare } from './prepare.js';
 import { runBench, benchNames } from '../bench/index.js';
 
 function intArg(min: number) {
@@ -102,9 +103,24 @@ export function buildProgram(): Command {
     .option('--seed <n>', 'override seed', intArg(0))
     .option('--stop-after <n>', 'stop (with a checkpoint) after optimizer step n, e.g. to fit a time limit', intArg(1))
     .option('--no-progress', 'plain log lines instead of a progress bar')
+    .option('--prepared <file>', 'train on rows saved by mixtune prepare --out (instead of data.prepared / preparing)')
     .action(async (opts) => {
       checkTrainArgs(opts);
       await runTrain(opts);
+    });
+
+  program
+    .command('prepare')
+    .description('Prepare the training rows of a train.yaml (recipe, packing): print statistics, render rows, save them for train --prepared')
+    .requiredOption('--config <path>', 'train.yaml')
+    .option('--set <key=value>', 'override a config key (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--show <n>', 'render the first n training rows (groups, parts, positions, loss tokens)', intArg(0), 0)
+    .option('--tokens', 'render rows one token per line', false)
+    .option('--out <file>', 'save the prepared rows (JSON lines) for mixtune train --prepared')
+    .option('--json', 'print the statistics as one JSON line', false)
+    .option('--skip-bad', 'skip malformed data records (counted) instead of stopping')
+    .action((opts) => {
+      runPrepare(opts);
     });
 
   program

@@ -11,7 +11,7 @@ import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 import { configToHf } from '../io/hf-config.js';
 import { applyLora, loraRngState, mergeLora, saveLoraAdapter, setLoraRngState, trainableParams } from '../model/lora.js';
 import { loadTrainConfig, type TrainConfig } from '../train/config.js';
-import { prepareRows, type ExampleEncoder } from '../train/prepare.js';
+import { loadPrepared, prepareRows, type ExampleEncoder } from '../train/prepare.js';
 import { Trainer } from '../train/trainer.js';
 import { warmupStepsOf } from '../train/schedule.js';
 import { resolveResume, ADAPTER_FILE, WEIGHTS_FILE } from '../train/checkpoint.js';
@@ -30,6 +30,8 @@ export interface TrainCliOptions {
   seed?: number;
   stopAfter?: number;
   progress?: boolean;
+  /** Rows saved by `mixtune prepare --out` (overrides data.prepared). */
+  prepared?: string;
 }
 
 export function chatEncoder(tok: Tokenizer, template: ChatTemplate, trainOn: TrainConfig['data']['train_on']): ExampleEncoder {
@@ -39,7 +41,7 @@ export function chatEncoder(tok: Tokenizer, template: ChatTemplate, trainOn: Tra
       ...ex.messages.map((m) => ({ role: m.role, content: m.content })),
     ];
     const enc = encodeConversation(tok, template, messages, { trainOn, where: ex.id });
-    return { ids: enc.ids, labels: enc.labels };
+    return { ids: enc.ids, labels: enc.labels, spans: enc.assistantSpans };
   };
 }
 
@@ -77,9 +79,11 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
   if (cfg.lora) applyLora(model, { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets, seed: cfg.seed });
   const trainable = trainableParams(model);
 
-  const prep = prepareRows(cfg, chatEncoder(tok, template, cfg.data.train_on));
+  const preparedFile = o.prepared ?? cfg.data.prepared;
+  const prep = preparedFile ? loadPrepared(preparedFile) : prepareRows(cfg, chatEncoder(tok, template, cfg.data.train_on));
   const s = prep.stats;
-  log(`data: ${Object.entries(s.examples).map(([d, n]) => `${d}=${n}`).join(' ')} examples, ${s.evalExamples} eval; ` +
+  if (preparedFile) log(`data: prepared rows from ${preparedFile} (recipe ${s.recipe})`);
+  log(`data: recipe ${s.recipe}; ${Object.entries(s.examples).map(([d, n]) => `${d}=${n}`).join(' ')} examples, ${s.evalExamples} eval; ` +
     `${s.train.rows} rows of <= ${cfg.data.max_len} tokens (packing efficiency ${(s.train.efficiency * 100).toFixed(1)}%), ` +
     `${s.train.targetTokens} trained tokens; truncated ${s.train.truncated}, dropped ${s.train.dropped}, skipped ${s.skippedBad}, no-target ${s.noTargets}`);
 
@@ -128,6 +132,7 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
     peak_rss_mb: r.peakRssMb,
     wall_seconds: Math.round((performance.now() - t0) / 100) / 10,
     data: {
+      recipe: s.recipe, recipe_info: s.recipeInfo,
       examples: s.examples, eval_examples: s.evalExamples, rows: s.train.rows, packing_efficiency: s.train.efficiency,
       trained_tokens: s.train.targetTokens, truncated: s.train.truncated, dropped: s.train.dropped, skipped_bad: s.skippedBad,
       skip_reasons: s.skipReasons, without_targets: s.noTargets,

@@ -24,6 +24,47 @@ const dataset = z
   })
   .strict();
 
+const weighting = z.enum(['uniform', 'fid', 'vanilla']).default('uniform');
+const paraOptions = {
+  /** Input: the full instruction (ablation "w/o full" = false). */
+  include_full: z.boolean().default(true),
+  /** Input: the bare instruction without constraints. */
+  include_bare: z.boolean().default(true),
+  /** Cap on the number of inputs: full and bare are kept, then the first constraints. */
+  max_inputs: z.number().int().min(2).optional(),
+};
+
+/** The `recipe` block (src/data/recipes): one variant per recipe, each with its own options. */
+const recipeSchema = z.discriminatedUnion('name', [
+  z.object({ name: z.literal('sft') }).strict(),
+  z
+    .object({
+      name: z.literal('moi'),
+      mix: z.enum(['balanced', 'proportional', 'concat']).default('balanced'),
+      /** Instructions per chunk (default: the number of domains). */
+      n_mix: positiveInt.optional(),
+      mask: z.enum(['chunk', 'isolated', 'full']).default('chunk'),
+      /** Per-domain system-prompt pools (replace the built-in pool of that domain). */
+      system_prompts: z.record(z.string(), z.array(z.string().min(1)).min(1)).optional(),
+      /** System prompt of eval examples without their own ("" = none). */
+      eval_system: z.string().default('You are a helpful assistant.'),
+    })
+    .strict(),
+  z.object({ name: z.literal('miso-para'), ...paraOptions, weighting }).strict(),
+  z.object({ name: z.literal('miso-augment-only'), ...paraOptions }).strict(),
+  z
+    .object({
+      name: z.literal('miso-succ'),
+      /** P(k = 1), P(k = 2), ...: the number of chunks of the prompt. */
+      k_probs: z.array(z.number().nonnegative()).min(1).default([0.55, 0.15, 0.15, 0.15])
+        .refine((p) => p.reduce((a, b) => a + b, 0) > 0, 'k_probs must have a positive sum'),
+      weighting,
+    })
+    .strict(),
+]);
+
+export type RecipeConfig = z.infer<typeof recipeSchema>;
+
 export const trainConfigSchema = z
   .object({
     model: z.string().min(1),
@@ -41,16 +82,13 @@ export const trainConfigSchema = z
         train_on: z.enum(['assistant', 'last', 'all']).default('assistant'),
         pack: z.boolean().default(true),
         skip_bad: z.boolean().default(false),
+        /** Rows saved by `mixtune prepare --out FILE`: train on exactly those instead of preparing. */
+        prepared: z.string().min(1).optional(),
         /** Chat template: "auto" (the tokenizer's, else the built-in plain one) or "plain". */
         template: z.enum(['auto', 'plain']).default('auto'),
       })
       .strict(),
-    recipe: z
-      .object({
-        name: z.enum(['sft']).default('sft'),
-      })
-      .strict()
-      .default({ name: 'sft' }),
+    recipe: recipeSchema.default({ name: 'sft' }),
     training: z
       .object({
         epochs: z.number().positive().default(1),
@@ -116,6 +154,7 @@ export function validateTrainConfig(raw: unknown, source: string, baseDir = proc
   if (cfg.tokenizer) cfg.tokenizer = abs(cfg.tokenizer);
   cfg.output_dir = abs(cfg.output_dir);
   for (const d of [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])]) d.path = abs(d.path);
+  if (cfg.data.prepared) cfg.data.prepared = abs(cfg.data.prepared);
   if (cfg.training.warmup_ratio !== undefined && cfg.training.warmup_steps !== undefined) {
     throw new MixtuneError(`${source}: training: give warmup_ratio or warmup_steps, not both`);
   }

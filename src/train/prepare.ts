@@ -1,26 +1,28 @@
 // From a train config to packed rows: read every dataset, attach system prompts, split off an
 // eval set, encode each example (chat template + loss mask, injected by the caller), build the
-// recipe's groups and pack them. Everything dropped, truncated or skipped is counted.
-import type { TrainConfig, DatasetConfig } from './config.js';
+// recipe's groups (src/data/recipes) and pack them. Everything dropped, truncated or skipped is
+// counted. Prepared rows can be saved (`mixtune prepare --out`) and trained on later.
+import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { TrainConfig, DatasetConfig, RecipeConfig } from './config.js';
 import { readDataset, type Example } from '../data/readers.js';
-import { causalGroup, packGroups, type Group, type PackStats, type Row } from '../data/pack.js';
+import { packGroups, type PackStats, type Row, type Weighting } from '../data/pack.js';
+import { buildGroups, evalGroups, mergeRowGroups, type RecipeOptions, type RecipeResult } from '../data/recipes/index.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
 
-export interface EncodedExample {
-  ids: number[];
-  /** Aligned with ids: the token id where a loss applies, else IGNORE (-100). */
-  labels: number[];
-}
-
-export type ExampleEncoder = (ex: Example) => EncodedExample;
+export type { EncodedExample, ExampleEncoder } from '../data/recipes/types.js';
+import type { ExampleEncoder } from '../data/recipes/types.js';
 
 export interface PrepareStats {
+  recipe: string;
   examples: Record<string, number>; // per domain
   skippedBad: number;
   skipReasons: string[];
   evalExamples: number;
   noTargets: number;
+  /** Recipe counters (MISO inputs per example, MoI chunks and draws per domain, ...). */
+  recipeInfo: RecipeResult['info'];
   train: PackStats;
   eval: PackStats | null;
 }
@@ -31,8 +33,32 @@ export interface Prepared {
   stats: PrepareStats;
 }
 
-function readAll(list: DatasetConfig[], skipBad: boolean, rng: Rng): { examples: Example[]; skipped: number; reasons: string[] } {
+/** The recipe block of train.yaml (snake_case) as library options (camelCase). */
+export function recipeFromConfig(r: RecipeConfig): RecipeOptions {
+  switch (r.name) {
+    case 'sft':
+      return { name: 'sft' };
+    case 'moi':
+      return {
+        name: 'moi', mix: r.mix, mask: r.mask, evalSystem: r.eval_system,
+        ...(r.n_mix !== undefined ? { nMix: r.n_mix } : {}),
+        ...(r.system_prompts ? { systemPrompts: r.system_prompts } : {}),
+      };
+    case 'miso-para':
+    case 'miso-augment-only':
+      return {
+        name: r.name, includeFull: r.include_full, includeBare: r.include_bare,
+        ...(r.max_inputs !== undefined ? { maxInputs: r.max_inputs } : {}),
+        ...('weighting' in r ? { weighting: r.weighting } : {}),
+      };
+    case 'miso-succ':
+      return { name: 'miso-succ', kProbs: r.k_probs, weighting: r.weighting };
+  }
+}
+
+function readAll(list: DatasetConfig[], skipBad: boolean, rng: Rng): { examples: Example[]; weights: number[]; skipped: number; reasons: string[] } {
   const examples: Example[] = [];
+  const weights: number[] = [];
   let skipped = 0;
   const reasons: string[] = [];
   for (const d of list) {
@@ -48,15 +74,17 @@ function readAll(list: DatasetConfig[], skipBad: boolean, rng: Rng): { examples:
         ex.system = typeof d.system === 'string' ? d.system : d.system[rng.int(d.system.length)]!;
       }
       examples.push(ex);
+      weights.push(d.weight);
     }
   }
-  return { examples, skipped, reasons: reasons.slice(0, 5) };
+  return { examples, weights, skipped, reasons: reasons.slice(0, 5) };
 }
 
 export function prepareRows(cfg: TrainConfig, encode: ExampleEncoder): Prepared {
   const rng = new Rng(cfg.seed ^ 0x5eed);
   const read = readAll(cfg.data.datasets, cfg.data.skip_bad, rng);
   let trainEx = read.examples;
+  let trainW = read.weights;
   let evalEx: Example[] = [];
   let skipped = read.skipped;
   const reasons = [...read.reasons];
@@ -70,37 +98,132 @@ export function prepareRows(cfg: TrainConfig, encode: ExampleEncoder): Prepared 
     const nEval = Math.max(1, Math.round(trainEx.length * cfg.data.eval_split));
     const evalSet = new Set(order.slice(0, nEval));
     evalEx = trainEx.filter((_, i) => evalSet.has(i));
+    trainW = trainW.filter((_, i) => !evalSet.has(i));
     trainEx = trainEx.filter((_, i) => !evalSet.has(i));
   }
   const perDomain: Record<string, number> = {};
   for (const ex of trainEx) perDomain[ex.domain] = (perDomain[ex.domain] ?? 0) + 1;
 
-  let noTargets = 0;
-  const toGroups = (list: Example[]): Group[] => {
-    const groups: Group[] = [];
-    for (const ex of list) {
-      const enc = encode(ex);
-      const g = causalGroup(enc.ids, enc.labels, ex.id);
-      if (!g.targets.some((t) => t >= 0)) {
-        noTargets++;
-        continue;
-      }
-      groups.push(g);
-    }
-    return groups;
-  };
+  const recipe = recipeFromConfig(cfg.recipe);
+  const seed = (cfg.seed * 2654435761 + 0x7ec1) >>> 0;
+  const built = buildGroups(recipe, trainEx, { encode, seed, weights: trainW });
+  const builtEval = evalEx.length ? evalGroups(recipe, evalEx, { encode, seed }) : null;
   const pack = { overflow: cfg.data.overflow, pack: cfg.data.pack };
-  const train = packGroups(toGroups(trainEx), cfg.data.max_len, pack);
-  const evalPacked = evalEx.length ? packGroups(toGroups(evalEx), cfg.data.max_len, pack) : null;
+  const train = packGroups(built.groups, cfg.data.max_len, pack);
+  const evalPacked = builtEval ? packGroups(builtEval.groups, cfg.data.max_len, pack) : null;
+  const noTargets = built.noTargets + (builtEval?.noTargets ?? 0);
   if (train.rows.length === 0) {
     throw new MixtuneError(`no training data left: ${trainEx.length} examples, ${train.stats.dropped} dropped (max_len ${cfg.data.max_len}), ${noTargets} without trained tokens`);
   }
   return {
-    train: train.rows,
+    train: built.mergeRows ? train.rows.map(mergeRowGroups) : train.rows,
     eval: evalPacked?.rows ?? [],
     stats: {
-      examples: perDomain, skippedBad: skipped, skipReasons: reasons.slice(0, 5), evalExamples: evalEx.length, noTargets,
-      train: train.stats, eval: evalPacked?.stats ?? null,
+      recipe: recipe.name, examples: perDomain, skippedBad: skipped, skipReasons: reasons.slice(0, 5), evalExamples: evalEx.length, noTargets,
+      recipeInfo: built.info, train: train.stats, eval: evalPacked?.stats ?? null,
     },
   };
+}
+
+// ---- prepared-rows files ------------------------------------------------------------------------
+// JSON lines: a header {"mixtune_prepared": 1, "max_len", "recipe", "stats", "train_rows",
+// "eval_rows"} and then one line per row {"split": "train" | "eval", "tokens", "targets",
+// "positions", "group", "part", "groups": [{"nInputs", "weighting"}]}. Written atomically.
+
+export const PREPARED_VERSION = 1;
+
+interface PreparedHeader {
+  mixtune_prepared: number;
+  max_len: number;
+  recipe: string;
+  train_rows: number;
+  eval_rows: number;
+  stats: PrepareStats;
+}
+
+export function savePrepared(path: string, p: Prepared, maxLen: number): void {
+  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
+  let fd = -1;
+  try {
+    mkdirSync(dirname(path), { recursive: true });
+    fd = openSync(tmp, 'w');
+    const header: PreparedHeader = { mixtune_prepared: PREPARED_VERSION, max_len: maxLen, recipe: p.stats.recipe, train_rows: p.train.length, eval_rows: p.eval.length, stats: p.stats };
+    writeSync(fd, JSON.stringify(header) + '\n');
+    for (const [split, rows] of [['train', p.train], ['eval', p.eval]] as const) {
+      for (const r of rows) {
+        writeSync(fd, JSON.stringify({
+          split, tokens: [...r.tokens], targets: [...r.targets], positions: [...r.positions], group: [...r.group], part: [...r.part], groups: r.groups,
+        }) + '\n');
+      }
+    }
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = -1;
+    renameSync(tmp, path);
+  } catch (e) {
+    if (fd >= 0) closeSync(fd);
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* not created */
+    }
+    throw new MixtuneError(`${path}: cannot write the prepared rows: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+}
+
+const WEIGHTINGS = new Set<Weighting>(['uniform', 'fid', 'vanilla']);
+
+/** Reads a file written by savePrepared; every problem names the file and line. */
+export function loadPrepared(path: string): Prepared & { maxLen: number } {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new MixtuneError(`${path}: cannot read the prepared rows (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+  const lines = text.split('\n').filter((l) => l.trim() !== '');
+  const parse = (i: number): Record<string, unknown> => {
+    try {
+      const v = JSON.parse(lines[i]!) as unknown;
+      if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error('not an object');
+      return v as Record<string, unknown>;
+    } catch (e) {
+      throw new MixtuneError(`${path}:${i + 1}: malformed prepared-rows line (${(e as Error).message})`);
+    }
+  };
+  if (lines.length === 0) throw new MixtuneError(`${path}: empty prepared-rows file`);
+  const h = parse(0) as unknown as PreparedHeader;
+  if (h.mixtune_prepared !== PREPARED_VERSION) throw new MixtuneError(`${path}:1: not a mixtune prepared-rows file (version ${PREPARED_VERSION}); write it with mixtune prepare --out`);
+  const train: Row[] = [];
+  const evalRows: Row[] = [];
+  for (let i = 1; i < lines.length; i++) {
+    const o = parse(i);
+    const where = `${path}:${i + 1}`;
+    const arr = (k: string): Int32Array => {
+      const v = o[k];
+      if (!Array.isArray(v) || !v.every((x) => Number.isInteger(x))) throw new MixtuneError(`${where}: field ${k} must be a list of integers`);
+      return Int32Array.from(v as number[]);
+    };
+    const tokens = arr('tokens');
+    const row: Row = { tokens, targets: arr('targets'), positions: arr('positions'), group: arr('group'), part: arr('part'), groups: [], length: tokens.length };
+    for (const k of ['targets', 'positions', 'group', 'part'] as const) {
+      if (row[k].length !== tokens.length) throw new MixtuneError(`${where}: field ${k} has ${row[k].length} entries for ${tokens.length} tokens`);
+    }
+    const gs = o.groups;
+    if (!Array.isArray(gs)) throw new MixtuneError(`${where}: field groups must be a list`);
+    row.groups = gs.map((g, gi) => {
+      const n = (g as { nInputs?: unknown }).nInputs;
+      const w = (g as { weighting?: unknown }).weighting;
+      if (!Number.isInteger(n) || (n as number) < 1 || !WEIGHTINGS.has(w as Weighting)) throw new MixtuneError(`${where}: field groups[${gi}] must be {nInputs >= 1, weighting: uniform|fid|vanilla}`);
+      return { nInputs: n as number, weighting: w as Weighting };
+    });
+    for (const g of row.group) if (g < 0 || g >= row.groups.length) throw new MixtuneError(`${where}: field group refers to group ${g} of ${row.groups.length}`);
+    if (o.split === 'train') train.push(row);
+    else if (o.split === 'eval') evalRows.push(row);
+    else throw new MixtuneError(`${where}: field split must be "train" or "eval"`);
+  }
+  if (train.length !== h.train_rows || evalRows.length !== h.eval_rows) {
+    throw new MixtuneError(`${path}: holds ${train.length} train and ${evalRows.length} eval rows, the header says ${h.train_rows} and ${h.eval_rows} (truncated file?)`);
+  }
+  return { train, eval: evalRows, stats: h.stats, maxLen: h.max_len };
 }
