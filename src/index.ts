@@ -25,7 +25,8 @@ export { applyLora, mergeLora, trainableParams, saveLoraAdapter, loadLoraAdapter
 export { readDataset, type Example, type Message } from './data/readers.js';
 export { packGroups, causalGroup, type Group, type Row, IGNORE } from './data/pack.js';
 export { loadTrainConfig, validateTrainConfig, type TrainConfig } from './train/config.js';
-export { prepareRows } from './train/prepare.js';
+export { prepareRows, recipeFromConfig, savePrepared, loadPrepared } from './train/prepare.js';
+export * as recipes from './data/recipes/index.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
 export { learningRate } from './train/schedule.js';
 export { misoScore, misoGenerate, MisoDecoder, misoPositions } from './infer/miso.js';
