@@ -12,6 +12,8 @@
 // (one per language) or from the bundled compact file (see loadProfiles).
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { packageRoot } from '../../util/paths.js';
 import { Rng } from '../../util/rng.js';
 import { MixtuneError } from '../../util/errors.js';
 import { CJK_CLASSES } from './langdetect-cjk.js';
@@ -43,11 +45,17 @@ export function buildModel(profiles: Profile[]): LangModel {
   return { langs, wordLangProb };
 }
 
-/** Reads profiles: a folder of per-language JSON files, or one JSON file {profiles: Profile[]}. */
-export function loadProfiles(path: string): Profile[] {
+/** The bundled profiles (53 languages; langdetect's Python package also has ca and cy). */
+export function bundledProfilesPath(): string {
+  return join(packageRoot(), 'src', 'eval', 'ifeval', 'data', 'langdetect-profiles.json.gz');
+}
+
+/** Reads profiles: a folder of per-language JSON files, or one (optionally gzipped) JSON file {profiles: Profile[]}. */
+export function loadProfiles(path: string = bundledProfilesPath()): Profile[] {
   if (!existsSync(path)) throw new MixtuneError(`${path}: language profiles not found`);
-  if (path.endsWith('.json')) {
-    const data = JSON.parse(readFileSync(path, 'utf8')) as { profiles: Profile[] };
+  if (path.endsWith('.json') || path.endsWith('.json.gz')) {
+    const buf = readFileSync(path);
+    const data = JSON.parse((path.endsWith('.gz') ? gunzipSync(buf) : buf).toString('utf8')) as { profiles: Profile[] };
     return data.profiles;
   }
   return readdirSync(path).filter((f) => !f.startsWith('.')).sort().map((f) => JSON.parse(readFileSync(join(path, f), 'utf8')) as Profile);
@@ -210,4 +218,11 @@ export function detectLanguage(model: LangModel, text: string, opts: DetectOptio
   let topN = -1;
   for (const [lang, c] of tally) if (c > topN) { top = lang; topN = c; }
   return top;
+}
+
+let defaultModel: LangModel | undefined;
+/** The model built from the bundled profiles (loaded once). */
+export function defaultLangModel(): LangModel {
+  defaultModel ??= buildModel(loadProfiles());
+  return defaultModel;
 }
