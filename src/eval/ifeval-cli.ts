@@ -1,0 +1,50 @@
+// `mixtune eval ifeval`: registered on the `eval` parent command by registerIfevalCommand.
+import { type Command, InvalidArgumentError } from 'commander';
+import { runIfevalEval } from './ifeval/run.js';
+
+function intArg(min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+export const IFEVAL_HELP_EPILOG = `
+Examples:
+  mixtune eval ifeval --input input_data.jsonl --responses responses.jsonl --out results/
+  mixtune eval ifeval --model ./model --input input_data.jsonl --out results/ --max-new-tokens 1280
+  mixtune eval ifeval --model ./model --flat-input ifeval_flat.jsonl --out results-flat/
+
+Writes DIR/eval_results_strict.jsonl and DIR/eval_results_loose.jsonl (the reference format),
+DIR/summary.json, and (with --model) DIR/responses.jsonl, appended per generated item; a rerun
+skips prompts that already have a response there.`;
+
+/** Adds the `ifeval` subcommand to the `eval` parent command. */
+export function registerIfevalCommand(evalCmd: Command): void {
+  evalCmd
+    .command('ifeval')
+    .description('IFEval: check responses against verifiable instructions (strict and loose; prompt/instruction-level accuracy per id and category)')
+    .option('--input <file>', 'IFEval input_data.jsonl: {key, prompt, instruction_id_list, kwargs, base?} per line')
+    .option('--responses <file>', 'responses to score: {prompt, response} per line, joined to the inputs by exact prompt text')
+    .option('--model <path>', 'generate the responses with this model first (chat template, greedy) into DIR/responses.jsonl')
+    .option('--tokenizer <path>', "tokenizer for --model (default: the model's)")
+    .option('--system <text>', 'system prompt for generation')
+    .option('--max-new-tokens <n>', 'generation length limit', intArg(1), 1280)
+    .requiredOption('--out <dir>', 'output folder')
+    .option('--limit <n>', 'evaluate only the first N prompts', intArg(1))
+    .option('--flatten', 'score one prompt per instruction, rebuilt from structured data (records with a `base` instruction); IFEval itself needs --flat-input', false)
+    .option('--flat-input <file>', 'user-rewritten single-instruction prompts: {prompt, instruction_id, kwargs, source_key?} per line (replaces --input)')
+    .option('--no-progress', 'plain log lines instead of a progress bar')
+    .addHelpText('after', IFEVAL_HELP_EPILOG)
+    .action(async (opts: {
+      input?: string; responses?: string; model?: string; tokenizer?: string; system?: string; maxNewTokens: number;
+      out: string; limit?: number; flatten: boolean; flatInput?: string; progress: boolean;
+    }) => {
+      await runIfevalEval({
+        ...opts,
+        // --no-progress forces plain lines; otherwise a bar only on a TTY
+        progress: opts.progress === false ? false : undefined,
+      });
+    });
+}
