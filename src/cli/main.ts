@@ -8,6 +8,7 @@ import { runScore } from './score.js';
 import { runTrain, checkTrainArgs } from './train.js';
 import { runConvert } from './convert.js';
 import { runBench, benchNames } from '../bench/index.js';
+import { buildEvalCommand } from './eval.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -122,6 +123,8 @@ export function buildProgram(): Command {
       const result = await runBench(name, kv);
       process.stdout.write(JSON.stringify(result) + '\n');
     });
+
+  program.addCommand(buildEvalCommand());
 
   return program;
 }
