@@ -16,10 +16,14 @@ const humaneval = gunzipSync(readFileSync(join(sharedDir(), 'data', 'humaneval',
 const sample = <T>(xs: T[], n = 20): T[] => Array.from({ length: n }, (_, i) => xs[Math.floor((i * xs.length) / n)]!);
 const sandboxDirs = (): string[] => readdirSync(tmpdir()).filter((n) => n.startsWith('mixtune-exec-'));
 
-test('sandbox: isolation probe', () => {
+test('sandbox: isolation probe; --no-netns keeps the socket guard', async () => {
   const iso = probeIsolation();
   console.log(`isolation: ${JSON.stringify(iso)}`);
   assert.match(iso.pythonVersion, /^3\./);
+  assert.equal(probeIsolation({ netns: 'off' }).netns, 'none');
+  assert.equal(probeIsolation().netns, iso.netns);
+  const r = await runPython('import socket\nsocket.socket()\n', { timeoutS: 10, netns: 'off' });
+  assert.match(r.reason, /PermissionError: network access is disabled/);
 });
 
 test('sandbox: a correct program passes; stdout is kept without the marker; stdin is empty; cwd is a fresh folder', async () => {
@@ -41,6 +45,7 @@ test('sandbox: wrong programs fail within the limits and never hang the evaluato
     ['memory bomb', 'x = bytearray(8 * 1024**3)\n', /MemoryError/],
     ['growing memory', 'xs = []\nwhile True:\n    xs.append(bytearray(10**7))\n', /MemoryError|time limit/],
     ['fork', 'import os\npid = os.fork()\nprint(pid)\n', /PermissionError/],
+    ['posix.fork + setsid', 'import posix\nif posix.fork() == 0:\n    posix.setsid()\n', /PermissionError/],
     ['fork bomb via subprocess', 'import subprocess\nsubprocess.Popen(["sh", "-c", "sleep 100"])\n', /PermissionError/],
     ['socket', 'import socket\ns = socket.socket()\ns.connect(("1.1.1.1", 80))\n', /PermissionError/],
     ['raw socket', 'import _socket\n_socket.socket()\n', /PermissionError/],

