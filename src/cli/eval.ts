@@ -239,6 +239,8 @@ export function buildEvalCommand(): Command {
           (s.missing_responses ? `, ${String(s.missing_responses)} items without a response` : '') +
           ` -> ${resolve(opts.out, 'summary.json')}\n`,
       );
+      const ctx = (s.stopped_by as Record<string, number> | undefined)?.context ?? 0;
+      if (ctx > 0) process.stderr.write(`mixtune: warning: ${ctx} prompt(s) reached the model's context length (stopped_by "context" in summary.json)\n`);
     });
   }
   return evalCmd;
