@@ -2,7 +2,7 @@
 // (DIR/results.jsonl), the run description that guards resuming (DIR/run.json), the atomic
 // summary (DIR/summary.json), --limit handling and greedy chat generation.
 import cliProgress from 'cli-progress';
-import { closeSync, existsSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel } from '../model/llama.js';
 import { generate } from '../infer/generate.js';
@@ -112,6 +112,7 @@ export class ResultsFile {
     const fd = openSync(this.path, 'a');
     try {
       writeSync(fd, JSON.stringify(row) + '\n');
+      fsyncSync(fd);
     } finally {
       closeSync(fd);
     }
