@@ -9,6 +9,7 @@ import { runTrain, checkTrainArgs } from './train.js';
 import { runConvert } from './convert.js';
 import { runPrepare } from './prepare.js';
 import { runBench, benchNames } from '../bench/index.js';
+import { buildEvalCommand } from './eval.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -138,6 +139,8 @@ export function buildProgram(): Command {
       const result = await runBench(name, kv);
       process.stdout.write(JSON.stringify(result) + '\n');
     });
+
+  program.addCommand(buildEvalCommand());
 
   return program;
 }

