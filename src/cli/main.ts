@@ -10,6 +10,7 @@ import { runConvert } from './convert.js';
 import { runPrepare } from './prepare.js';
 import { runBench, benchNames } from '../bench/index.js';
 import { buildEvalCommand } from './eval.js';
+import { registerIfevalCommand } from '../eval/ifeval-cli.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -140,7 +141,9 @@ export function buildProgram(): Command {
       process.stdout.write(JSON.stringify(result) + '\n');
     });
 
-  program.addCommand(buildEvalCommand());
+  const evalCmd = buildEvalCommand();
+  registerIfevalCommand(evalCmd);
+  program.addCommand(evalCmd);
 
   return program;
 }
