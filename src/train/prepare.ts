@@ -2,14 +2,14 @@
 // eval set, encode each example (chat template + loss mask, injected by the caller), build the
 // recipe's groups (src/data/recipes) and pack them. Everything dropped, truncated or skipped is
 // counted. Prepared rows can be saved (`mixtune prepare --out`) and trained on later.
-import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { readFileSync, writeSync } from 'node:fs';
 import type { TrainConfig, DatasetConfig, RecipeConfig } from './config.js';
 import { readDataset, type Example } from '../data/readers.js';
 import { packGroups, type PackStats, type Row, type Weighting } from '../data/pack.js';
 import { buildGroups, evalGroups, mergeRowGroups, type RecipeOptions, type RecipeResult } from '../data/recipes/index.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
+import { writeFileAtomic } from '../util/fs.js';
 
 export type { EncodedExample, ExampleEncoder } from '../data/recipes/types.js';
 import type { ExampleEncoder } from '../data/recipes/types.js';
@@ -142,11 +142,7 @@ interface PreparedHeader {
 }
 
 export function savePrepared(path: string, p: Prepared, maxLen: number): void {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  let fd = -1;
-  try {
-    mkdirSync(dirname(path), { recursive: true });
-    fd = openSync(tmp, 'w');
+  writeFileAtomic(path, (fd) => {
     const header: PreparedHeader = { mixtune_prepared: PREPARED_VERSION, max_len: maxLen, recipe: p.stats.recipe, train_rows: p.train.length, eval_rows: p.eval.length, stats: p.stats };
     writeSync(fd, JSON.stringify(header) + '\n');
     for (const [split, rows] of [['train', p.train], ['eval', p.eval]] as const) {
@@ -156,19 +152,7 @@ export function savePrepared(path: string, p: Prepared, maxLen: number): void {
         }) + '\n');
       }
     }
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd >= 0) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* not created */
-    }
-    throw new MixtuneError(`${path}: cannot write the prepared rows: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  }, 'the prepared rows');
 }
 
 const WEIGHTINGS = new Set<Weighting>(['uniform', 'fid', 'vanilla']);

@@ -4,17 +4,17 @@ import { dirname } from 'node:path';
 import { MixtuneError } from './errors.js';
 
 /**
- * Writes `obj` as JSON to `path` atomically: a temporary file in the same folder, fsync, rename.
- * The folder is created when missing. `indent` defaults to 2.
+ * Writes a file atomically: `write` fills a temporary file in the same folder (through its fd), which
+ * is fsynced and renamed over `path`. The folder is created when missing. A failure removes the
+ * temporary file and becomes a one-line MixtuneError ("<path>: cannot write <what>: <code>").
  */
-export function writeJsonAtomic(path: string, obj: unknown, indent = 2): void {
+export function writeFileAtomic(path: string, write: (fd: number) => void, what = 'the file'): void {
   const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   let fd = -1;
   try {
     mkdirSync(dirname(path), { recursive: true });
-    const text = JSON.stringify(obj, null, indent) + '\n';
     fd = openSync(tmp, 'w');
-    writeSync(fd, text);
+    write(fd);
     fsyncSync(fd);
     closeSync(fd);
     fd = -1;
@@ -26,8 +26,13 @@ export function writeJsonAtomic(path: string, obj: unknown, indent = 2): void {
     } catch {
       /* not created */
     }
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new MixtuneError(`${path}: cannot write JSON file: ${code ?? (e as Error).message}`);
+    if (e instanceof MixtuneError) throw e;
+    throw new MixtuneError(`${path}: cannot write ${what}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
 }
 
+/** Writes `obj` as JSON to `path` atomically (see writeFileAtomic). `indent` defaults to 2. */
+export function writeJsonAtomic(path: string, obj: unknown, indent = 2): void {
+  const text = JSON.stringify(obj, null, indent) + '\n';
+  writeFileAtomic(path, (fd) => writeSync(fd, text), 'JSON file');
+}
