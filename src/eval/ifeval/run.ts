@@ -1,7 +1,8 @@
 // `mixtune eval ifeval`: score existing responses (or generate them first), write the reference
 // result files, summary.json and a summary table. Generation is resumable: DIR/responses.jsonl is
 // appended per item and a rerun skips prompts that already have a response.
-import { existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeSync } from 'node:fs';
+import { writeFileAtomic } from '../../util/fs.js';
 import { join } from 'node:path';
 import { MixtuneError } from '../../util/errors.js';
 import { type CheckContext, defaultNlp } from './checks.js';
@@ -59,8 +60,7 @@ export function defaultIfevalNlp(): CheckContext {
 }
 
 function writeAtomic(path: string, text: string): void {
-  writeFileSync(path + '.tmp', text);
-  renameSync(path + '.tmp', path);
+  writeFileAtomic(path, (fd) => writeSync(fd, text), 'the results');
 }
 
 /** Loads the items to evaluate according to the options (input / flatten / flat-input, limit). */
