@@ -48,7 +48,7 @@ export interface DemoOptions {
   log?: (line: string) => void;
 }
 
-export const DEMO_DEFAULTS = { out: './mixtune-demo', recipes: 'sft,miso-para', steps: 300, seed: 0, nTrain: 2400, nTest: 120, maxNewTokens: 160, batch: 16, lr: 3e-3 } as const;
+export const DEMO_DEFAULTS = { out: './mixtune-demo', recipes: 'sft,miso-para', steps: 150, seed: 0, nTrain: 2400, nTest: 120, maxNewTokens: 160, batch: 16, lr: 3e-3 } as const;
 
 export interface RecipeRun {
   recipe: string;
