@@ -21,6 +21,7 @@ import { synthesizeConstraints, type SynthRecord } from '../synth/constraints.js
 import { writeJsonlAtomic } from '../cli/synth.js';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
 import { evaluateModel, METRIC_KEYS, type DemoMetrics } from './eval.js';
+import { summarize, type IfevalResult } from '../eval/ifeval/score.js';
 import { writeLossAndAccuracySvg, type Series } from '../util/plot-svg.js';
 import { sharedDir } from '../util/paths.js';
 import { writeJsonAtomic } from '../util/fs.js';
@@ -69,6 +70,8 @@ export interface RecipeRun {
 
 export interface DemoResults {
   recipes: Record<string, DemoMetrics>;
+  /** Instruction-level strict accuracy per instruction id (full prompts). */
+  per_instruction_strict: Record<string, Record<string, number>>;
   runs: Record<string, RecipeRun>;
   base_eval_seconds: number;
   config: Record<string, unknown>;
@@ -113,9 +116,9 @@ function fmt(x: number): string {
 
 export function formatTable(results: Record<string, DemoMetrics>): string {
   const head = ['recipe', 'prompt strict', 'inst strict', 'prompt loose', 'inst loose', 'flat inst strict'];
-  const lines = [head.map((h, i) => (i === 0 ? h.padEnd(18) : h.padStart(16))).join('')];
+  const lines = [head.map((h, i) => (i === 0 ? h.padEnd(18) : h.padStart(18))).join('')];
   for (const [name, m] of Object.entries(results)) {
-    lines.push(name.padEnd(18) + METRIC_KEYS.map((k) => fmt(m[k]).padStart(16)).join(''));
+    lines.push(name.padEnd(18) + METRIC_KEYS.map((k) => fmt(m[k]).padStart(18)).join(''));
   }
   return lines.join('\n') + '\n(accuracy in %, IFEval checker on the held-out test split)';
 }
@@ -160,12 +163,15 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
 
   // 2. the base model
   const results: Record<string, DemoMetrics> = {};
+  const perInstruction: Record<string, Record<string, number>> = {};
+  const perInst = (strict: IfevalResult[]): Record<string, number> => Object.fromEntries(Object.entries(summarize(strict).per_instruction).map(([k, a]) => [k, Math.round(a.accuracy * 1000) / 1000]));
   const runs: Record<string, RecipeRun> = {};
   const base = loadModel(modelPath, kernels).model;
   const tok = loadTokenizer(tokPath, modelPath, base.config.vocabSize);
   const template = ChatTemplate.forTokenizer(tok, { plain: true });
   const baseEval = evaluateModel(base, tok, template, evalRecords, nlp, genOpts('eval base', tok));
   results.base = baseEval.metrics;
+  perInstruction.base = perInst(baseEval.strict);
   writeJsonlAtomic(join(out, 'base', 'responses.jsonl'), evalRecords.map((r, i) => ({ prompt: r.prompt, response: baseEval.responses[i], follow: baseEval.strict[i]!.follow_instruction_list })));
   log(`base: prompt strict ${(100 * baseEval.metrics.prompt_strict).toFixed(1)}%, inst strict ${(100 * baseEval.metrics.inst_strict).toFixed(1)}% (${baseEval.seconds.toFixed(1)}s)`);
 
@@ -199,6 +205,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
     const trained = trainedTokens(prep.train, trainer);
     const ev = evaluateModel(model, rtok, rtemplate, evalRecords, nlp, genOpts(`eval ${recipe}`, rtok));
     results[recipe] = ev.metrics;
+    perInstruction[recipe] = perInst(ev.strict);
     writeJsonlAtomic(join(outDir, 'responses.jsonl'), evalRecords.map((rec, i) => ({ prompt: rec.prompt, response: ev.responses[i], follow: ev.strict[i]!.follow_instruction_list })));
     saveHfModel(join(outDir, 'final'), model, {
       overwrite: true,
@@ -216,7 +223,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
 
   // 4. results, table and plot
   const res: DemoResults = {
-    recipes: results, runs, base_eval_seconds: round1(baseEval.seconds),
+    recipes: results, per_instruction_strict: perInstruction, runs, base_eval_seconds: round1(baseEval.seconds),
     config: { model: modelPath, steps: o.steps, seed: o.seed, n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, batch: o.batch, lr: o.lr, pack: false, schedule: 'cosine' },
     data: { train: train.records.length, test: test.records.length, test_constraints_per_prompt: perK, dropped_by_verification: train.dropped + test.dropped },
     seconds: round1((performance.now() - t0) / 1000),
