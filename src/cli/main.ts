@@ -11,6 +11,8 @@ import { runPrepare } from './prepare.js';
 import { runBench, benchNames } from '../bench/index.js';
 import { buildEvalCommand } from './eval.js';
 import { registerIfevalCommand } from '../eval/ifeval-cli.js';
+import { runSynthConstraints } from './synth.js';
+import { runDemoCli, DEMO_DEFAULTS } from './demo.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -123,6 +125,38 @@ export function buildProgram(): Command {
     .option('--skip-bad', 'skip malformed data records (counted) instead of stopping')
     .action((opts) => {
       runPrepare(opts);
+    });
+
+  const synth = program.command('synth').description('Synthesize training and test data');
+  synth
+    .command('constraints')
+    .description('Multi-constraint instructions (1-4 IFEval-style verifiable constraints) with responses that satisfy them, verified by the IFEval checker')
+    .requiredOption('--n <n>', 'number of examples', intArg(0))
+    .option('--seed <n>', 'random seed', intArg(0), 0)
+    .requiredOption('--out <file>', 'output JSON lines file')
+    .addOption(new Option('--split <split>', 'train: 1-3 constraints; test: unseen combinations of 2-4 constraints').choices(['train', 'test']).default('train'))
+    .option('--max-constraints <k>', 'most constraints per prompt (train <= 3, test <= 4)', intArg(1))
+    .option('--test-out <file>', 'also write a held-out test split to this file')
+    .option('--n-test <n>', 'test examples for --test-out (default n/4)', intArg(1))
+    .action((opts) => {
+      runSynthConstraints(opts);
+    });
+
+  program
+    .command('demo')
+    .description('Fine-tune the embedded stories260K model with sft and miso-para on synthetic constraint data and compare them with the IFEval checker')
+    .option('--out <dir>', 'output folder', DEMO_DEFAULTS.out)
+    .option('--recipes <list>', 'comma list of recipes: sft, miso-para, miso-augment-only, miso-succ', DEMO_DEFAULTS.recipes)
+    .option('--steps <n>', 'optimizer steps per recipe', intArg(1), DEMO_DEFAULTS.steps)
+    .option('--seed <n>', 'seed (data, initialization order, shuffling)', intArg(0), DEMO_DEFAULTS.seed)
+    .option('--n-train <n>', 'synthetic training examples', intArg(1), DEMO_DEFAULTS.nTrain)
+    .option('--n-test <n>', 'held-out test examples', intArg(1), DEMO_DEFAULTS.nTest)
+    .option('--max-new-tokens <n>', 'generation length limit during evaluation', intArg(1), DEMO_DEFAULTS.maxNewTokens)
+    .option('--batch <n>', 'examples per optimizer step', intArg(1), DEMO_DEFAULTS.batch)
+    .option('--lr <x>', 'peak learning rate (cosine schedule)', numArg(0), DEMO_DEFAULTS.lr)
+    .option('--no-progress', 'plain log lines instead of progress bars')
+    .action(async (opts) => {
+      await runDemoCli(opts);
     });
 
   program

@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runDemoCli } from '../src/cli/demo.js';
+import { parseRecipes } from '../src/demo/run.js';
+import { flattenRecords, scoreResponses, METRIC_KEYS, type EvalRecord } from '../src/demo/eval.js';
+import { renderLossAndAccuracySvg, niceTicks } from '../src/util/plot-svg.js';
+import { defaultIfevalNlp } from '../src/eval/ifeval/run.js';
+import { buildProgram } from '../src/cli/main.js';
+import { MixtuneError } from '../src/util/errors.js';
+
+/** A minimal XML well-formedness check: balanced tags, quoted attributes, escaped text. */
+function assertWellFormedSvg(svg: string): void {
+  assert.ok(svg.startsWith('<?xml'), 'XML declaration');
+  const body = svg.replace(/^<\?xml[^>]*\?>/, '');
+  const stack: string[] = [];
+  const re = /<(\/?)([a-zA-Z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|<|>/g;
+  let m: RegExpExecArray | null;
+  let roots = 0;
+  while ((m = re.exec(body))) {
+    if (m[0] === '<' || m[0] === '>') assert.fail(`stray '${m[0]}' at ${m.index}: ${body.slice(Math.max(0, m.index - 40), m.index + 40)}`);
+    const [, close, name, , selfClose] = m;
+    if (close) assert.equal(stack.pop(), name, `closing ${name}`);
+    else if (!selfClose) {
+      if (stack.length === 0) roots++;
+      stack.push(name!);
+    } else if (stack.length === 0) roots++;
+  }
+  assert.equal(stack.length, 0, `unclosed ${stack.join(',')}`);
+  assert.equal(roots, 1);
+  assert.ok(/^\s*<svg /.test(body), 'root is svg');
+  assert.ok(!/&(?!(amp|lt|gt|quot|apos);)/.test(body), 'unescaped &');
+}
+
+test('plot-svg: loss curves and accuracy bars make a well-formed SVG, text escaped', () => {
+  const svg = renderLossAndAccuracySvg({
+    title: 'a <b> & "c"',
+    loss: [{ name: 'sft', points: [[1, 5], [2, 3], [3, Number.NaN], [4, 1]] }, { name: 'miso<para>', points: [[1, 5.1], [2, 2.5], [4, 0.9]] }],
+    accuracy: { base: { 'prompt strict': 0, 'inst strict': 0.07 }, sft: { 'prompt strict': 0.06, 'inst strict': 0.4 } },
+  });
+  assertWellFormedSvg(svg);
+  assert.equal((svg.match(/<polyline/g) ?? []).length, 2);
+  assert.equal((svg.match(/<rect [^>]*fill="#/g) ?? []).length, 4 + 2); // 4 bars + 2 legend boxes
+  assertWellFormedSvg(renderLossAndAccuracySvg({ loss: [], accuracy: {} }));
+  assert.deepEqual(niceTicks(0, 1, 5), [0, 0.2, 0.4, 0.6, 0.8, 1]);
+});
+
+test('demo: flattened scoring builds one prompt per constraint and checks only that instruction', () => {
+  const nlp = defaultIfevalNlp();
+  const recs: EvalRecord[] = [{
+    instruction: 'Tell me about a cat.',
+    constraints: ['Do not use any commas.', 'Include the word "ball".'],
+    instruction_id_list: ['punctuation:no_comma', 'keywords:existence'],
+    kwargs: [{}, { keywords: ['ball'] }],
+    prompt: 'Tell me about a cat. Do not use any commas. Include the word "ball".',
+  }];
+  const flat = flattenRecords(recs);
+  assert.deepEqual(flat.map((f) => f.prompt), ['Tell me about a cat. Do not use any commas.', 'Tell me about a cat. Include the word "ball".']);
+  assert.deepEqual(flat.map((f) => f.id), recs[0]!.instruction_id_list);
+  // full response follows only the first; flat responses: the first has a comma (fails), the
+  // second lacks commas but has "ball" (passes: the comma rule is not checked there)
+  const s = scoreResponses(recs, ['The cat sat.'], ['The cat, the dog.', 'The cat has a ball, yes.'], nlp);
+  assert.equal(s.metrics.prompt_strict, 0);
+  assert.equal(s.metrics.inst_strict, 0.5);
+  assert.deepEqual(s.flat, [false, true]);
+  assert.equal(s.metrics.flatten_inst_strict, 0.5);
+  const all = scoreResponses(recs, ['The cat has a ball.'], ['The cat.', 'A ball.'], nlp);
+  assert.equal(all.metrics.prompt_strict, 1);
+  assert.equal(all.metrics.flatten_inst_strict, 1);
+});
+
+test('demo: recipe list validation and command registration', () => {
+  assert.deepEqual(parseRecipes('sft, miso-para'), ['sft', 'miso-para']);
+  assert.throws(() => parseRecipes('sft,foo'), (e: unknown) => e instanceof MixtuneError && /unknown recipe 'foo'/.test(e.message));
+  assert.throws(() => parseRecipes('sft,sft'), MixtuneError);
+  const names = buildProgram().commands.map((c) => c.name());
+  assert.ok(names.includes('demo') && names.includes('synth'));
+  const synth = buildProgram().commands.find((c) => c.name() === 'synth')!;
+  assert.ok(synth.commands.some((c) => c.name() === 'constraints'));
+});
+
+test('demo: a tiny run writes results.json (base + recipes, fractions), metrics, responses and loss.svg', async () => {
+  const out = mkdtempSync(join(tmpdir(), 'mixtune-demo-'));
+  let printed = '';
+  await runDemoCli({ out, recipes: 'sft,miso-para', steps: 3, seed: 0, nTrain: 24, nTest: 6, maxNewTokens: 24, batch: 4, lr: 3e-3, progress: false }, (s) => { printed += s; });
+  const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { recipes: Record<string, Record<string, number>>; runs: Record<string, { trained_tokens: number; processed_tokens: number; steps: number }> };
+  assert.deepEqual(Object.keys(res.recipes), ['base', 'sft', 'miso-para']);
+  for (const m of Object.values(res.recipes)) {
+    assert.deepEqual(Object.keys(m).sort(), [...METRIC_KEYS].sort());
+    for (const v of Object.values(m)) assert.ok(typeof v === 'number' && v >= 0 && v <= 1, String(v));
+  }
+  // same token budget: the same examples' responses are trained under both recipes
+  assert.equal(res.runs.sft!.trained_tokens, res.runs['miso-para']!.trained_tokens);
+  assert.ok(res.runs['miso-para']!.processed_tokens > res.runs.sft!.processed_tokens);
+  for (const r of ['sft', 'miso-para']) {
+    const lines = readFileSync(join(out, r, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    assert.equal(lines.length, 3);
+    assert.ok(existsSync(join(out, r, 'responses.jsonl')));
+    assert.ok(existsSync(join(out, r, 'final', 'model.safetensors')));
+  }
+  assert.equal(readFileSync(join(out, 'data', 'test.jsonl'), 'utf8').trim().split('\n').length, 6);
+  assertWellFormedSvg(readFileSync(join(out, 'loss.svg'), 'utf8'));
+  assert.match(printed, /prompt strict/);
+  assert.match(printed, /miso-para/);
+});
