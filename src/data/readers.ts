@@ -247,10 +247,11 @@ export function parseRecord(rec: unknown, where: string, format: RecordFormat, d
 }
 
 function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto'> {
+  // Explicit constraint lists win: such records may also carry IFEval ids for evaluation.
+  if ('constraints' in rec && 'instruction' in rec) return 'constraints';
   if ('instruction_id_list' in rec) return 'ifeval';
   if (isCrabRecord(rec)) return 'crab';
   if (isFollowBenchRecord(rec)) return 'followbench';
-  if ('constraints' in rec && 'instruction' in rec) return 'constraints';
   if ('messages' in rec) return 'messages';
   if ('conversations' in rec) return 'sharegpt';
   if ('instruction' in rec && 'output' in rec) return 'alpaca';
