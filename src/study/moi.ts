@@ -15,6 +15,12 @@
 //   moi           recipe moi, mix balanced, per-domain system prompts, mask chunk.
 //   moi-full      as moi with mask full       (mask ablation: cross-attention over the whole row).
 //   moi-isolated  as moi with mask isolated   (mask ablation: every instruction its own group).
+//   moi-shuffled  as moi, but the instructions inside each chunk are put in a seeded random order.
+//                 The moi recipe's balanced chunks always hold the domains in the same order
+//                 (round-robin in dataset order: chat, code, math, tool), so in training a tool
+//                 call is always the 4th instruction of its chunk and never starts a sequence.
+//                 This variant is built here in the study from the recipe's own pieces (same
+//                 prompts, same chunks, same packing); it is a proposed change, not the recipe.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { nativeKernels } from '../tensor/native.js';
@@ -22,14 +28,17 @@ import { loadModel, loadTokenizer } from '../io/load.js';
 import { ChatTemplate, type ChatMessage } from '../io/chat.js';
 import { trainableParams } from '../model/lora.js';
 import { validateTrainConfig, type TrainConfig } from '../train/config.js';
-import { prepareRows, type Prepared } from '../train/prepare.js';
+import { prepareRows, recipeFromConfig, type Prepared } from '../train/prepare.js';
 import { Trainer } from '../train/trainer.js';
 import { warmupStepsOf } from '../train/schedule.js';
 import { chatEncoder, templateFor } from '../cli/train.js';
 import { generateAnswer, startProgress } from '../eval/common.js';
 import { extractCode, probeIsolation, runPool, runPython } from '../eval/code.js';
 import { DEFAULT_SYSTEM_PROMPT } from '../data/recipes/prompts.js';
-import type { Row } from '../data/pack.js';
+import { assignSystemPrompts, mergeRowGroups, mixChunks } from '../data/recipes/moi.js';
+import type { ExampleEncoder, MoiOptions } from '../data/recipes/types.js';
+import { IGNORE, causalGroup, packGroups, type Group, type Row } from '../data/pack.js';
+import { readDataset, type Example } from '../data/readers.js';
 import { Rng } from '../util/rng.js';
 import { sharedDir } from '../util/paths.js';
 import { writeJsonAtomic } from '../util/fs.js';
@@ -49,6 +58,8 @@ export interface MoiConfigSpec {
   mask?: 'chunk' | 'isolated' | 'full';
   /** Train with per-domain system prompts (else every example has the default prompt). */
   domainPrompts: boolean;
+  /** Shuffle the instruction order inside each chunk (study-local variant of the moi recipe). */
+  shuffleChunks?: boolean;
 }
 
 export const MOI_STUDY_CONFIGS: Record<string, MoiConfigSpec> = {
@@ -58,6 +69,7 @@ export const MOI_STUDY_CONFIGS: Record<string, MoiConfigSpec> = {
   moi: { description: 'balanced + domain prompts + chunk mask', kind: 'moi', mix: 'balanced', mask: 'chunk', domainPrompts: true },
   'moi-isolated': { description: 'as moi, mask isolated', kind: 'moi', mix: 'balanced', mask: 'isolated', domainPrompts: true },
   'moi-full': { description: 'as moi, mask full', kind: 'moi', mix: 'balanced', mask: 'full', domainPrompts: true },
+  'moi-shuffled': { description: 'as moi, instruction order shuffled inside each chunk (study-local variant)', kind: 'moi', mix: 'balanced', mask: 'chunk', domainPrompts: true, shuffleChunks: true },
 };
 
 export interface MoiStudyOptions {
@@ -82,8 +94,8 @@ export interface MoiStudyOptions {
 }
 
 export const MOI_STUDY_DEFAULTS: Omit<MoiStudyOptions, 'out'> = {
-  steps: 150, seeds: 1, nTrain: 256, nTest: 50, configs: Object.keys(MOI_STUDY_CONFIGS),
-  batch: 4, maxLen: 512, lr: 3e-3, dataSeed: 1234, maxNewTokens: 48, jobs: 2,
+  steps: 400, seeds: 1, nTrain: 256, nTest: 50, configs: Object.keys(MOI_STUDY_CONFIGS),
+  batch: 2, maxLen: 1024, lr: 3e-3, dataSeed: 1234, maxNewTokens: 48, jobs: 2,
 };
 
 export type DomainScores = Record<MoiDomain, number>;
@@ -197,6 +209,38 @@ export function sequentialRows(perDomain: Row[][], totalRows: number, seed: numb
   return out;
 }
 
+/**
+ * The moi recipe with the instruction order shuffled inside every chunk: the same examples, system
+ * prompts and chunks as prepareRows + buildMoi draw for this config (same seeds), then each chunk's
+ * order is shuffled (its own seeded stream) before the chunk group is built and packed.
+ */
+export function shuffledMoiRows(cfg: TrainConfig, encode: ExampleEncoder): Row[] {
+  const recipe = recipeFromConfig(cfg.recipe) as MoiOptions;
+  const examples: Example[] = [];
+  for (const d of cfg.data.datasets) examples.push(...readDataset(d.path, { format: d.format, domain: d.domain }).examples);
+  const seed = (cfg.seed * 2654435761 + 0x7ec1) >>> 0; // as prepareRows
+  const rng = new Rng((seed ^ 0x3017) >>> 0); // as buildMoi
+  const exs = assignSystemPrompts(examples, rng, recipe.systemPrompts).examples;
+  const chunks = mixChunks(exs, recipe.mix ?? 'balanced', recipe.nMix ?? new Set(exs.map((e) => e.domain)).size, rng);
+  const order = new Rng((seed ^ 0x50ff1e) >>> 0);
+  const groups: Group[] = chunks.map((chunk, c) => {
+    const ids: number[] = [];
+    const labels: number[] = [];
+    const starts: number[] = [];
+    for (const i of order.shuffle([...chunk])) {
+      const e = encode(exs[i]!);
+      starts.push(ids.length);
+      ids.push(...e.ids);
+      labels.push(...e.labels);
+    }
+    const g = causalGroup(ids, labels, `chunk ${c}`);
+    for (const s of starts) if (s > 0) g.targets[s - 1] = IGNORE;
+    return g;
+  });
+  const rows = packGroups(groups, cfg.data.max_len, { overflow: cfg.data.overflow, pack: cfg.data.pack }).rows;
+  return recipe.mask === 'full' ? rows.map(mergeRowGroups) : rows;
+}
+
 interface EvalOutcome {
   domains: DomainScores;
   toolValid: number;
@@ -273,7 +317,7 @@ async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Rec
   const encode = chatEncoder(tok, template, cfg.data.train_on);
   const spec = MOI_STUDY_CONFIGS[name]!;
   let prep: Prepared = prepareRows(cfg, encode);
-  let rows = prep.train;
+  let rows = spec.shuffleChunks ? shuffledMoiRows(cfg, encode) : prep.train;
   let epochRows = rows;
   if (spec.kind === 'sequential') {
     const perDomain = MOI_DOMAINS.map((d) => prepareRows(moiTrainConfig(name, o, files, seed, runDir, [d]), encode).train);
