@@ -11,6 +11,7 @@ import { runPrepare } from './prepare.js';
 import { runBench, benchNames } from '../bench/index.js';
 import { buildEvalCommand } from './eval.js';
 import { registerIfevalCommand } from '../eval/ifeval-cli.js';
+import { buildStudyCommand, registerMoiStudy } from './study.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -144,6 +145,8 @@ export function buildProgram(): Command {
   const evalCmd = buildEvalCommand();
   registerIfevalCommand(evalCmd);
   program.addCommand(evalCmd);
+
+  program.addCommand(registerMoiStudy(buildStudyCommand()));
 
   return program;
 }

@@ -331,7 +331,8 @@ async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Rec
     warmupSteps: warmupStepsOf(o.steps, { ratio: cfg.training.warmup_ratio ?? 0 }), schedule: cfg.training.schedule, minLrRatio: 0,
     weightDecay: 0, beta1: cfg.training.beta1, beta2: cfg.training.beta2, eps: cfg.training.eps, maxGradNorm: cfg.training.max_grad_norm,
     logEvery: 1, evalEvery: 0, saveEvery: 0, keepLast: 1, padId,
-    ...(o.progress === false ? { progress: false, log: () => {} } : { log }),
+    // Without a bar the Trainer logs every step; keep every 50th.
+    ...(o.progress === false ? { progress: false, log: () => {} } : { log: (s: string) => { const m = /^step (\d+)\//.exec(s); if (!m || Number(m[1]) % 50 === 0) log(`${name}: ${s}`); } }),
   });
   if (spec.kind === 'sequential') {
     // The Trainer shuffles rows every epoch; sequential SFT must see them in order. `rows` holds
