@@ -401,6 +401,7 @@ export function moiPlot(res: MoiStudyResults): string {
     title: `MoI study: stories260K, ${steps} steps, seeds ${String(res.settings.seeds)} (test: default system prompt)`,
     losses: names.map((n) => ({ name: n, values: res.configs[n]!.losses })),
     smooth: Math.max(1, Math.round(steps / 20)),
+    logY: true,
     groups,
     bars: names.map((n) => {
       const c = res.configs[n]!;

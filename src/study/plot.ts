@@ -24,6 +24,8 @@ export interface StudyPlot {
   bars: BarSeries[];
   /** Moving-average window for the loss curves (1 = raw). */
   smooth?: number;
+  /** Logarithmic loss axis (losses must be > 0). */
+  logY?: boolean;
 }
 
 const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
@@ -87,19 +89,24 @@ export function studyPlotSvg(p: StudyPlot): string {
   const curves = p.losses.map((s) => ({ name: s.name, v: movingAverage(s.values.filter(Number.isFinite), w) }));
   const all = curves.flatMap((c) => c.v);
   const maxLen = Math.max(1, ...curves.map((c) => c.v.length));
-  let yLo = all.length ? Math.min(...all) : 0;
-  let yHi = all.length ? Math.max(...all) : 1;
+  const logY = Boolean(p.logY) && all.length > 0 && all.every((v) => v > 0);
+  const tf = (v: number): number => (logY ? Math.log10(v) : v);
+  let yLo = all.length ? Math.min(...all.map(tf)) : 0;
+  let yHi = all.length ? Math.max(...all.map(tf)) : 1;
   if (yHi - yLo < 1e-6) {
     yLo -= 0.5;
     yHi += 0.5;
   }
   const pad = (yHi - yLo) * 0.05;
-  yLo = Math.max(0, yLo - pad);
+  yLo = logY ? yLo - pad : Math.max(0, yLo - pad);
   yHi += pad;
   const X = (i: number): number => lx + (maxLen <= 1 ? 0 : (i / (maxLen - 1)) * lw);
-  const Y = (v: number): number => top + panelH - ((v - yLo) / (yHi - yLo)) * panelH;
-  out.push(`<text x="${lx + lw / 2}" y="${top - 12}" text-anchor="middle" font-size="13">${esc(p.lossTitle ?? `training loss${w > 1 ? ` (moving average of ${w} steps)` : ''}`)}</text>`);
-  for (const t of ticks(yLo, yHi)) {
+  const Y = (v: number): number => top + panelH - ((tf(v) - yLo) / (yHi - yLo)) * panelH;
+  const yTicks = logY
+    ? [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100].filter((t) => Math.log10(t) >= yLo && Math.log10(t) <= yHi)
+    : ticks(yLo, yHi);
+  out.push(`<text x="${lx + lw / 2}" y="${top - 12}" text-anchor="middle" font-size="13">${esc(p.lossTitle ?? `training loss${logY ? ' (log scale' : ''}${w > 1 ? `${logY ? ', ' : ' ('}moving average of ${w} steps)` : logY ? ')' : ''}`)}</text>`);
+  for (const t of yTicks) {
     out.push(`<line x1="${lx}" x2="${lx + lw}" y1="${f(Y(t))}" y2="${f(Y(t))}" stroke="#e0e0e0"/>`);
     out.push(`<text x="${lx - 6}" y="${f(Y(t) + 4)}" text-anchor="end">${label(t)}</text>`);
   }
