@@ -243,7 +243,9 @@ test('moi balanced: one instruction per domain per chunk; small domains cycled, 
   const exs = domainExamples({ chat: 12, code: 5, math: 3, tool: 7 });
   const chunks = mixChunks(exs, 'balanced', 4, new Rng(11));
   assert.equal(chunks.length, 12);
-  for (const c of chunks) assert.deepEqual(c.map((i) => exs[i]!.domain), ['chat', 'code', 'math', 'tool']);
+  for (const c of chunks) assert.deepEqual(c.map((i) => exs[i]!.domain).sort(), ['chat', 'code', 'math', 'tool']);
+  // the order inside a chunk is shuffled: every domain opens some chunk
+  assert.equal(new Set(chunks.map((c) => exs[c[0]!]!.domain)).size, 4);
   const byDomain = (d: string): number[] => chunks.map((c) => c.find((i) => exs[i]!.domain === d)!);
   assert.deepEqual([...byDomain('chat')].sort((a, b) => a - b), exs.map((e, i) => [e, i] as const).filter(([e]) => e.domain === 'chat').map(([, i]) => i));
   for (const [d, n] of [['code', 5], ['math', 3], ['tool', 7]] as const) {

@@ -13,6 +13,7 @@ import { buildEvalCommand } from './eval.js';
 import { registerIfevalCommand } from '../eval/ifeval-cli.js';
 import { runSynthConstraints } from './synth.js';
 import { runDemoCli, DEMO_DEFAULTS } from './demo.js';
+import { buildStudyCommand, registerMoiStudy } from './study.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -178,6 +179,8 @@ export function buildProgram(): Command {
   const evalCmd = buildEvalCommand();
   registerIfevalCommand(evalCmd);
   program.addCommand(evalCmd);
+
+  program.addCommand(registerMoiStudy(buildStudyCommand()));
 
   return program;
 }

@@ -38,6 +38,8 @@ export interface TrainerOptions {
   /** Checkpoint weights file name and extra files (config.json, tokenizer...) written into each checkpoint. */
   weightsFile?: string;
   checkpointExtras?: (dir: string) => void;
+  /** Shuffle the rows every epoch (default true); false trains them in the given order. */
+  shuffle?: boolean;
   /** More state to checkpoint and restore exactly (e.g. the LoRA dropout RNG). */
   extraState?: { save(): unknown; restore(state: unknown): void };
   /** Stop (with a checkpoint) after this optimizer step, as if the job's time ran out. */
@@ -98,6 +100,7 @@ export class Trainer {
   /** Row order of an epoch: a seeded shuffle, the same whenever the epoch is replayed. */
   private epochOrder(epoch: number): number[] {
     const order = this.rows.map((_, i) => i);
+    if (this.o.shuffle === false) return order;
     return new Rng((this.o.seed * 1000003 + epoch * 7919) >>> 0).shuffle(order);
   }
 

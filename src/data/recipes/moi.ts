@@ -62,9 +62,9 @@ export function domainsOf(examples: readonly Example[]): Map<string, number[]> {
 /**
  * Chunks of example indices.
  * - balanced: slots go round-robin over the domains (domain order of first appearance), nMix
- *   consecutive slots per chunk (one instruction per domain when nMix = number of domains); each
- *   domain is cycled in reshuffled passes until the largest domain has been used once, so every
- *   domain gets as many slots as the largest one.
+ *   consecutive slots per chunk (one instruction per domain when nMix = number of domains), then
+ *   the order inside each chunk is shuffled; each domain is cycled in reshuffled passes until the
+ *   largest domain has been used once, so every domain gets as many slots as the largest one.
  * - proportional: each domain d gets round(N · share_d) slots, N = number of examples and share_d
  *   proportional to the sum of its examples' weights (the dataset `weight`); the slots (domains
  *   cycled in reshuffled passes when a weight > 1 asks for more than their size) are shuffled
@@ -99,6 +99,9 @@ export function mixChunks(examples: readonly Example[], mix: MoiOptions['mix'], 
   }
   const chunks: number[][] = [];
   for (let i = 0; i < slots.length; i += nMix) chunks.push(slots.slice(i, i + nMix));
+  // Round-robin fills every chunk in the same domain order; without a shuffle one domain would
+  // never open a sequence (the MoI study measured tool calls at 0% because of it).
+  if (mix === 'balanced') for (const c of chunks) rng.shuffle(c);
   return chunks;
 }
 

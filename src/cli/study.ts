@@ -1,0 +1,69 @@
+// `mixtune study <name>`: small-scale reproductions of the papers' comparisons. `buildStudyCommand`
+// returns the parent command; each study registers itself as a subcommand (`moi` here; `miso`
+// is added with its own register function).
+import { Command, InvalidArgumentError } from 'commander';
+import { MOI_DOMAINS } from '../study/moi-data.js';
+import { MOI_STUDY_CONFIGS, MOI_STUDY_DEFAULTS, moiTable, runMoiStudy } from '../study/moi.js';
+
+function intArg(min: number) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+function numArg(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got '${v}'`);
+  return n;
+}
+
+function listArg(v: string): string[] {
+  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+  for (const n of names) if (!MOI_STUDY_CONFIGS[n]) throw new InvalidArgumentError(`unknown configuration '${n}' (known: ${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`);
+  if (names.length === 0) throw new InvalidArgumentError('no configuration given');
+  return names;
+}
+
+export function buildStudyCommand(): Command {
+  // Settings of the parent program are not inherited by an added command: repeat them here so
+  // usage errors return an exit code instead of exiting the process.
+  return new Command('study')
+    .description('Small-scale reproductions of the MoI / MISO comparisons (results JSON, table, SVG plot)')
+    .exitOverride()
+    .configureOutput({ outputError: (str, write) => write(`mixtune: ${str.replace(/^error: /, '').trimEnd()}\n`) });
+}
+
+/** `mixtune study moi`. */
+export function registerMoiStudy(study: Command): Command {
+  const d = MOI_STUDY_DEFAULTS;
+  study
+    .command('moi')
+    .description(`MoI study: fine-tune stories260K on four synthetic domains (${MOI_DOMAINS.join(', ')}) with each configuration, evaluate every domain under "You are a helpful assistant."`)
+    .option('--out <dir>', 'output folder (results.json, moi.svg, table.md, data/, runs/)', './mixtune-study-moi')
+    .option('--steps <n>', 'optimizer steps per configuration', intArg(1), d.steps)
+    .option('--seeds <n>', 'training seeds 0..n-1 (mean ± std when n > 1)', intArg(1), d.seeds)
+    .option('--n-train <n>', 'training examples per domain (math has at most 210 beside a 50-item test set)', intArg(1), d.nTrain)
+    .option('--n-test <n>', 'test examples per domain', intArg(1), d.nTest)
+    .option('--configs <list>', `comma-separated configurations (${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`, listArg, d.configs)
+    .option('--batch <n>', 'rows per optimizer step', intArg(1), d.batch)
+    .option('--max-len <n>', 'row length in tokens', intArg(16), d.maxLen)
+    .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg, d.lr)
+    .option('--data-seed <n>', 'seed of the synthetic data and its split', intArg(0), d.dataSeed)
+    .option('--model <path>', 'model to fine-tune (default: ../shared/fixtures/stories260K)')
+    .option('--tokenizer <path>', 'its tokenizer')
+    .option('--no-progress', 'plain log lines instead of progress bars')
+    .action(async (opts) => {
+      const t0 = performance.now();
+      const res = await runMoiStudy({
+        out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs: opts.configs,
+        batch: opts.batch, maxLen: opts.maxLen, lr: opts.lr, dataSeed: opts.dataSeed,
+        ...(opts.model ? { model: opts.model } : {}), ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}),
+        ...(opts.progress === false ? { progress: false } : {}),
+      });
+      process.stdout.write(moiTable(res) + '\n');
+      process.stderr.write(`study moi: ${((performance.now() - t0) / 1000).toFixed(1)} s; results in ${opts.out}/results.json, plot ${opts.out}/moi.svg\n`);
+    });
+  return study;
+}

@@ -1,0 +1,165 @@
+// A minimal dependency-free SVG writer for the study results: a line plot of training-loss curves
+// (one line per configuration, optionally smoothed) beside a grouped bar chart of per-domain
+// accuracy (one bar per configuration in each group, with ± std whiskers when given).
+
+export interface LineSeries {
+  name: string;
+  values: number[];
+}
+
+export interface BarSeries {
+  name: string;
+  /** One value per group, in [0, 1]. */
+  values: number[];
+  /** Optional ± error per group. */
+  err?: number[];
+}
+
+export interface StudyPlot {
+  title: string;
+  lossTitle?: string;
+  barTitle?: string;
+  losses: LineSeries[];
+  groups: string[];
+  bars: BarSeries[];
+  /** Moving-average window for the loss curves (1 = raw). */
+  smooth?: number;
+  /** Logarithmic loss axis (losses must be > 0). */
+  logY?: boolean;
+}
+
+const PALETTE = ['#4e79a7', '#f28e2b', '#e15759', '#76b7b2', '#59a14f', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#bab0ac'];
+
+export function colorOf(i: number): string {
+  return PALETTE[i % PALETTE.length]!;
+}
+
+function esc(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+function f(x: number): string {
+  return Number.isFinite(x) ? (Math.round(x * 10) / 10).toString() : '0';
+}
+
+/** Trailing moving average (window w). */
+export function movingAverage(v: readonly number[], w: number): number[] {
+  if (w <= 1) return [...v];
+  const out: number[] = [];
+  let sum = 0;
+  for (let i = 0; i < v.length; i++) {
+    sum += v[i]!;
+    if (i >= w) sum -= v[i - w]!;
+    out.push(sum / Math.min(i + 1, w));
+  }
+  return out;
+}
+
+/** "Nice" tick values covering [lo, hi]. */
+function ticks(lo: number, hi: number, n = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const raw = (hi - lo) / n;
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? raw;
+  const out: number[] = [];
+  for (let t = Math.ceil(lo / step) * step; t <= hi + 1e-9; t += step) out.push(Math.round(t / step) * step);
+  return out;
+}
+
+function label(t: number): string {
+  return Math.abs(t) >= 100 ? t.toFixed(0) : Number(t.toPrecision(3)).toString();
+}
+
+/** The whole figure as an SVG document. */
+export function studyPlotSvg(p: StudyPlot): string {
+  const W = 1100;
+  const H = 440;
+  const top = 56;
+  const bottom = 70;
+  const panelH = H - top - bottom;
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
+  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">${esc(p.title)}</text>`);
+
+  // ---- left: loss curves ----
+  const lx = 60;
+  const lw = 430;
+  const w = p.smooth ?? 1;
+  const curves = p.losses.map((s) => ({ name: s.name, v: movingAverage(s.values.filter(Number.isFinite), w) }));
+  const all = curves.flatMap((c) => c.v);
+  const maxLen = Math.max(1, ...curves.map((c) => c.v.length));
+  const logY = Boolean(p.logY) && all.length > 0 && all.every((v) => v > 0);
+  const tf = (v: number): number => (logY ? Math.log10(v) : v);
+  let yLo = all.length ? Math.min(...all.map(tf)) : 0;
+  let yHi = all.length ? Math.max(...all.map(tf)) : 1;
+  if (yHi - yLo < 1e-6) {
+    yLo -= 0.5;
+    yHi += 0.5;
+  }
+  const pad = (yHi - yLo) * 0.05;
+  yLo = logY ? yLo - pad : Math.max(0, yLo - pad);
+  yHi += pad;
+  const X = (i: number): number => lx + (maxLen <= 1 ? 0 : (i / (maxLen - 1)) * lw);
+  const Y = (v: number): number => top + panelH - ((tf(v) - yLo) / (yHi - yLo)) * panelH;
+  const yTicks = logY
+    ? [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100].filter((t) => Math.log10(t) >= yLo && Math.log10(t) <= yHi)
+    : ticks(yLo, yHi);
+  out.push(`<text x="${lx + lw / 2}" y="${top - 12}" text-anchor="middle" font-size="13">${esc(p.lossTitle ?? `training loss${logY ? ' (log scale' : ''}${w > 1 ? `${logY ? ', ' : ' ('}moving average of ${w} steps)` : logY ? ')' : ''}`)}</text>`);
+  for (const t of yTicks) {
+    out.push(`<line x1="${lx}" x2="${lx + lw}" y1="${f(Y(t))}" y2="${f(Y(t))}" stroke="#e0e0e0"/>`);
+    out.push(`<text x="${lx - 6}" y="${f(Y(t) + 4)}" text-anchor="end">${label(t)}</text>`);
+  }
+  for (const t of ticks(1, maxLen)) {
+    out.push(`<text x="${f(X(t - 1))}" y="${top + panelH + 16}" text-anchor="middle">${label(t)}</text>`);
+  }
+  out.push(`<text x="${lx + lw / 2}" y="${top + panelH + 34}" text-anchor="middle">optimizer step</text>`);
+  out.push(`<rect x="${lx}" y="${top}" width="${lw}" height="${panelH}" fill="none" stroke="#888"/>`);
+  curves.forEach((c, i) => {
+    if (!c.v.length) return;
+    const pts = c.v.map((v, j) => `${f(X(j))},${f(Y(v))}`).join(' ');
+    out.push(`<polyline fill="none" stroke="${colorOf(i)}" stroke-width="1.6" points="${pts}"><title>${esc(c.name)}</title></polyline>`);
+  });
+
+  // ---- right: grouped bars ----
+  const bx = 570;
+  const bw = 500;
+  const nG = Math.max(1, p.groups.length);
+  const nS = Math.max(1, p.bars.length);
+  const gw = bw / nG;
+  const barW = (gw * 0.8) / nS;
+  const BY = (v: number): number => top + panelH - Math.max(0, Math.min(1, v)) * panelH;
+  out.push(`<text x="${bx + bw / 2}" y="${top - 12}" text-anchor="middle" font-size="13">${esc(p.barTitle ?? 'accuracy')}</text>`);
+  for (const t of [0, 0.2, 0.4, 0.6, 0.8, 1]) {
+    out.push(`<line x1="${bx}" x2="${bx + bw}" y1="${f(BY(t))}" y2="${f(BY(t))}" stroke="#e0e0e0"/>`);
+    out.push(`<text x="${bx - 6}" y="${f(BY(t) + 4)}" text-anchor="end">${label(t)}</text>`);
+  }
+  p.groups.forEach((g, gi) => {
+    out.push(`<text x="${f(bx + gi * gw + gw / 2)}" y="${top + panelH + 16}" text-anchor="middle">${esc(g)}</text>`);
+  });
+  p.bars.forEach((s, si) => {
+    s.values.forEach((v, gi) => {
+      const x = bx + gi * gw + gw * 0.1 + si * barW;
+      const y = BY(v);
+      out.push(`<rect x="${f(x)}" y="${f(y)}" width="${f(Math.max(1, barW - 1))}" height="${f(top + panelH - y)}" fill="${colorOf(si)}"><title>${esc(`${s.name} ${p.groups[gi] ?? ''}: ${(v * 100).toFixed(1)}%`)}</title></rect>`);
+      const e = s.err?.[gi];
+      if (e !== undefined && e > 0) {
+        const cx = x + barW / 2;
+        out.push(`<line x1="${f(cx)}" x2="${f(cx)}" y1="${f(BY(v + e))}" y2="${f(BY(v - e))}" stroke="#222"/>`);
+      }
+    });
+  });
+  out.push(`<rect x="${bx}" y="${top}" width="${bw}" height="${panelH}" fill="none" stroke="#888"/>`);
+
+  // ---- legend (shared: same color = same configuration) ----
+  const names = p.bars.length ? p.bars.map((b) => b.name) : p.losses.map((l) => l.name);
+  const itemW = Math.min(170, (W - 80) / Math.max(1, names.length));
+  names.forEach((n, i) => {
+    const x = 60 + i * itemW;
+    const y = H - 16;
+    out.push(`<rect x="${f(x)}" y="${y - 10}" width="12" height="12" fill="${colorOf(i)}"/>`);
+    out.push(`<text x="${f(x + 16)}" y="${y}">${esc(n)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}

@@ -1,0 +1,180 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  MOI_DOMAINS, checkChat, checkCodeStatic, checkMath, checkTool, codeTestProgram, domainCapacity, makeMoiData,
+  type CodeCheck, type MoiItem,
+} from '../src/study/moi-data.js';
+import { runMoiStudy, sequentialRows, type MoiStudyResults } from '../src/study/moi.js';
+import { studyPlotSvg, movingAverage } from '../src/study/plot.js';
+import { runPython } from '../src/eval/code.js';
+import { buildRow, causalGroup, type Row } from '../src/data/pack.js';
+import { main } from '../src/cli/main.js';
+
+const data = makeMoiData({ seed: 7, nTrain: 200, nTest: 40 });
+const all = (): MoiItem[] => MOI_DOMAINS.flatMap((d) => [...data[d].train, ...data[d].test]);
+
+function corrupt(it: MoiItem): string {
+  switch (it.check.kind) {
+    case 'chat': {
+      const w = it.answer.replace(/\.$/, '').split(' ');
+      w[w.length - 1] = w[w.length - 1] === 'zebra' ? 'lion' : 'zebra';
+      return w.join(' ') + '.';
+    }
+    case 'math':
+      return it.answer.replace(/(\d+)\.$/, (_, n: string) => `${Number(n) + 1}.`);
+    case 'tool':
+      return it.answer.replace(/: ("?)([^"}]+)("?)\}\}$/, (_, q1: string, v: string, q2: string) => `: ${q1}${q1 ? v + 'x' : String(Number(v) + 1)}${q2}}}`);
+    case 'code':
+      return it.answer.replace(/[+\-*]/, (op) => (op === '+' ? '-' : '+'));
+  }
+}
+
+test('moi data: every checker accepts the reference answer and rejects a corrupted one', () => {
+  for (const it of all()) {
+    const bad = corrupt(it);
+    assert.notEqual(bad, it.answer, it.key);
+    switch (it.check.kind) {
+      case 'chat':
+        assert.ok(checkChat(it.answer, it.check), it.key);
+        assert.ok(checkChat(` ${it.answer.toUpperCase()} `, it.check), 'case and spaces do not matter');
+        assert.ok(!checkChat(bad, it.check), `${it.key}: ${bad}`);
+        break;
+      case 'math':
+        assert.ok(checkMath(it.answer, it.check), it.key);
+        assert.ok(!checkMath(bad, it.check), `${it.key}: ${bad}`);
+        break;
+      case 'tool': {
+        assert.deepEqual(checkTool(it.answer, it.check), { valid: true, correct: true, reason: '' }, it.key);
+        const v = checkTool(bad, it.check);
+        assert.ok(v.valid && !v.correct, `${it.key}: ${bad}`);
+        assert.equal(checkTool(it.answer.slice(0, -1), it.check).valid, false, 'truncated JSON');
+        break;
+      }
+      case 'code':
+        assert.ok(checkCodeStatic(it.answer, it.check), it.key);
+        assert.ok(!checkCodeStatic(bad, it.check), `${it.key}: ${bad}`);
+        break;
+    }
+  }
+  // Schema: unknown tool, wrong argument type, missing / extra arguments.
+  const c = { kind: 'tool' as const, name: 'set_timer', arguments: { minutes: 5 } };
+  assert.equal(checkTool('{"name": "set_timer", "arguments": {"minutes": 5}}', c).correct, true);
+  assert.equal(checkTool('{"name": "set_timer", "arguments": {"minutes": "5"}}', c).valid, false);
+  assert.equal(checkTool('{"name": "set_alarm", "arguments": {"minutes": 5}}', c).valid, false);
+  assert.equal(checkTool('{"name": "set_timer", "arguments": {}}', c).valid, false);
+  assert.equal(checkTool('{"name": "set_timer", "arguments": {"minutes": 5, "x": 1}}', c).valid, false);
+  assert.equal(checkTool('{"name": "get_time", "arguments": {"city": "Rome"}}', c).valid, true);
+  assert.equal(checkTool('{"name": "get_time", "arguments": {"city": "Rome"}}', c).correct, false);
+  assert.equal(checkMath('12 plus 9 is 21.', { kind: 'math', value: 21 }), true);
+  assert.equal(checkMath('no number', { kind: 'math', value: 21 }), false);
+});
+
+test('moi data: the python sandbox agrees with the static check on reference and corrupted code', async () => {
+  const items = data.code.test.slice(0, 3);
+  for (const it of items) {
+    const c = it.check as CodeCheck;
+    const ok = await runPython(codeTestProgram(it.answer, c), { timeoutS: 10 });
+    assert.ok(ok.passed, `${it.key}: ${ok.reason}`);
+    const bad = await runPython(codeTestProgram(corrupt(it), c), { timeoutS: 10 });
+    assert.ok(!bad.passed, it.key);
+  }
+});
+
+test('moi data: seeded, splits disjoint, sizes as asked (capped by the item space)', () => {
+  for (const d of MOI_DOMAINS) {
+    const { train, test: tst } = data[d];
+    assert.equal(tst.length, 40);
+    assert.equal(train.length, Math.min(200, domainCapacity(d) - 40), d);
+    const trainKeys = new Set(train.map((i) => i.key));
+    const trainPrompts = new Set(train.map((i) => i.prompt));
+    assert.equal(trainKeys.size, train.length, `${d}: duplicate train keys`);
+    for (const it of tst) {
+      assert.ok(!trainKeys.has(it.key), `${d}: ${it.key} in both splits`);
+      assert.ok(!trainPrompts.has(it.prompt), `${d}: prompt ${it.prompt} in both splits`);
+    }
+  }
+  assert.deepEqual(makeMoiData({ seed: 7, nTrain: 200, nTest: 40 }), data);
+  assert.notDeepEqual(makeMoiData({ seed: 8, nTrain: 200, nTest: 40 }).chat.test, data.chat.test);
+  assert.throws(() => makeMoiData({ seed: 1, nTrain: 1, nTest: 10_000 }), /only/);
+});
+
+function fakeRow(id: number): Row {
+  return buildRow([causalGroup([id, id], [id, id], `r${id}`)]);
+}
+
+test('sequentialRows: domain blocks in order, equal shares, cycling small domains', () => {
+  const per = [[fakeRow(1), fakeRow(2)], [fakeRow(10)], [fakeRow(20), fakeRow(21), fakeRow(22)], [fakeRow(30)]];
+  const rows = sequentialRows(per, 10, 0);
+  assert.equal(rows.length, 10);
+  const dom = rows.map((r) => Math.floor(r.tokens[0]! / 10));
+  assert.deepEqual(dom, [0, 0, 1, 1, 1, 2, 2, 3, 3, 3]);
+  assert.deepEqual(new Set(rows.slice(0, 2).map((r) => r.tokens[0])), new Set([1, 2]), 'a pass uses every row once');
+});
+
+test('plot: a well-formed SVG with one line per curve and one bar per config and group', () => {
+  const svg = studyPlotSvg({
+    title: 'a <b> & c', losses: [{ name: 'x', values: [3, 2, 1] }, { name: 'y', values: [2, 2, Number.NaN] }], smooth: 2,
+    groups: ['g1', 'g2'], bars: [{ name: 'x', values: [0.5, 1], err: [0.1, 0] }, { name: 'y', values: [0, 0.25] }],
+  });
+  assertWellFormed(svg);
+  assert.equal(svg.match(/<polyline/g)?.length, 2);
+  assert.ok(svg.includes('a &lt;b&gt; &amp; c'));
+  assert.deepEqual(movingAverage([1, 3, 5], 2), [1, 2, 4]);
+});
+
+function assertWellFormed(svg: string): void {
+  assert.ok(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'));
+  const stack: string[] = [];
+  for (const m of svg.matchAll(/<(\/?)([a-zA-Z]+)([^>]*?)(\/?)>/g)) {
+    const [, close, name, attrs, self] = m as unknown as [string, string, string, string, string];
+    assert.ok(!/[<&](?!amp;|lt;|gt;|quot;)/.test(attrs), `bad attribute text in <${name}>`);
+    if (self) continue;
+    if (close) assert.equal(stack.pop(), name, `unbalanced </${name}>`);
+    else stack.push(name);
+  }
+  assert.deepEqual(stack, []);
+  assert.ok(!/NaN|undefined/.test(svg));
+}
+
+test('study moi: a tiny run writes results.json of the right shape and a well-formed SVG', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-study-moi-'));
+  try {
+    const lines: string[] = [];
+    await runMoiStudy({ out: dir, steps: 2, nTrain: 16, nTest: 4, configs: ['moi', 'packed'], progress: false, log: (s) => lines.push(s) });
+    const res = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as MoiStudyResults;
+    assert.deepEqual(Object.keys(res.configs), ['moi', 'packed']);
+    for (const c of Object.values(res.configs)) {
+      assert.deepEqual(Object.keys(c.domains).sort(), [...MOI_DOMAINS].sort());
+      for (const v of [...Object.values(c.domains), c.avg]) assert.ok(v >= 0 && v <= 1);
+      assert.equal(c.losses.length, 2);
+      assert.ok(c.losses.every((l) => Number.isFinite(l) && l > 0));
+      assert.equal(c.runs.length, 1);
+      assert.equal(c.std, undefined);
+    }
+    assert.equal(res.settings.steps, 2);
+    assert.equal(res.settings.eval_system, 'You are a helpful assistant.');
+    const svg = readFileSync(join(dir, 'moi.svg'), 'utf8');
+    assertWellFormed(svg);
+    assert.equal(svg.match(/<polyline/g)?.length, 2);
+    assert.match(readFileSync(join(dir, 'table.md'), 'utf8'), /\| moi \|/);
+    const responses = readFileSync(join(dir, 'runs', 'moi-s0', 'responses.jsonl'), 'utf8').trim().split('\n');
+    assert.equal(responses.length, 16);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('study moi CLI: unknown configuration is a usage error', async () => {
+  const write = process.stderr.write;
+  let err = '';
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    assert.equal(await main(['study', 'moi', '--configs', 'moi,nope']), 2);
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.match(err, /unknown configuration 'nope'/);
+});
