@@ -1,7 +1,7 @@
 // `mixtune synth constraints --n N --seed S --out FILE [--split train|test] [--test-out FILE --n-test M]`:
 // writes verified synthetic multi-constraint records (JSON lines, atomic).
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { writeSync } from 'node:fs';
+import { writeFileAtomic } from '../util/fs.js';
 import { synthesizeConstraints, type Split, type SynthRecord } from '../synth/constraints.js';
 import { MixtuneError } from '../util/errors.js';
 
@@ -15,27 +15,11 @@ export interface SynthCliOptions {
   nTest?: number;
 }
 
-/** Writes records as JSON lines atomically (temp file + rename). */
+/** Writes records as JSON lines atomically (temp file + fsync + rename). */
 export function writeJsonlAtomic(path: string, records: readonly unknown[]): void {
-  const tmp = `${path}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
-  let fd = -1;
-  try {
-    mkdirSync(dirname(path), { recursive: true });
-    fd = openSync(tmp, 'w');
+  writeFileAtomic(path, (fd) => {
     for (const r of records) writeSync(fd, JSON.stringify(r) + '\n');
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = -1;
-    renameSync(tmp, path);
-  } catch (e) {
-    if (fd >= 0) closeSync(fd);
-    try {
-      unlinkSync(tmp);
-    } catch {
-      /* not created */
-    }
-    throw new MixtuneError(`${path}: cannot write: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-  }
+  }, 'the records');
 }
 
 function describe(records: readonly SynthRecord[]): string {
