@@ -430,13 +430,7 @@ export class HfTokenizer implements Tokenizer {
       parts.push(b);
       total += b.length;
     }
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return Buffer.concat(parts, total);
   }
 
   /** UTF-8 text of decodeBytes (invalid sequences become U+FFFD). */

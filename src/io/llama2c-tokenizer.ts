@@ -310,13 +310,7 @@ export class Llama2cTokenizer implements Tokenizer {
       } else this.checkId(id);
       prev = id;
     }
-    const out = new Uint8Array(total);
-    let o = 0;
-    for (const p of parts) {
-      out.set(p, o);
-      o += p.length;
-    }
-    return out;
+    return Buffer.concat(parts, total);
   }
 
   /** UTF-8 text of decodeBytes (invalid sequences become U+FFFD). */

@@ -211,7 +211,6 @@ export class LlamaModel {
     const q = new Float32Array(n * qDim);
     const att = new Float32Array(n * qDim);
     const lse = new Float32Array(c.nHeads * n);
-    const tmp = new Float32Array(n * dim);
     const g = new Float32Array(n * c.hiddenDim);
     const u = new Float32Array(n * c.hiddenDim);
     k.embeddingForward(tokens, this.param('model.embed_tokens.weight').data, dim, x);
@@ -230,22 +229,10 @@ export class LlamaModel {
         q, cache.k[l]!.subarray(0, Tk * kvDim), cache.v[l]!.subarray(0, Tk * kvDim), att, lse,
         1, n, Tk, c.nHeads, c.nKvHeads, c.headDim, scale, start,
       );
-      k.gemm(false, true, n, dim, qDim, 1, att, this.param(p + 'self_attn.o_proj.weight').data, 1, x);
-      this.adapters.get(p + 'self_attn.o_proj.weight')?.addInto(k, att, n, x);
-      k.rmsnormForward(x, this.param(p + 'post_attention_layernorm.weight').data, n, dim, c.normEps, h, rstd);
-      this.project(h, n, p + 'mlp.gate_proj', g);
-      this.project(h, n, p + 'mlp.up_proj', u);
-      k.swigluForward(g, u, g.length, g);
-      k.gemm(false, true, n, dim, c.hiddenDim, 1, g, this.param(p + 'mlp.down_proj.weight').data, 1, x);
-      this.adapters.get(p + 'mlp.down_proj.weight')?.addInto(k, g, n, x);
+      this.outputAndMlp(p, n, att, x, h, rstd, g, u);
     }
     cache.length = Tk;
-    // Only the last token's logits are needed.
-    const last = x.subarray((n - 1) * dim, n * dim);
-    k.rmsnormForward(last, this.param('model.norm.weight').data, 1, dim, c.normEps, tmp.subarray(0, dim), rstd.subarray(0, 1));
-    const logits = new Float32Array(c.vocabSize);
-    k.gemm(false, true, 1, c.vocabSize, dim, 1, tmp.subarray(0, dim), this.head().data, 0, logits);
-    return logits;
+    return this.lastTokenLogits(x, n);
   }
 
   /**
@@ -306,7 +293,6 @@ export class LlamaModel {
     const lses = Array.from({ length: nParts }, () => new Float32Array(H * n));
     const lse1 = new Float32Array(H);
     const w = new Float64Array(nParts);
-    const tmp = new Float32Array(dim);
     const g = new Float32Array(n * c.hiddenDim);
     const u = new Float32Array(n * c.hiddenDim);
     k.embeddingForward(tokens, this.param('model.embed_tokens.weight').data, dim, x);
@@ -369,20 +355,38 @@ export class LlamaModel {
           }
         }
       }
-      k.gemm(false, true, n, dim, qDim, 1, att, this.param(p + 'self_attn.o_proj.weight').data, 1, x);
-      this.adapters.get(p + 'self_attn.o_proj.weight')?.addInto(k, att, n, x);
-      k.rmsnormForward(x, this.param(p + 'post_attention_layernorm.weight').data, n, dim, c.normEps, h, rstd);
-      this.project(h, n, p + 'mlp.gate_proj', g);
-      this.project(h, n, p + 'mlp.up_proj', u);
-      k.swigluForward(g, u, g.length, g);
-      k.gemm(false, true, n, dim, c.hiddenDim, 1, g, this.param(p + 'mlp.down_proj.weight').data, 1, x);
-      this.adapters.get(p + 'mlp.down_proj.weight')?.addInto(k, g, n, x);
+      this.outputAndMlp(p, n, att, x, h, rstd, g, u);
     }
     for (const cache of caches) cache.length += n;
-    const last = x.subarray((n - 1) * dim, n * dim);
-    k.rmsnormForward(last, this.param('model.norm.weight').data, 1, dim, c.normEps, tmp, rstd.subarray(0, 1));
+    return this.lastTokenLogits(x, n);
+  }
+
+  /**
+   * The rest of a decoder layer after attention, in place on the residual stream x [n, dim]:
+   * x += o_proj(att); x += down(silu(gate(norm x)) * up(norm x)) (LoRA adapters included).
+   * h, rstd, g, u are scratch buffers.
+   */
+  private outputAndMlp(p: string, n: number, att: Float32Array, x: Float32Array, h: Float32Array, rstd: Float32Array, g: Float32Array, u: Float32Array): void {
+    const c = this.config;
+    const k = this.kernels;
+    k.gemm(false, true, n, c.dim, c.nHeads * c.headDim, 1, att, this.param(p + 'self_attn.o_proj.weight').data, 1, x);
+    this.adapters.get(p + 'self_attn.o_proj.weight')?.addInto(k, att, n, x);
+    k.rmsnormForward(x, this.param(p + 'post_attention_layernorm.weight').data, n, c.dim, c.normEps, h, rstd);
+    this.project(h, n, p + 'mlp.gate_proj', g);
+    this.project(h, n, p + 'mlp.up_proj', u);
+    k.swigluForward(g, u, g.length, g);
+    k.gemm(false, true, n, c.dim, c.hiddenDim, 1, g, this.param(p + 'mlp.down_proj.weight').data, 1, x);
+    this.adapters.get(p + 'mlp.down_proj.weight')?.addInto(k, g, n, x);
+  }
+
+  /** Logits [vocab] of the last of n rows of the residual stream x (final norm + head). */
+  private lastTokenLogits(x: Float32Array, n: number): Float32Array {
+    const c = this.config;
+    const normed = new Float32Array(c.dim);
+    const rstd = new Float32Array(1);
+    this.kernels.rmsnormForward(x.subarray((n - 1) * c.dim, n * c.dim), this.param('model.norm.weight').data, 1, c.dim, c.normEps, normed, rstd);
     const logits = new Float32Array(c.vocabSize);
-    k.gemm(false, true, 1, c.vocabSize, dim, 1, tmp, this.head().data, 0, logits);
+    this.kernels.gemm(false, true, 1, c.vocabSize, c.dim, 1, normed, this.head().data, 0, logits);
     return logits;
   }
 
