@@ -10,29 +10,7 @@ import { renderLossAndAccuracySvg, niceTicks } from '../src/util/plot-svg.js';
 import { defaultIfevalNlp } from '../src/eval/ifeval/run.js';
 import { buildProgram } from '../src/cli/main.js';
 import { MixtuneError } from '../src/util/errors.js';
-
-/** A minimal XML well-formedness check: balanced tags, quoted attributes, escaped text. */
-function assertWellFormedSvg(svg: string): void {
-  assert.ok(svg.startsWith('<?xml'), 'XML declaration');
-  const body = svg.replace(/^<\?xml[^>]*\?>/, '');
-  const stack: string[] = [];
-  const re = /<(\/?)([a-zA-Z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|<|>/g;
-  let m: RegExpExecArray | null;
-  let roots = 0;
-  while ((m = re.exec(body))) {
-    if (m[0] === '<' || m[0] === '>') assert.fail(`stray '${m[0]}' at ${m.index}: ${body.slice(Math.max(0, m.index - 40), m.index + 40)}`);
-    const [, close, name, , selfClose] = m;
-    if (close) assert.equal(stack.pop(), name, `closing ${name}`);
-    else if (!selfClose) {
-      if (stack.length === 0) roots++;
-      stack.push(name!);
-    } else if (stack.length === 0) roots++;
-  }
-  assert.equal(stack.length, 0, `unclosed ${stack.join(',')}`);
-  assert.equal(roots, 1);
-  assert.ok(/^\s*<svg /.test(body), 'root is svg');
-  assert.ok(!/&(?!(amp|lt|gt|quot|apos);)/.test(body), 'unescaped &');
-}
+import { assertWellFormedSvg } from './util.js';
 
 test('plot-svg: loss curves and accuracy bars make a well-formed SVG, text escaped', () => {
   const svg = renderLossAndAccuracySvg({

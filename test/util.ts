@@ -131,3 +131,25 @@ export function assertOneLineError(r: { code: number; stderr: string }, mentions
     else assert.match(lines[0]!, m);
   }
 }
+
+/** A minimal XML well-formedness check: balanced tags, quoted attributes, escaped text, one <svg> root (an XML declaration is optional). */
+export function assertWellFormedSvg(svg: string): void {
+  const body = svg.replace(/^<\?xml[^>]*\?>/, '');
+  const stack: string[] = [];
+  const re = /<(\/?)([a-zA-Z][\w:-]*)((?:\s+[\w:-]+="[^"<]*")*)\s*(\/?)>|<|>/g;
+  let m: RegExpExecArray | null;
+  let roots = 0;
+  while ((m = re.exec(body))) {
+    if (m[0] === '<' || m[0] === '>') assert.fail(`stray '${m[0]}' at ${m.index}: ${body.slice(Math.max(0, m.index - 40), m.index + 40)}`);
+    const [, close, name, , selfClose] = m;
+    if (close) assert.equal(stack.pop(), name, `closing ${name}`);
+    else if (!selfClose) {
+      if (stack.length === 0) roots++;
+      stack.push(name!);
+    } else if (stack.length === 0) roots++;
+  }
+  assert.equal(stack.length, 0, `unclosed ${stack.join(',')}`);
+  assert.equal(roots, 1);
+  assert.ok(/^\s*<svg /.test(body), 'root is svg');
+  assert.ok(!/&(?!(amp|lt|gt|quot|apos);)/.test(body), 'unescaped &');
+}

@@ -13,7 +13,7 @@ import { buildEvalCommand } from './eval.js';
 import { registerIfevalCommand } from '../eval/ifeval-cli.js';
 import { runSynthConstraints } from './synth.js';
 import { runDemoCli, DEMO_DEFAULTS } from './demo.js';
-import { buildStudyCommand, registerMoiStudy } from './study.js';
+import { buildStudyCommand, registerMisoStudy, registerMoiStudy } from './study.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -180,7 +180,7 @@ export function buildProgram(): Command {
   registerIfevalCommand(evalCmd);
   program.addCommand(evalCmd);
 
-  program.addCommand(registerMoiStudy(buildStudyCommand()));
+  program.addCommand(registerMisoStudy(registerMoiStudy(buildStudyCommand())));
 
   return program;
 }

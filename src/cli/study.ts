@@ -4,6 +4,7 @@
 import { Command, InvalidArgumentError } from 'commander';
 import { MOI_DOMAINS } from '../study/moi-data.js';
 import { MOI_STUDY_CONFIGS, MOI_STUDY_DEFAULTS, moiTable, runMoiStudy } from '../study/moi.js';
+import { MISO_STUDY_CONFIGS, MISO_STUDY_DEFAULTS, misoPerKTable, misoTable, runMisoStudy } from '../study/miso.js';
 
 function intArg(min: number) {
   return (v: string): number => {
@@ -19,11 +20,14 @@ function numArg(v: string): number {
   return n;
 }
 
-function listArg(v: string): string[] {
-  const names = v.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const n of names) if (!MOI_STUDY_CONFIGS[n]) throw new InvalidArgumentError(`unknown configuration '${n}' (known: ${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`);
-  if (names.length === 0) throw new InvalidArgumentError('no configuration given');
-  return names;
+function listArg(known: Record<string, unknown>) {
+  return (v: string): string[] => {
+    const names = v.split(',').map((s) => s.trim()).filter(Boolean);
+    for (const n of names) if (!known[n]) throw new InvalidArgumentError(`unknown configuration '${n}' (known: ${Object.keys(known).join(', ')})`);
+    if (names.length === 0) throw new InvalidArgumentError('no configuration given');
+    if (new Set(names).size !== names.length) throw new InvalidArgumentError('a configuration is listed twice');
+    return names;
+  };
 }
 
 export function buildStudyCommand(): Command {
@@ -46,7 +50,7 @@ export function registerMoiStudy(study: Command): Command {
     .option('--seeds <n>', 'training seeds 0..n-1 (mean ± std when n > 1)', intArg(1), d.seeds)
     .option('--n-train <n>', 'training examples per domain (math has at most 210 beside a 50-item test set)', intArg(1), d.nTrain)
     .option('--n-test <n>', 'test examples per domain', intArg(1), d.nTest)
-    .option('--configs <list>', `comma-separated configurations (${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`, listArg, d.configs)
+    .option('--configs <list>', `comma-separated configurations (${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`, listArg(MOI_STUDY_CONFIGS), d.configs)
     .option('--batch <n>', 'rows per optimizer step', intArg(1), d.batch)
     .option('--max-len <n>', 'row length in tokens', intArg(16), d.maxLen)
     .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg, d.lr)
@@ -64,6 +68,40 @@ export function registerMoiStudy(study: Command): Command {
       });
       process.stdout.write(moiTable(res) + '\n');
       process.stderr.write(`study moi: ${((performance.now() - t0) / 1000).toFixed(1)} s; results in ${opts.out}/results.json, plot ${opts.out}/moi.svg\n`);
+    });
+  return study;
+}
+
+/** `mixtune study miso`. */
+export function registerMisoStudy(study: Command): Command {
+  const d = MISO_STUDY_DEFAULTS;
+  study
+    .command('miso')
+    .description('MISO study: fine-tune stories260K on synthetic multi-constraint data with sft and the MISO recipes and ablations, score held-out prompts with the IFEval checker (mean ± std over seeds)')
+    .option('--out <dir>', 'output folder (results.json, miso.svg, table.md, data/, runs/)', './mixtune-study-miso')
+    .option('--steps <n>', 'optimizer steps per configuration', intArg(1), d.steps)
+    .option('--seeds <n>', 'seeds 0..n-1 (training order and, unless --data-seed, the data)', intArg(1), d.seeds)
+    .option('--n-train <n>', 'training examples per data seed', intArg(1), d.nTrain)
+    .option('--n-test <n>', 'held-out test prompts per data seed', intArg(1), d.nTest)
+    .option('--configs <list>', `comma-separated configurations (${Object.keys(MISO_STUDY_CONFIGS).join(', ')})`, listArg(MISO_STUDY_CONFIGS), d.configs)
+    .option('--batch <n>', 'examples per optimizer step (one example per row)', intArg(1), d.batch)
+    .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg, d.lr)
+    .option('--max-new-tokens <n>', 'generation limit per test prompt', intArg(1), d.maxNewTokens)
+    .option('--data-seed <n>', 'one data seed for every training seed (default: seed s uses the data of seed s)', intArg(0))
+    .option('--model <path>', 'llama2.c model to fine-tune (default: ../shared/fixtures/stories260K/stories260K.bin)')
+    .option('--tokenizer <path>', 'its tokenizer (default: tok512.bin beside the model)')
+    .option('--no-progress', 'plain log lines instead of progress bars')
+    .action(async (opts) => {
+      const t0 = performance.now();
+      const res = await runMisoStudy({
+        out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs: opts.configs,
+        batch: opts.batch, lr: opts.lr, maxNewTokens: opts.maxNewTokens,
+        ...(opts.dataSeed !== undefined ? { dataSeed: opts.dataSeed } : {}),
+        ...(opts.model ? { model: opts.model } : {}), ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}),
+        ...(opts.progress === false ? { progress: false } : {}),
+      });
+      process.stdout.write(`${misoTable(res)}\n\ninstruction-level strict accuracy by constraints per test prompt:\n${misoPerKTable(res)}\n`);
+      process.stderr.write(`study miso: ${((performance.now() - t0) / 1000).toFixed(1)} s; results in ${opts.out}/results.json, plot ${opts.out}/miso.svg\n`);
     });
   return study;
 }

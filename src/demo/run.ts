@@ -20,13 +20,14 @@ import { chatEncoder, templateFor } from '../cli/train.js';
 import { synthesizeConstraints, type SynthRecord } from '../synth/constraints.js';
 import { writeJsonlAtomic } from '../cli/synth.js';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
-import { evaluateModel, METRIC_KEYS, type DemoMetrics } from './eval.js';
+import { evaluateModel, METRIC_KEYS, type DemoMetrics, type EvalOutcome } from './eval.js';
 import { summarize, type IfevalResult } from '../eval/ifeval/score.js';
 import { writeLossAndAccuracySvg, type Series } from '../util/plot-svg.js';
 import { sharedDir } from '../util/paths.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import type { Tokenizer } from '../tokenizer.js';
+import type { CheckContext } from '../eval/ifeval/checks.js';
 
 export const DEMO_RECIPES = ['sft', 'miso-para', 'miso-augment-only', 'miso-succ'] as const;
 export type DemoRecipe = (typeof DEMO_RECIPES)[number];
@@ -94,20 +95,20 @@ function stopIdsOf(tok: Tokenizer): number[] {
   return [tok.eosId, tok.bosId].filter((x) => x >= 0);
 }
 
-function trainConfig(o: DemoOptions, recipe: DemoRecipe, modelPath: string, tokPath: string, trainFile: string): TrainConfig {
+function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: RecipeJob, modelPath: string, tokPath: string, trainFile: string): TrainConfig {
   return validateTrainConfig({
-    model: modelPath, tokenizer: tokPath, output_dir: join(o.out, recipe), seed: o.seed,
+    model: modelPath, tokenizer: tokPath, output_dir: job.outDir, seed: job.seed,
     data: {
       datasets: [{ path: trainFile, format: 'constraints' }],
       // one example per row: every optimizer step trains the same examples under every recipe
       pack: false, max_len: 1536, overflow: 'drop', template: 'plain',
     },
-    recipe: { name: recipe },
+    recipe: job.recipe,
     training: {
       max_steps: o.steps, micro_batch_size: o.batch, grad_accum: 1, lr: o.lr, warmup_ratio: 0.05, schedule: 'cosine',
       min_lr_ratio: 0.1, max_grad_norm: 1, weight_decay: 0, log_every: 1,
     },
-  }, 'mixtune demo', process.cwd());
+  }, `mixtune ${job.label}`, process.cwd());
 }
 
 function fmt(x: number): string {
@@ -134,6 +135,130 @@ function readLosses(path: string): Array<[number, number]> {
   return pts;
 }
 
+export interface DemoData {
+  trainFile: string;
+  evalRecords: SynthRecord[];
+  train: number;
+  test: number;
+  /** Test prompts per number of constraints. */
+  perK: Record<string, number>;
+  dropped: number;
+}
+
+/** Synthesizes the train / held-out test split for a seed and writes DIR/train.jsonl, DIR/test.jsonl. */
+export function writeDemoData(dir: string, o: { seed: number; nTrain: number; nTest: number; nlp: CheckContext }): DemoData {
+  const train = synthesizeConstraints({ n: o.nTrain, seed: o.seed, split: 'train', nlp: o.nlp });
+  const test = synthesizeConstraints({ n: o.nTest, seed: o.seed, split: 'test', nlp: o.nlp });
+  const trainFile = join(dir, 'train.jsonl');
+  writeJsonlAtomic(trainFile, train.records);
+  writeJsonlAtomic(join(dir, 'test.jsonl'), test.records);
+  const perK: Record<string, number> = {};
+  for (const r of test.records) perK[String(r.instruction_id_list.length)] = (perK[String(r.instruction_id_list.length)] ?? 0) + 1;
+  return { trainFile, evalRecords: test.records, train: train.records.length, test: test.records.length, perK, dropped: train.dropped + test.dropped };
+}
+
+/** Instruction-level strict accuracy per instruction id. */
+export function perInstructionStrict(strict: IfevalResult[]): Record<string, number> {
+  return Object.fromEntries(Object.entries(summarize(strict).per_instruction).map(([k, a]) => [k, Math.round(a.accuracy * 1000) / 1000]));
+}
+
+/** Evaluates the model as it is (no fine-tuning); writes OUTDIR/responses.jsonl. */
+export function evaluateBase(
+  o: Pick<DemoOptions, 'maxNewTokens' | 'progress'>,
+  ctx: { modelPath: string; tokPath: string; evalRecords: readonly SynthRecord[]; nlp: CheckContext; outDir: string },
+): EvalOutcome {
+  const base = loadModel(ctx.modelPath, nativeKernels()).model;
+  const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, base.config.vocabSize);
+  const template = ChatTemplate.forTokenizer(tok, { plain: true });
+  const ev = evaluateModel(base, tok, template, ctx.evalRecords, ctx.nlp, {
+    maxNewTokens: o.maxNewTokens, stopIds: stopIdsOf(tok), label: 'eval base', ...(o.progress !== undefined ? { progress: o.progress } : {}),
+  });
+  writeJsonlAtomic(join(ctx.outDir, 'responses.jsonl'), ctx.evalRecords.map((r, i) => ({ prompt: r.prompt, response: ev.responses[i], follow: ev.strict[i]!.follow_instruction_list })));
+  return ev;
+}
+
+/** One training run of the demo or a study: which recipe block, where, with which seed. */
+export interface RecipeJob {
+  /** Name in logs and results ("sft", "miso-para-fid", ...). */
+  label: string;
+  /** The train config's `recipe` block (validated with the rest of the config). */
+  recipe: Record<string, unknown> & { name: string };
+  outDir: string;
+  seed: number;
+}
+
+export interface RecipeJobContext {
+  modelPath: string;
+  tokPath: string;
+  trainFile: string;
+  evalRecords: readonly SynthRecord[];
+  nlp: CheckContext;
+  log: (line: string) => void;
+  /** Write OUTDIR/final, the fine-tuned model as an HF folder (default true). */
+  saveModel?: boolean;
+}
+
+export interface RecipeJobResult {
+  metrics: DemoMetrics;
+  strict: IfevalResult[];
+  flat: boolean[];
+  run: RecipeRun;
+  losses: number[];
+}
+
+/**
+ * Fine-tunes a fresh copy of the model with one recipe on the synthetic training file (one example
+ * per row, `steps` optimizer steps of `batch` rows, cosine schedule) and evaluates it on the
+ * held-out records with the IFEval checker. Every recipe gets the same rows per step and the same
+ * seeded row order, so recipes differ only in how each example is laid out.
+ */
+export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'maxNewTokens' | 'progress'>, ctx: RecipeJobContext): RecipeJobResult {
+  const cfg = trainConfig(o, job, ctx.modelPath, ctx.tokPath, ctx.trainFile);
+  const kernels = nativeKernels();
+  const model = loadModel(ctx.modelPath, kernels).model;
+  const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, model.config.vocabSize);
+  const template = templateFor(tok, cfg);
+  const prep = prepareRows(cfg, chatEncoder(tok, template, cfg.data.train_on));
+  const outDir = cfg.output_dir;
+  rmSync(join(outDir, 'metrics.jsonl'), { force: true });
+  const totalSteps = o.steps;
+  const trainer = new Trainer(model, trainableParams(model), prep.train, [], {
+    outputDir: outDir, seed: cfg.seed, totalSteps,
+    microBatchSize: cfg.training.micro_batch_size, gradAccum: cfg.training.grad_accum, lr: cfg.training.lr,
+    warmupSteps: warmupStepsOf(totalSteps, { ratio: cfg.training.warmup_ratio ?? 0 }),
+    schedule: cfg.training.schedule, minLrRatio: cfg.training.min_lr_ratio, weightDecay: cfg.training.weight_decay,
+    beta1: cfg.training.beta1, beta2: cfg.training.beta2, eps: cfg.training.eps, maxGradNorm: cfg.training.max_grad_norm,
+    logEvery: 1, evalEvery: 0, saveEvery: 0, keepLast: 1, padId: tok.eosId >= 0 ? tok.eosId : 0,
+    ...(o.progress !== undefined ? { progress: o.progress } : {}),
+    log: (s) => {
+      // without a progress bar, log every 10th step only
+      const m = /^step (\d+)\//.exec(s);
+      if (!m || Number(m[1]) % 10 === 0 || Number(m[1]) === totalSteps) ctx.log(`${job.label}: ${s}`);
+    },
+  });
+  ctx.log(`${job.label}: ${prep.train.length} rows (one example each), ${totalSteps} steps x ${o.batch} rows, lr ${o.lr}`);
+  const r = trainer.run();
+  const ev = evaluateModel(model, tok, template, ctx.evalRecords, ctx.nlp, {
+    maxNewTokens: o.maxNewTokens, stopIds: stopIdsOf(tok), label: `eval ${job.label}`, ...(o.progress !== undefined ? { progress: o.progress } : {}),
+  });
+  writeJsonlAtomic(join(outDir, 'responses.jsonl'), ctx.evalRecords.map((rec, i) => ({ prompt: rec.prompt, response: ev.responses[i], follow: ev.strict[i]!.follow_instruction_list })));
+  if (ctx.saveModel !== false) {
+    saveHfModel(join(outDir, 'final'), model, {
+      overwrite: true,
+      beforeCommit: (d) => { if (tok instanceof Llama2cTokenizer) writeLlama2cTokenizerFiles(d, tok, { chatTemplate: PLAIN_CHAT_TEMPLATE, modelMaxLength: model.config.maxSeqLen }); },
+    });
+  }
+  const run: RecipeRun = {
+    recipe: job.label, steps: r.steps, examples_per_step: o.batch, trained_tokens: r.targetTokens, processed_tokens: r.tokens,
+    first_loss: r.losses[0] ?? Number.NaN, final_loss: r.finalLoss,
+    train_seconds: round1(r.seconds), eval_seconds: round1(ev.seconds), rows: prep.train.length,
+    dropped: prep.stats.train.dropped, truncated: prep.stats.train.truncated,
+  };
+  ctx.log(`${job.label}: loss ${run.first_loss.toFixed(3)} -> ${r.finalLoss.toFixed(3)} in ${r.seconds.toFixed(1)}s; ` +
+    `prompt strict ${(100 * ev.metrics.prompt_strict).toFixed(1)}%, inst strict ${(100 * ev.metrics.inst_strict).toFixed(1)}% (eval ${ev.seconds.toFixed(1)}s)`);
+  return { metrics: ev.metrics, strict: ev.strict, flat: ev.flat, run, losses: r.losses };
+}
+
 export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   const t0 = performance.now();
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
@@ -145,87 +270,33 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
 
   // 1. data
   const nlp = defaultIfevalNlp();
-  const train = synthesizeConstraints({ n: o.nTrain, seed: o.seed, split: 'train', nlp });
-  const test = synthesizeConstraints({ n: o.nTest, seed: o.seed, split: 'test', nlp });
-  const trainFile = join(out, 'data', 'train.jsonl');
-  writeJsonlAtomic(trainFile, train.records);
-  writeJsonlAtomic(join(out, 'data', 'test.jsonl'), test.records);
-  const perK: Record<string, number> = {};
-  for (const r of test.records) perK[String(r.instruction_id_list.length)] = (perK[String(r.instruction_id_list.length)] ?? 0) + 1;
-  log(`data: ${train.records.length} train examples (1-3 constraints), ${test.records.length} test examples (unseen combinations of 2-4 constraints), ` +
-    `all verified by the IFEval checker; ${train.dropped + test.dropped} dropped`);
-
-  const kernels = nativeKernels();
-  const genOpts = (label: string, tok: Tokenizer): { maxNewTokens: number; stopIds: number[]; label: string; progress?: boolean } => ({
-    maxNewTokens: o.maxNewTokens, stopIds: stopIdsOf(tok), label, ...(o.progress !== undefined ? { progress: o.progress } : {}),
-  });
-  const evalRecords: SynthRecord[] = test.records;
+  const data = writeDemoData(join(out, 'data'), { seed: o.seed, nTrain: o.nTrain, nTest: o.nTest, nlp });
+  const { trainFile, evalRecords, perK } = data;
+  log(`data: ${data.train} train examples (1-3 constraints), ${data.test} test examples (unseen combinations of 2-4 constraints), ` +
+    `all verified by the IFEval checker; ${data.dropped} dropped`);
 
   // 2. the base model
   const results: Record<string, DemoMetrics> = {};
   const perInstruction: Record<string, Record<string, number>> = {};
-  const perInst = (strict: IfevalResult[]): Record<string, number> => Object.fromEntries(Object.entries(summarize(strict).per_instruction).map(([k, a]) => [k, Math.round(a.accuracy * 1000) / 1000]));
   const runs: Record<string, RecipeRun> = {};
-  const base = loadModel(modelPath, kernels).model;
-  const tok = loadTokenizer(tokPath, modelPath, base.config.vocabSize);
-  const template = ChatTemplate.forTokenizer(tok, { plain: true });
-  const baseEval = evaluateModel(base, tok, template, evalRecords, nlp, genOpts('eval base', tok));
+  const baseEval = evaluateBase(o, { modelPath, tokPath, evalRecords, nlp, outDir: join(out, 'base') });
   results.base = baseEval.metrics;
-  perInstruction.base = perInst(baseEval.strict);
-  writeJsonlAtomic(join(out, 'base', 'responses.jsonl'), evalRecords.map((r, i) => ({ prompt: r.prompt, response: baseEval.responses[i], follow: baseEval.strict[i]!.follow_instruction_list })));
+  perInstruction.base = perInstructionStrict(baseEval.strict);
   log(`base: prompt strict ${(100 * baseEval.metrics.prompt_strict).toFixed(1)}%, inst strict ${(100 * baseEval.metrics.inst_strict).toFixed(1)}% (${baseEval.seconds.toFixed(1)}s)`);
 
   // 3. each recipe: fresh model, same data / steps / seed
   for (const recipe of recipes) {
-    const cfg = trainConfig(o, recipe, modelPath, tokPath, trainFile);
-    const model = loadModel(modelPath, kernels).model;
-    const rtok = loadTokenizer(tokPath, modelPath, model.config.vocabSize);
-    const rtemplate = templateFor(rtok, cfg);
-    const prep = prepareRows(cfg, chatEncoder(rtok, rtemplate, cfg.data.train_on));
-    const outDir = cfg.output_dir;
-    rmSync(join(outDir, 'metrics.jsonl'), { force: true });
-    const totalSteps = o.steps;
-    const trainer = new Trainer(model, trainableParams(model), prep.train, [], {
-      outputDir: outDir, seed: cfg.seed, totalSteps,
-      microBatchSize: cfg.training.micro_batch_size, gradAccum: cfg.training.grad_accum, lr: cfg.training.lr,
-      warmupSteps: warmupStepsOf(totalSteps, { ratio: cfg.training.warmup_ratio ?? 0 }),
-      schedule: cfg.training.schedule, minLrRatio: cfg.training.min_lr_ratio, weightDecay: cfg.training.weight_decay,
-      beta1: cfg.training.beta1, beta2: cfg.training.beta2, eps: cfg.training.eps, maxGradNorm: cfg.training.max_grad_norm,
-      logEvery: 1, evalEvery: 0, saveEvery: 0, keepLast: 1, padId: rtok.eosId >= 0 ? rtok.eosId : 0,
-      ...(o.progress !== undefined ? { progress: o.progress } : {}),
-      log: (s) => {
-        // without a progress bar, log every 10th step only
-        const m = /^step (\d+)\//.exec(s);
-        if (!m || Number(m[1]) % 10 === 0 || Number(m[1]) === totalSteps) log(`${recipe}: ${s}`);
-      },
-    });
-    log(`${recipe}: ${prep.train.length} rows (one example each), ${totalSteps} steps x ${o.batch} examples, lr ${o.lr}`);
-    const r = trainer.run();
-    const losses = readLosses(join(outDir, 'metrics.jsonl'));
-    const trained = trainedTokens(prep.train, trainer);
-    const ev = evaluateModel(model, rtok, rtemplate, evalRecords, nlp, genOpts(`eval ${recipe}`, rtok));
-    results[recipe] = ev.metrics;
-    perInstruction[recipe] = perInst(ev.strict);
-    writeJsonlAtomic(join(outDir, 'responses.jsonl'), evalRecords.map((rec, i) => ({ prompt: rec.prompt, response: ev.responses[i], follow: ev.strict[i]!.follow_instruction_list })));
-    saveHfModel(join(outDir, 'final'), model, {
-      overwrite: true,
-      beforeCommit: (d) => { if (rtok instanceof Llama2cTokenizer) writeLlama2cTokenizerFiles(d, rtok, { chatTemplate: PLAIN_CHAT_TEMPLATE, modelMaxLength: model.config.maxSeqLen }); },
-    });
-    runs[recipe] = {
-      recipe, steps: r.steps, examples_per_step: o.batch, trained_tokens: trained, processed_tokens: r.tokens,
-      first_loss: losses[0]?.[1] ?? Number.NaN, final_loss: r.finalLoss,
-      train_seconds: round1(r.seconds), eval_seconds: round1(ev.seconds), rows: prep.train.length,
-      dropped: prep.stats.train.dropped, truncated: prep.stats.train.truncated,
-    };
-    log(`${recipe}: loss ${runs[recipe].first_loss.toFixed(3)} -> ${r.finalLoss.toFixed(3)} in ${r.seconds.toFixed(1)}s; ` +
-      `prompt strict ${(100 * ev.metrics.prompt_strict).toFixed(1)}%, inst strict ${(100 * ev.metrics.inst_strict).toFixed(1)}% (eval ${ev.seconds.toFixed(1)}s)`);
+    const r = trainAndEvaluate({ label: recipe, recipe: { name: recipe }, outDir: join(out, recipe), seed: o.seed }, o, { modelPath, tokPath, trainFile, evalRecords, nlp, log });
+    results[recipe] = r.metrics;
+    perInstruction[recipe] = perInstructionStrict(r.strict);
+    runs[recipe] = r.run;
   }
 
   // 4. results, table and plot
   const res: DemoResults = {
     recipes: results, per_instruction_strict: perInstruction, runs, base_eval_seconds: round1(baseEval.seconds),
     config: { model: modelPath, steps: o.steps, seed: o.seed, n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, batch: o.batch, lr: o.lr, pack: false, schedule: 'cosine' },
-    data: { train: train.records.length, test: test.records.length, test_constraints_per_prompt: perK, dropped_by_verification: train.dropped + test.dropped },
+    data: { train: data.train, test: data.test, test_constraints_per_prompt: perK, dropped_by_verification: data.dropped },
     seconds: round1((performance.now() - t0) / 1000),
   };
   writeJsonAtomic(join(out, 'results.json'), res);
@@ -236,21 +307,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
     accuracy: Object.fromEntries(Object.entries(results).map(([k, m]) => [k, { 'prompt strict': m.prompt_strict, 'inst strict': m.inst_strict, 'flat inst strict': m.flatten_inst_strict }])),
   });
   return res;
-}
-
-/** Label tokens of the rows the trainer consumed (steps x batch rows in the trainer's order). */
-function trainedTokens(rows: readonly { targets: Int32Array }[], trainer: Trainer): number {
-  // The trainer visits rows epoch by epoch in a seeded order; with one example per row every
-  // recipe sees the same examples, so count labels over the visited rows.
-  const st = trainer.currentState;
-  const perEpoch = rows.reduce((s, r) => s + r.targets.filter((t) => t >= 0).length, 0);
-  const full = st.epoch;
-  let partial = 0;
-  if (st.cursor > 0) {
-    const order = (trainer as unknown as { epochOrder(e: number): number[] }).epochOrder(st.epoch);
-    for (let i = 0; i < st.cursor; i++) partial += rows[order[i]!]!.targets.filter((t) => t >= 0).length;
-  }
-  return full * perEpoch + partial;
 }
 
 function round1(x: number): number {

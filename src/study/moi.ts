@@ -37,7 +37,7 @@ import { DEFAULT_SYSTEM_PROMPT } from '../data/recipes/prompts.js';
 import type { Row } from '../data/pack.js';
 import { Rng } from '../util/rng.js';
 import { sharedDir } from '../util/paths.js';
-import { writeJsonAtomic } from '../util/fs.js';
+import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import type { Tokenizer } from '../tokenizer.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -46,6 +46,7 @@ import {
   type CodeCheck, type MoiDomain, type MoiItem,
 } from './moi-data.js';
 import { studyPlotSvg } from './plot.js';
+import { mean, meanCurve, pct, r4, std } from './stats.js';
 
 export interface MoiConfigSpec {
   description: string;
@@ -128,13 +129,6 @@ export interface MoiStudyResults {
   settings: Record<string, unknown>;
 }
 
-const mean = (v: readonly number[]): number => (v.length ? v.reduce((a, b) => a + b, 0) / v.length : Number.NaN);
-const std = (v: readonly number[]): number => {
-  if (v.length < 2) return 0;
-  const m = mean(v);
-  return Math.sqrt(v.reduce((s, x) => s + (x - m) ** 2, 0) / (v.length - 1));
-};
-const r4 = (x: number): number => Math.round(x * 1e4) / 1e4;
 
 /** Writes the study's data files; returns their paths and the items. */
 export function writeMoiData(dir: string, o: { seed: number; nTrain: number; nTest: number }): { files: Record<MoiDomain, { train: string; test: string }>; data: ReturnType<typeof makeMoiData> } {
@@ -328,8 +322,7 @@ export function aggregate(description: string, runs: MoiRunResult[]): MoiConfigR
     domains[d] = r4(mean(runs.map((r) => r.domains[d])));
     sd[d] = r4(std(runs.map((r) => r.domains[d])));
   }
-  const len = Math.min(...runs.map((r) => r.losses.length));
-  const losses = Array.from({ length: len }, (_, i) => r4(mean(runs.map((r) => r.losses[i]!))));
+  const losses = meanCurve(runs.map((r) => r.losses)).map(r4);
   const evals = runs.map((r) => r.eval_loss).filter((x): x is number => x !== null);
   return {
     description, domains, avg: r4(mean(runs.map((r) => r.avg))), losses,
@@ -341,7 +334,6 @@ export function aggregate(description: string, runs: MoiRunResult[]): MoiConfigR
 
 /** The results table (markdown). */
 export function moiTable(res: MoiStudyResults): string {
-  const pct = (x: number, s?: number): string => `${(x * 100).toFixed(1)}${s !== undefined ? ` ± ${(s * 100).toFixed(1)}` : ''}`;
   const lines = [
     `| config | ${MOI_DOMAINS.join(' | ')} | avg | tool JSON valid | test loss |`,
     `|---|${MOI_DOMAINS.map(() => '---:').join('|')}|---:|---:|---:|`,
@@ -405,8 +397,8 @@ export async function runMoiStudy(opts: Partial<MoiStudyOptions> & { out: string
     },
   };
   writeJsonAtomic(join(o.out, 'results.json'), results);
-  writeFileSync(join(o.out, 'moi.svg'), moiPlot(results));
+  writeTextAtomic(join(o.out, 'moi.svg'), moiPlot(results));
   const table = moiTable(results);
-  writeFileSync(join(o.out, 'table.md'), table + '\n');
+  writeTextAtomic(join(o.out, 'table.md'), table + '\n');
   return results;
 }

@@ -19,6 +19,8 @@ export interface TrainerState {
   /** Identifies the prepared data, so a resume on different data is refused. */
   dataFingerprint: string;
   tokensSeen: number;
+  /** Labelled (loss-carrying) tokens trained on so far (absent in checkpoints written before it existed). */
+  targetTokensSeen?: number;
   elapsedSeconds: number;
   /** Other state the run needs restored exactly (e.g. the LoRA dropout RNG). */
   extra?: unknown;

@@ -55,6 +55,8 @@ export interface StepMetrics {
   lr: number;
   grad_norm: number;
   tokens: number;
+  /** Labelled tokens of this step (the tokens the loss is averaged over). */
+  target_tokens: number;
   tokens_per_s: number;
   elapsed: number;
 }
@@ -62,6 +64,8 @@ export interface StepMetrics {
 export interface TrainResult {
   steps: number;
   tokens: number;
+  /** Labelled (loss-carrying) tokens trained on over the whole run, resumed steps included. */
+  targetTokens: number;
   seconds: number;
   finalLoss: number;
   evalLoss: number | null;
@@ -89,7 +93,7 @@ export class Trainer {
     this.fingerprint = fingerprintRows(rows);
     this.state = {
       step: 0, epoch: 0, cursor: 0, optimizerSteps: 0, rng: this.rng.getState(),
-      dataFingerprint: this.fingerprint, tokensSeen: 0, elapsedSeconds: 0,
+      dataFingerprint: this.fingerprint, tokensSeen: 0, targetTokensSeen: 0, elapsedSeconds: 0,
     };
   }
 
@@ -204,11 +208,12 @@ export class Trainer {
       this.state.step = step;
       this.state.optimizerSteps = this.opt.stepCount;
       this.state.tokensSeen += stepTokens;
+      this.state.targetTokensSeen = (this.state.targetTokensSeen ?? 0) + stepTargets;
       losses.push(loss);
       const secs = (performance.now() - t0) / 1000;
       const elapsed = elapsedBefore + (performance.now() - startWall) / 1000;
       this.state.elapsedSeconds = elapsed;
-      const m: StepMetrics = { step, loss: round(loss, 6), lr, grad_norm: round(gradNorm, 6), tokens: stepTokens, tokens_per_s: round(stepTokens / secs, 1), elapsed: round(elapsed, 3) };
+      const m: StepMetrics = { step, loss: round(loss, 6), lr, grad_norm: round(gradNorm, 6), tokens: stepTokens, target_tokens: stepTargets, tokens_per_s: round(stepTokens / secs, 1), elapsed: round(elapsed, 3) };
       if (step % o.logEvery === 0 || step === o.totalSteps) {
         appendFileSync(metricsPath, JSON.stringify(m) + '\n');
         if (!bar) this.log(`step ${step}/${o.totalSteps} loss ${m.loss.toFixed(4)} lr ${lr.toExponential(2)} grad_norm ${m.grad_norm.toFixed(3)} ${m.tokens_per_s} tok/s`);
@@ -228,6 +233,7 @@ export class Trainer {
     return {
       steps: this.state.step,
       tokens: this.state.tokensSeen,
+      targetTokens: this.state.targetTokensSeen ?? 0,
       seconds: this.state.elapsedSeconds,
       finalLoss: loss,
       evalLoss: lastEval,

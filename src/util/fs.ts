@@ -36,3 +36,8 @@ export function writeJsonAtomic(path: string, obj: unknown, indent = 2): void {
   const text = JSON.stringify(obj, null, indent) + '\n';
   writeFileAtomic(path, (fd) => writeSync(fd, text), 'JSON file');
 }
+
+/** Writes `text` to `path` atomically (see writeFileAtomic). */
+export function writeTextAtomic(path: string, text: string, what = 'the file'): void {
+  writeFileAtomic(path, (fd) => writeSync(fd, text), what);
+}
