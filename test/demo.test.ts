@@ -6,24 +6,10 @@ import { join } from 'node:path';
 import { runDemoCli } from '../src/cli/demo.js';
 import { parseRecipes } from '../src/demo/run.js';
 import { flattenRecords, scoreResponses, METRIC_KEYS, type EvalRecord } from '../src/demo/eval.js';
-import { renderLossAndAccuracySvg, niceTicks } from '../src/util/plot-svg.js';
 import { defaultIfevalNlp } from '../src/eval/ifeval/run.js';
 import { buildProgram } from '../src/cli/main.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { assertWellFormedSvg } from './util.js';
-
-test('plot-svg: loss curves and accuracy bars make a well-formed SVG, text escaped', () => {
-  const svg = renderLossAndAccuracySvg({
-    title: 'a <b> & "c"',
-    loss: [{ name: 'sft', points: [[1, 5], [2, 3], [3, Number.NaN], [4, 1]] }, { name: 'miso<para>', points: [[1, 5.1], [2, 2.5], [4, 0.9]] }],
-    accuracy: { base: { 'prompt strict': 0, 'inst strict': 0.07 }, sft: { 'prompt strict': 0.06, 'inst strict': 0.4 } },
-  });
-  assertWellFormedSvg(svg);
-  assert.equal((svg.match(/<polyline/g) ?? []).length, 2);
-  assert.equal((svg.match(/<rect [^>]*fill="#/g) ?? []).length, 4 + 2); // 4 bars + 2 legend boxes
-  assertWellFormedSvg(renderLossAndAccuracySvg({ loss: [], accuracy: {} }));
-  assert.deepEqual(niceTicks(0, 1, 5), [0, 0.2, 0.4, 0.6, 0.8, 1]);
-});
 
 test('demo: flattened scoring builds one prompt per constraint and checks only that instruction', () => {
   const nlp = defaultIfevalNlp();

@@ -78,6 +78,17 @@ test('study miso: a tiny run trains every config on the same examples and writes
     assert.match(table, /\| miso-para \|/);
     assert.match(table, /constraints/);
     assert.equal(readFileSync(join(dir, 'runs', 'miso-para-s1', 'responses.jsonl'), 'utf8').trim().split('\n').length, 3);
+
+    // the same command again reuses every finished run and gives the same results; a changed
+    // setting (here the learning rate) retrains
+    const again: string[] = [];
+    const res2 = await runMisoStudy({ out: dir, steps: 2, seeds: 2, nTrain: 24, nTest: 3, batch: 4, maxNewTokens: 8, configs: ['sft', 'miso-para'], progress: false, log: (s) => again.push(s) });
+    assert.equal(again.filter((l) => /reusing/.test(l)).length, 4);
+    assert.ok(again.some((l) => /reused 6 run/.test(l)), again.join('\n'));
+    assert.deepEqual(res2.configs['miso-para']!.metrics, res.configs['miso-para']!.metrics);
+    const changed: string[] = [];
+    await runMisoStudy({ out: dir, steps: 2, seeds: 1, nTrain: 24, nTest: 3, batch: 4, maxNewTokens: 8, lr: 1e-3, configs: ['sft'], progress: false, log: (s) => changed.push(s) });
+    assert.ok(!changed.some((l) => /reusing/.test(l)));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -8,10 +8,11 @@ import {
   type CodeCheck, type MoiItem,
 } from '../src/study/moi-data.js';
 import { runMoiStudy, sequentialRows, type MoiStudyResults } from '../src/study/moi.js';
-import { studyPlotSvg, movingAverage } from '../src/study/plot.js';
+import { lossAccuracySvg, movingAverage } from '../src/util/plot-svg.js';
 import { runPython } from '../src/eval/code.js';
 import { buildRow, causalGroup, type Row } from '../src/data/pack.js';
 import { main } from '../src/cli/main.js';
+import { assertWellFormedSvg } from './util.js';
 
 const data = makeMoiData({ seed: 7, nTrain: 200, nTest: 40 });
 const all = (): MoiItem[] => MOI_DOMAINS.flatMap((d) => [...data[d].train, ...data[d].test]);
@@ -115,29 +116,20 @@ test('sequentialRows: domain blocks in order, equal shares, cycling small domain
 });
 
 test('plot: a well-formed SVG with one line per curve and one bar per config and group', () => {
-  const svg = studyPlotSvg({
+  const svg = lossAccuracySvg({
     title: 'a <b> & c', losses: [{ name: 'x', values: [3, 2, 1] }, { name: 'y', values: [2, 2, Number.NaN] }], smooth: 2,
     groups: ['g1', 'g2'], bars: [{ name: 'x', values: [0.5, 1], err: [0.1, 0] }, { name: 'y', values: [0, 0.25] }],
   });
-  assertWellFormed(svg);
+  assertWellFormedSvg(svg);
   assert.equal(svg.match(/<polyline/g)?.length, 2);
   assert.ok(svg.includes('a &lt;b&gt; &amp; c'));
   assert.deepEqual(movingAverage([1, 3, 5], 2), [1, 2, 4]);
+  // nothing to draw is still a valid figure; an empty curve (the base model) draws no line
+  assertWellFormedSvg(lossAccuracySvg({ title: '"q"', losses: [], groups: [], bars: [] }));
+  const withBase = lossAccuracySvg({ title: 't', losses: [{ name: 'base', values: [] }, { name: 'sft', values: [2, 1] }], groups: ['g'], bars: [{ name: 'base', values: [0.1] }, { name: 'sft', values: [0.2] }], logY: true });
+  assertWellFormedSvg(withBase);
+  assert.equal(withBase.match(/<polyline/g)?.length, 1);
 });
-
-function assertWellFormed(svg: string): void {
-  assert.ok(svg.startsWith('<svg xmlns="http://www.w3.org/2000/svg"'));
-  const stack: string[] = [];
-  for (const m of svg.matchAll(/<(\/?)([a-zA-Z]+)([^>]*?)(\/?)>/g)) {
-    const [, close, name, attrs, self] = m as unknown as [string, string, string, string, string];
-    assert.ok(!/[<&](?!amp;|lt;|gt;|quot;)/.test(attrs), `bad attribute text in <${name}>`);
-    if (self) continue;
-    if (close) assert.equal(stack.pop(), name, `unbalanced </${name}>`);
-    else stack.push(name);
-  }
-  assert.deepEqual(stack, []);
-  assert.ok(!/NaN|undefined/.test(svg));
-}
 
 test('study moi: a tiny run writes results.json of the right shape and a well-formed SVG', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mixtune-study-moi-'));
@@ -157,7 +149,7 @@ test('study moi: a tiny run writes results.json of the right shape and a well-fo
     assert.equal(res.settings.steps, 2);
     assert.equal(res.settings.eval_system, 'You are a helpful assistant.');
     const svg = readFileSync(join(dir, 'moi.svg'), 'utf8');
-    assertWellFormed(svg);
+    assertWellFormedSvg(svg);
     assert.equal(svg.match(/<polyline/g)?.length, 2);
     assert.match(readFileSync(join(dir, 'table.md'), 'utf8'), /\| moi \|/);
     const responses = readFileSync(join(dir, 'runs', 'moi-s0', 'responses.jsonl'), 'utf8').trim().split('\n');

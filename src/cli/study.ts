@@ -88,6 +88,7 @@ export function registerMisoStudy(study: Command): Command {
     .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg, d.lr)
     .option('--max-new-tokens <n>', 'generation limit per test prompt', intArg(1), d.maxNewTokens)
     .option('--data-seed <n>', 'one data seed for every training seed (default: seed s uses the data of seed s)', intArg(0))
+    .option('--fresh', 'retrain runs that an earlier identical invocation finished (default: reuse their result.json)')
     .option('--model <path>', 'llama2.c model to fine-tune (default: ../shared/fixtures/stories260K/stories260K.bin)')
     .option('--tokenizer <path>', 'its tokenizer (default: tok512.bin beside the model)')
     .option('--no-progress', 'plain log lines instead of progress bars')
@@ -96,7 +97,7 @@ export function registerMisoStudy(study: Command): Command {
       const res = await runMisoStudy({
         out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs: opts.configs,
         batch: opts.batch, lr: opts.lr, maxNewTokens: opts.maxNewTokens,
-        ...(opts.dataSeed !== undefined ? { dataSeed: opts.dataSeed } : {}),
+        ...(opts.dataSeed !== undefined ? { dataSeed: opts.dataSeed } : {}), ...(opts.fresh ? { fresh: true } : {}),
         ...(opts.model ? { model: opts.model } : {}), ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}),
         ...(opts.progress === false ? { progress: false } : {}),
       });

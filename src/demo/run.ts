@@ -3,7 +3,7 @@
 // base model and every fine-tuned model with the IFEval checker on a held-out split of unseen
 // constraint combinations, print a table, and write results.json, metrics.jsonl per recipe and
 // loss.svg.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
@@ -22,9 +22,9 @@ import { writeJsonlAtomic } from '../cli/synth.js';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
 import { evaluateModel, METRIC_KEYS, type DemoMetrics, type EvalOutcome } from './eval.js';
 import { summarize, type IfevalResult } from '../eval/ifeval/score.js';
-import { writeLossAndAccuracySvg, type Series } from '../util/plot-svg.js';
+import { lossAccuracySvg } from '../util/plot-svg.js';
 import { sharedDir } from '../util/paths.js';
-import { writeJsonAtomic } from '../util/fs.js';
+import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import type { Tokenizer } from '../tokenizer.js';
 import type { CheckContext } from '../eval/ifeval/checks.js';
@@ -122,17 +122,6 @@ export function formatTable(results: Record<string, DemoMetrics>): string {
     lines.push(name.padEnd(18) + METRIC_KEYS.map((k) => fmt(m[k]).padStart(18)).join(''));
   }
   return lines.join('\n') + '\n(accuracy in %, IFEval checker on the held-out test split)';
-}
-
-function readLosses(path: string): Array<[number, number]> {
-  if (!existsSync(path)) return [];
-  const pts: Array<[number, number]> = [];
-  for (const l of readFileSync(path, 'utf8').split('\n')) {
-    if (!l.trim()) continue;
-    const m = JSON.parse(l) as { step?: number; loss?: number };
-    if (typeof m.step === 'number' && typeof m.loss === 'number') pts.push([m.step, m.loss]);
-  }
-  return pts;
 }
 
 export interface DemoData {
@@ -279,6 +268,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   const results: Record<string, DemoMetrics> = {};
   const perInstruction: Record<string, Record<string, number>> = {};
   const runs: Record<string, RecipeRun> = {};
+  const lossCurves: Record<string, number[]> = {};
   const baseEval = evaluateBase(o, { modelPath, tokPath, evalRecords, nlp, outDir: join(out, 'base') });
   results.base = baseEval.metrics;
   perInstruction.base = perInstructionStrict(baseEval.strict);
@@ -290,6 +280,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
     results[recipe] = r.metrics;
     perInstruction[recipe] = perInstructionStrict(r.strict);
     runs[recipe] = r.run;
+    lossCurves[recipe] = r.losses;
   }
 
   // 4. results, table and plot
@@ -300,12 +291,19 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
     seconds: round1((performance.now() - t0) / 1000),
   };
   writeJsonAtomic(join(out, 'results.json'), res);
-  const series: Series[] = recipes.map((rc) => ({ name: rc, points: readLosses(join(out, rc, 'metrics.jsonl')) }));
-  writeLossAndAccuracySvg(join(out, 'loss.svg'), {
+  const names = Object.keys(results);
+  const metricLabels = ['prompt strict', 'inst strict', 'flat inst strict'] as const;
+  const metricKeys = ['prompt_strict', 'inst_strict', 'flatten_inst_strict'] as const;
+  writeTextAtomic(join(out, 'loss.svg'), lossAccuracySvg({
     title: `mixtune demo: stories260K, ${o.steps} steps x ${o.batch} examples, seed ${o.seed}`,
-    loss: series,
-    accuracy: Object.fromEntries(Object.entries(results).map(([k, m]) => [k, { 'prompt strict': m.prompt_strict, 'inst strict': m.inst_strict, 'flat inst strict': m.flatten_inst_strict }])),
-  });
+    // base has no curve; an empty one keeps the colours of curves and bars aligned
+    losses: names.map((n) => ({ name: n, values: lossCurves[n] ?? [] })),
+    smooth: Math.max(1, Math.round(o.steps / 30)),
+    logY: true,
+    groups: [...metricLabels],
+    bars: names.map((n) => ({ name: n, values: metricKeys.map((k) => results[n]![k]) })),
+    barTitle: 'held-out accuracy (IFEval checker)',
+  }), 'plot');
   return res;
 }
 

@@ -19,7 +19,7 @@
 //   miso-succ           recipe miso-succ: the prompt split into k successive chunks.
 // The statistics are over seeds: mean ± sample std, and the paired difference to sft (each seed's
 // configuration minus the same seed's sft), which removes the between-seed variance of the data.
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
 import type { IfevalResult } from '../eval/ifeval/score.js';
@@ -30,7 +30,7 @@ import {
 import { sharedDir } from '../util/paths.js';
 import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
-import { studyPlotSvg } from './plot.js';
+import { lossAccuracySvg } from '../util/plot-svg.js';
 import { mean, meanCurve, pct, r4, std } from './stats.js';
 
 export interface MisoConfigSpec {
@@ -64,6 +64,8 @@ export interface MisoStudyOptions {
   model?: string;
   tokenizer?: string;
   progress?: boolean;
+  /** Retrain runs whose result.json from an earlier, identical invocation exists (default: reuse them). */
+  fresh?: boolean;
   log?: (line: string) => void;
 }
 
@@ -180,7 +182,7 @@ export function misoPlot(res: MisoStudyResults): string {
   const groups = ['prompt strict', 'inst strict', 'prompt loose', 'inst loose', 'flat inst strict'];
   const trained = names.filter((n) => res.configs[n]!.losses.length > 0);
   const steps = Math.max(0, ...trained.map((n) => res.configs[n]!.losses.length));
-  return studyPlotSvg({
+  return lossAccuracySvg({
     title: `MISO study: stories260K, ${steps} steps, ${String(res.settings.seeds)} seed(s) (IFEval checker, held-out constraint combinations)`,
     // base has no curve: keep colours aligned with the bars by giving it an empty one
     losses: names.map((n) => ({ name: n, values: res.configs[n]!.losses })),
@@ -214,9 +216,28 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
   log(`study miso: ${o.configs.length} configs × ${o.seeds} seed(s), ${o.steps} steps × ${o.batch} examples, lr ${o.lr}; ` +
     `${o.nTrain} train / ${o.nTest} test examples per data seed (${o.dataSeed === undefined ? 'data seed = training seed' : `data seed ${o.dataSeed}`})`);
 
+  // A run's result.json carries the key of everything that determines it; a rerun of the same
+  // command (after an interruption, or with more seeds or configs) reuses matching runs.
+  const keyOf = (what: string, seed: number, dataSeed: number, recipe: unknown): string => JSON.stringify({
+    v: 1, what, seed, dataSeed, recipe, steps: o.steps, batch: o.batch, lr: o.lr, nTrain: o.nTrain, nTest: o.nTest, maxNewTokens: o.maxNewTokens, model: modelPath, tokenizer: tokPath,
+  });
+  const reuse = (dir: string, key: string): MisoRunResult | null => {
+    if (o.fresh) return null;
+    try {
+      const r = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as MisoRunResult & { key?: string };
+      if (r.key !== key) return null;
+      delete r.key;
+      return r;
+    } catch {
+      return null; // missing or torn: run it
+    }
+  };
+  const save = (dir: string, key: string, r: MisoRunResult): void => writeJsonAtomic(join(dir, 'result.json'), { ...r, key });
+
   const dataCache = new Map<number, DemoData>();
   const baseRuns: MisoRunResult[] = [];
   const runs: Record<string, MisoRunResult[]> = {};
+  let reused = 0;
   for (let seed = 0; seed < o.seeds; seed++) {
     const dataSeed = o.dataSeed ?? seed;
     let data = dataCache.get(dataSeed);
@@ -224,25 +245,42 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
       data = writeDemoData(join(o.out, 'data', `seed-${dataSeed}`), { seed: dataSeed, nTrain: o.nTrain, nTest: o.nTest, nlp });
       dataCache.set(dataSeed, data);
       log(`data seed ${dataSeed}: ${data.train} train, ${data.test} test examples (test prompts by constraint count: ${JSON.stringify(data.perK)}); ${data.dropped} dropped by verification`);
-      const ev = evaluateBase(o, { modelPath, tokPath, evalRecords: data.evalRecords, nlp, outDir: join(o.out, 'runs', `base-d${dataSeed}`) });
-      baseRuns.push({
-        ...ev.metrics, seed, data_seed: dataSeed, per_k: perK(ev.strict), per_instruction_strict: perInstructionStrict(ev.strict), losses: [],
-        run: { recipe: 'base', steps: 0, examples_per_step: 0, trained_tokens: 0, processed_tokens: 0, first_loss: Number.NaN, final_loss: Number.NaN, train_seconds: 0, eval_seconds: Math.round(ev.seconds * 10) / 10, rows: 0, dropped: 0, truncated: 0 },
-      });
-      log(`base (data seed ${dataSeed}): inst strict ${pct(ev.metrics.inst_strict)}%`);
+      const dir = join(o.out, 'runs', `base-d${dataSeed}`);
+      const key = keyOf('base', 0, dataSeed, null);
+      let base = reuse(dir, key);
+      if (base) reused++;
+      else {
+        const ev = evaluateBase(o, { modelPath, tokPath, evalRecords: data.evalRecords, nlp, outDir: dir });
+        base = {
+          ...ev.metrics, seed, data_seed: dataSeed, per_k: perK(ev.strict), per_instruction_strict: perInstructionStrict(ev.strict), losses: [],
+          run: { recipe: 'base', steps: 0, examples_per_step: 0, trained_tokens: 0, processed_tokens: 0, first_loss: Number.NaN, final_loss: Number.NaN, train_seconds: 0, eval_seconds: Math.round(ev.seconds * 10) / 10, rows: 0, dropped: 0, truncated: 0 },
+        };
+        save(dir, key, base);
+      }
+      baseRuns.push(base);
+      log(`base (data seed ${dataSeed}): inst strict ${pct(base.inst_strict)}%`);
     }
     for (const name of o.configs) {
       const spec = MISO_STUDY_CONFIGS[name]!;
-      const r = trainAndEvaluate(
-        { label: `${name} s${seed}`, recipe: spec.recipe, outDir: join(o.out, 'runs', `${name}-s${seed}`), seed },
-        o,
-        { modelPath, tokPath, trainFile: data.trainFile, evalRecords: data.evalRecords, nlp, log, saveModel: false },
-      );
-      const res: MisoRunResult = { ...r.metrics, seed, data_seed: dataSeed, per_k: perK(r.strict), per_instruction_strict: perInstructionStrict(r.strict), run: r.run, losses: r.losses.map(r4) };
-      writeJsonAtomic(join(o.out, 'runs', `${name}-s${seed}`, 'result.json'), res);
+      const dir = join(o.out, 'runs', `${name}-s${seed}`);
+      const key = keyOf(name, seed, dataSeed, spec.recipe);
+      let res = reuse(dir, key);
+      if (res) {
+        reused++;
+        log(`${name} s${seed}: reusing ${join(dir, 'result.json')} (inst strict ${pct(res.inst_strict)}%)`);
+      } else {
+        const r = trainAndEvaluate(
+          { label: `${name} s${seed}`, recipe: spec.recipe, outDir: dir, seed },
+          o,
+          { modelPath, tokPath, trainFile: data.trainFile, evalRecords: data.evalRecords, nlp, log, saveModel: false },
+        );
+        res = { ...r.metrics, seed, data_seed: dataSeed, per_k: perK(r.strict), per_instruction_strict: perInstructionStrict(r.strict), run: r.run, losses: r.losses.map(r4) };
+        save(dir, key, res);
+      }
       (runs[name] ??= []).push(res);
     }
   }
+  if (reused) log(`study miso: reused ${reused} run(s) of an earlier identical invocation (--fresh retrains them)`);
 
   const configs: Record<string, MisoConfigResult> = { base: aggregateMiso('the model before fine-tuning', {}, baseRuns) };
   for (const name of o.configs) {

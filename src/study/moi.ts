@@ -45,7 +45,7 @@ import {
   MOI_DOMAINS, STUDY_SYSTEM_PROMPTS, checkChat, checkMath, checkTool, codeTestProgram, itemRecord, makeMoiData,
   type CodeCheck, type MoiDomain, type MoiItem,
 } from './moi-data.js';
-import { studyPlotSvg } from './plot.js';
+import { lossAccuracySvg } from '../util/plot-svg.js';
 import { mean, meanCurve, pct, r4, std } from './stats.js';
 
 export interface MoiConfigSpec {
@@ -348,7 +348,7 @@ export function moiPlot(res: MoiStudyResults): string {
   const names = Object.keys(res.configs);
   const groups = [...MOI_DOMAINS, 'avg'];
   const steps = Math.max(0, ...names.map((n) => res.configs[n]!.losses.length));
-  return studyPlotSvg({
+  return lossAccuracySvg({
     title: `MoI study: stories260K, ${steps} steps, seeds ${String(res.settings.seeds)} (test: default system prompt)`,
     losses: names.map((n) => ({ name: n, values: res.configs[n]!.losses })),
     smooth: Math.max(1, Math.round(steps / 20)),
