@@ -154,6 +154,11 @@ test('study moi: a tiny run writes results.json of the right shape and a well-fo
     assert.match(readFileSync(join(dir, 'table.md'), 'utf8'), /\| moi \|/);
     const responses = readFileSync(join(dir, 'runs', 'moi-s0', 'responses.jsonl'), 'utf8').trim().split('\n');
     assert.equal(responses.length, 16);
+    // the same command again reuses the finished runs
+    const again: string[] = [];
+    const res2 = await runMoiStudy({ out: dir, steps: 2, nTrain: 16, nTest: 4, configs: ['moi'], progress: false, log: (s) => again.push(s) });
+    assert.ok(again.some((l) => /moi seed 0: reusing/.test(l)), again.join('\n'));
+    assert.deepEqual(res2.configs.moi!.domains, res.configs.moi!.domains);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -55,6 +55,7 @@ export function registerMoiStudy(study: Command): Command {
     .option('--max-len <n>', 'row length in tokens', intArg(16), d.maxLen)
     .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg, d.lr)
     .option('--data-seed <n>', 'seed of the synthetic data and its split', intArg(0), d.dataSeed)
+    .option('--fresh', 'retrain runs that an earlier identical invocation finished (default: reuse their result.json)')
     .option('--model <path>', 'model to fine-tune (default: ../shared/fixtures/stories260K)')
     .option('--tokenizer <path>', 'its tokenizer')
     .option('--no-progress', 'plain log lines instead of progress bars')
@@ -62,7 +63,7 @@ export function registerMoiStudy(study: Command): Command {
       const t0 = performance.now();
       const res = await runMoiStudy({
         out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs: opts.configs,
-        batch: opts.batch, maxLen: opts.maxLen, lr: opts.lr, dataSeed: opts.dataSeed,
+        batch: opts.batch, maxLen: opts.maxLen, lr: opts.lr, dataSeed: opts.dataSeed, ...(opts.fresh ? { fresh: true } : {}),
         ...(opts.model ? { model: opts.model } : {}), ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}),
         ...(opts.progress === false ? { progress: false } : {}),
       });

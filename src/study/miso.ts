@@ -19,7 +19,7 @@
 //   miso-succ           recipe miso-succ: the prompt split into k successive chunks.
 // The statistics are over seeds: mean ± sample std, and the paired difference to sft (each seed's
 // configuration minus the same seed's sft), which removes the between-seed variance of the data.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
 import type { IfevalResult } from '../eval/ifeval/score.js';
@@ -32,6 +32,7 @@ import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import { lossAccuracySvg } from '../util/plot-svg.js';
 import { mean, meanCurve, pct, r4, std } from './stats.js';
+import { readRunResult, runKey, writeRunResult } from './runs.js';
 
 export interface MisoConfigSpec {
   description: string;
@@ -216,23 +217,11 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
   log(`study miso: ${o.configs.length} configs × ${o.seeds} seed(s), ${o.steps} steps × ${o.batch} examples, lr ${o.lr}; ` +
     `${o.nTrain} train / ${o.nTest} test examples per data seed (${o.dataSeed === undefined ? 'data seed = training seed' : `data seed ${o.dataSeed}`})`);
 
-  // A run's result.json carries the key of everything that determines it; a rerun of the same
-  // command (after an interruption, or with more seeds or configs) reuses matching runs.
-  const keyOf = (what: string, seed: number, dataSeed: number, recipe: unknown): string => JSON.stringify({
-    v: 1, what, seed, dataSeed, recipe, steps: o.steps, batch: o.batch, lr: o.lr, nTrain: o.nTrain, nTest: o.nTest, maxNewTokens: o.maxNewTokens, model: modelPath, tokenizer: tokPath,
+  const keyOf = (what: string, seed: number, dataSeed: number, recipe: unknown): string => runKey({
+    study: 'miso', what, seed, dataSeed, recipe, steps: o.steps, batch: o.batch, lr: o.lr, nTrain: o.nTrain, nTest: o.nTest, maxNewTokens: o.maxNewTokens, model: modelPath, tokenizer: tokPath,
   });
-  const reuse = (dir: string, key: string): MisoRunResult | null => {
-    if (o.fresh) return null;
-    try {
-      const r = JSON.parse(readFileSync(join(dir, 'result.json'), 'utf8')) as MisoRunResult & { key?: string };
-      if (r.key !== key) return null;
-      delete r.key;
-      return r;
-    } catch {
-      return null; // missing or torn: run it
-    }
-  };
-  const save = (dir: string, key: string, r: MisoRunResult): void => writeJsonAtomic(join(dir, 'result.json'), { ...r, key });
+  const reuse = (dir: string, key: string): MisoRunResult | null => (o.fresh ? null : readRunResult<MisoRunResult>(dir, key));
+  const save = writeRunResult;
 
   const dataCache = new Map<number, DemoData>();
   const baseRuns: MisoRunResult[] = [];

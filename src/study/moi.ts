@@ -46,6 +46,7 @@ import {
   type CodeCheck, type MoiDomain, type MoiItem,
 } from './moi-data.js';
 import { lossAccuracySvg } from '../util/plot-svg.js';
+import { readRunResult, runKey, writeRunResult } from './runs.js';
 import { mean, meanCurve, pct, r4, std } from './stats.js';
 
 export interface MoiConfigSpec {
@@ -85,6 +86,8 @@ export interface MoiStudyOptions {
   /** Python programs in flight for the code checks. */
   jobs: number;
   progress?: boolean;
+  /** Retrain runs whose result.json from an earlier, identical invocation exists (default: reuse them). */
+  fresh?: boolean;
   log?: (line: string) => void;
 }
 
@@ -264,6 +267,15 @@ function rowsStats(rows: Row[], maxLen: number): { rows: number; efficiency: num
 async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Record<MoiDomain, { train: string; test: string }>, tests: Record<MoiDomain, MoiItem[]>): Promise<MoiRunResult> {
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const runDir = join(o.out, 'runs', `${name}-s${seed}`);
+  const key = runKey({
+    study: 'moi', name, seed, spec: MOI_STUDY_CONFIGS[name], steps: o.steps, nTrain: o.nTrain, nTest: o.nTest, batch: o.batch, maxLen: o.maxLen, lr: o.lr,
+    dataSeed: o.dataSeed, maxNewTokens: o.maxNewTokens, model: o.model ?? null, tokenizer: o.tokenizer ?? null,
+  });
+  const done = o.fresh ? null : readRunResult<MoiRunResult>(runDir, key);
+  if (done) {
+    log(`${name} seed ${seed}: reusing ${join(runDir, 'result.json')} (avg ${(done.avg * 100).toFixed(1)}%)`);
+    return done;
+  }
   rmSync(runDir, { recursive: true, force: true });
   mkdirSync(runDir, { recursive: true });
   const cfg = moiTrainConfig(name, o, files, seed, runDir);
@@ -308,7 +320,7 @@ async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Rec
     tool_valid: r4(ev.toolValid), tokens: tr.tokens, trained_tokens_per_epoch: st.trained, rows: st.rows,
     packing_efficiency: r4(st.efficiency), train_seconds: Math.round(tr.seconds * 10) / 10, eval_seconds: Math.round(evalSeconds * 10) / 10,
   };
-  writeJsonAtomic(join(runDir, 'result.json'), res);
+  writeRunResult(runDir, key, res);
   log(`${name} seed ${seed}: ${MOI_DOMAINS.map((d) => `${d} ${(ev.domains[d] * 100).toFixed(1)}%`).join(', ')}, avg ${(avg * 100).toFixed(1)}%; ` +
     `final loss ${tr.finalLoss.toFixed(3)}, test loss ${tr.evalLoss?.toFixed(3)}; train ${res.train_seconds}s, eval ${res.eval_seconds}s`);
   return res;
