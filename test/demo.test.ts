@@ -49,7 +49,10 @@ test('demo: a tiny run writes results.json (base + recipes, fractions), metrics,
   const out = mkdtempSync(join(tmpdir(), 'mixtune-demo-'));
   let printed = '';
   await runDemoCli({ out, recipes: 'sft,miso-para', steps: 3, seed: 0, nTrain: 24, nTest: 6, maxNewTokens: 24, batch: 4, lr: 3e-3, progress: false }, (s) => { printed += s; });
-  const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { recipes: Record<string, Record<string, number>>; runs: Record<string, { trained_tokens: number; processed_tokens: number; steps: number }> };
+  const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as {
+    recipes: Record<string, Record<string, number>>; base_test_loss: number;
+    runs: Record<string, { trained_tokens: number; processed_tokens: number; steps: number; test_loss: number }>;
+  };
   assert.deepEqual(Object.keys(res.recipes), ['base', 'sft', 'miso-para']);
   for (const m of Object.values(res.recipes)) {
     assert.deepEqual(Object.keys(m).sort(), [...METRIC_KEYS].sort());
@@ -58,6 +61,8 @@ test('demo: a tiny run writes results.json (base + recipes, fractions), metrics,
   // same token budget: the same examples' responses are trained under both recipes
   assert.equal(res.runs.sft!.trained_tokens, res.runs['miso-para']!.trained_tokens);
   assert.ok(res.runs['miso-para']!.processed_tokens > res.runs.sft!.processed_tokens);
+  // the held-out test loss (full prompt, teacher forcing) is measured for the base model and every run
+  for (const x of [res.base_test_loss, res.runs.sft!.test_loss, res.runs['miso-para']!.test_loss]) assert.ok(Number.isFinite(x) && x > 0, String(x));
   for (const r of ['sft', 'miso-para']) {
     const lines = readFileSync(join(out, r, 'metrics.jsonl'), 'utf8').trim().split('\n');
     assert.equal(lines.length, 3);

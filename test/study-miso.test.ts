@@ -13,7 +13,7 @@ function fakeRun(seed: number, inst: number, extra: Partial<MisoRunResult> = {})
     prompt_strict: inst / 2, inst_strict: inst, prompt_loose: inst / 2, inst_loose: inst, flatten_inst_strict: inst,
     seed, data_seed: seed, per_k: { '2': { prompt_strict: 0, inst_strict: inst, prompts: 1 } }, per_instruction_strict: { a: inst },
     losses: [2, 1], run: {
-      recipe: 'x', steps: 2, examples_per_step: 1, trained_tokens: 100, processed_tokens: 300, first_loss: 2, final_loss: 1,
+      recipe: 'x', steps: 2, examples_per_step: 1, trained_tokens: 100, processed_tokens: 300, first_loss: 2, final_loss: 1, test_loss: 1.5,
       train_seconds: 1, eval_seconds: 1, rows: 1, dropped: 0, truncated: 0,
     },
     ...extra,
@@ -33,7 +33,7 @@ test('study miso: aggregate gives mean ± sample std and the per-seed paired dif
   assert.deepEqual(a.losses, [2, 1]);
   assert.equal(aggregateMiso('s', { name: 'sft' }, sft).paired_vs_sft, undefined);
   const table = misoTable({ configs: { sft: aggregateMiso('s', {}, sft), miso: a }, settings: {} });
-  assert.match(table, /\| miso \| 25\.0 ± 5\.0 \| 50\.0 ± 10\.0 \|.*\| \+10\.0 ± 0\.0 \|/);
+  assert.match(table, /\| miso \| 25\.0 ± 5\.0 \| 50\.0 ± 10\.0 \|.*\| \+10\.0 ± 0\.0 \| 1\.500 ± 0\.000 \|/);
 });
 
 test('study miso: per-k splits prompt and instruction accuracy by the number of constraints', () => {
@@ -60,6 +60,7 @@ test('study miso: a tiny run trains every config on the same examples and writes
       for (const m of Object.values(c.metrics)) assert.ok(m.mean >= 0 && m.mean <= 1 && m.std >= 0, name);
       assert.equal(c.losses.length, name === 'base' ? 0 : 2);
       assert.equal(c.paired_vs_sft === undefined, name === 'base' || name === 'sft', name);
+      assert.ok(c.test_loss && c.test_loss.mean > 0 && Number.isFinite(c.test_loss.mean), name);
     }
     // Same rows per step in the same seeded order: the recipes differ only in the inputs, so every
     // one trains exactly the same response tokens.

@@ -23,7 +23,8 @@ export async function runDemoCli(o: DemoCliOptions, print: (s: string) => void =
   print('\n' + formatTable(r.recipes) + '\n');
   for (const [name, run] of Object.entries(r.runs)) {
     print(`${name}: ${run.steps} steps x ${run.examples_per_step} examples, ${run.trained_tokens} trained response tokens ` +
-      `(${run.processed_tokens} tokens processed), loss ${run.first_loss.toFixed(3)} -> ${run.final_loss.toFixed(3)}, ${run.train_seconds}s\n`);
+      `(${run.processed_tokens} tokens processed), loss ${run.first_loss.toFixed(3)} -> ${run.final_loss.toFixed(3)}` +
+      `${run.test_loss !== null ? `, test loss ${run.test_loss.toFixed(3)} (base ${r.base_test_loss?.toFixed(3)})` : ''}, ${run.train_seconds}s\n`);
   }
   print(`results: ${o.out}/results.json, loss curves: ${o.out}/<recipe>/metrics.jsonl and ${o.out}/loss.svg; total ${r.seconds}s\n`);
   return r;

@@ -13,7 +13,7 @@ import { writeLlama2cTokenizerFiles } from '../io/tokenizer-json.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
 import { validateTrainConfig, type TrainConfig } from '../train/config.js';
 import { prepareRows } from '../train/prepare.js';
-import { Trainer } from '../train/trainer.js';
+import { Trainer, evaluateLoss } from '../train/trainer.js';
 import { warmupStepsOf } from '../train/schedule.js';
 import { trainableParams } from '../model/lora.js';
 import { chatEncoder, templateFor } from '../cli/train.js';
@@ -62,6 +62,8 @@ export interface RecipeRun {
   processed_tokens: number;
   first_loss: number;
   final_loss: number;
+  /** Mean loss per response token on the held-out test records with the full prompt (teacher forcing), or null. */
+  test_loss: number | null;
   train_seconds: number;
   eval_seconds: number;
   rows: number;
@@ -75,6 +77,8 @@ export interface DemoResults {
   per_instruction_strict: Record<string, Record<string, number>>;
   runs: Record<string, RecipeRun>;
   base_eval_seconds: number;
+  /** The base model's teacher-forced loss per response token on the test records (compare runs[r].test_loss). */
+  base_test_loss: number | null;
   config: Record<string, unknown>;
   data: { train: number; test: number; test_constraints_per_prompt: Record<string, number>; dropped_by_verification: number };
   seconds: number;
@@ -95,11 +99,13 @@ function stopIdsOf(tok: Tokenizer): number[] {
   return [tok.eosId, tok.bosId].filter((x) => x >= 0);
 }
 
-function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: RecipeJob, modelPath: string, tokPath: string, trainFile: string): TrainConfig {
+function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: RecipeJob, modelPath: string, tokPath: string, trainFile: string, testFile?: string): TrainConfig {
   return validateTrainConfig({
     model: modelPath, tokenizer: tokPath, output_dir: job.outDir, seed: job.seed,
     data: {
       datasets: [{ path: trainFile, format: 'constraints' }],
+      // eval rows are always plain SFT rows (full prompt -> response), whatever the recipe
+      ...(testFile ? { eval_datasets: [{ path: testFile, format: 'constraints' }] } : {}),
       // one example per row: every optimizer step trains the same examples under every recipe
       pack: false, max_len: 1536, overflow: 'drop', template: 'plain',
     },
@@ -126,6 +132,7 @@ export function formatTable(results: Record<string, DemoMetrics>): string {
 
 export interface DemoData {
   trainFile: string;
+  testFile: string;
   evalRecords: SynthRecord[];
   train: number;
   test: number;
@@ -140,10 +147,11 @@ export function writeDemoData(dir: string, o: { seed: number; nTrain: number; nT
   const test = synthesizeConstraints({ n: o.nTest, seed: o.seed, split: 'test', nlp: o.nlp });
   const trainFile = join(dir, 'train.jsonl');
   writeJsonlAtomic(trainFile, train.records);
-  writeJsonlAtomic(join(dir, 'test.jsonl'), test.records);
+  const testFile = join(dir, 'test.jsonl');
+  writeJsonlAtomic(testFile, test.records);
   const perK: Record<string, number> = {};
   for (const r of test.records) perK[String(r.instruction_id_list.length)] = (perK[String(r.instruction_id_list.length)] ?? 0) + 1;
-  return { trainFile, evalRecords: test.records, train: train.records.length, test: test.records.length, perK, dropped: train.dropped + test.dropped };
+  return { trainFile, testFile, evalRecords: test.records, train: train.records.length, test: test.records.length, perK, dropped: train.dropped + test.dropped };
 }
 
 /** Instruction-level strict accuracy per instruction id. */
@@ -153,17 +161,24 @@ export function perInstructionStrict(strict: IfevalResult[]): Record<string, num
 
 /** Evaluates the model as it is (no fine-tuning); writes OUTDIR/responses.jsonl. */
 export function evaluateBase(
-  o: Pick<DemoOptions, 'maxNewTokens' | 'progress'>,
-  ctx: { modelPath: string; tokPath: string; evalRecords: readonly SynthRecord[]; nlp: CheckContext; outDir: string },
-): EvalOutcome {
+  o: Pick<DemoOptions, 'maxNewTokens' | 'progress' | 'batch'>,
+  ctx: { modelPath: string; tokPath: string; testFile?: string; evalRecords: readonly SynthRecord[]; nlp: CheckContext; outDir: string },
+): EvalOutcome & { testLoss: number | null } {
   const base = loadModel(ctx.modelPath, nativeKernels()).model;
   const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, base.config.vocabSize);
   const template = ChatTemplate.forTokenizer(tok, { plain: true });
+  let testLoss: number | null = null;
+  if (ctx.testFile) {
+    // the same eval rows the fine-tuned runs are scored on (the sft recipe builds them)
+    const cfg = trainConfig({ steps: 1, batch: o.batch, lr: 1e-3 }, { label: 'base', recipe: { name: 'sft' }, outDir: ctx.outDir, seed: 0 }, ctx.modelPath, ctx.tokPath, ctx.testFile, ctx.testFile);
+    const prep = prepareRows(cfg, chatEncoder(tok, templateFor(tok, cfg), cfg.data.train_on));
+    testLoss = evaluateLoss(base, prep.eval, o.batch, tok.eosId >= 0 ? tok.eosId : 0);
+  }
   const ev = evaluateModel(base, tok, template, ctx.evalRecords, ctx.nlp, {
     maxNewTokens: o.maxNewTokens, stopIds: stopIdsOf(tok), label: 'eval base', ...(o.progress !== undefined ? { progress: o.progress } : {}),
   });
   writeJsonlAtomic(join(ctx.outDir, 'responses.jsonl'), ctx.evalRecords.map((r, i) => ({ prompt: r.prompt, response: ev.responses[i], follow: ev.strict[i]!.follow_instruction_list })));
-  return ev;
+  return { ...ev, testLoss };
 }
 
 /** One training run of the demo or a study: which recipe block, where, with which seed. */
@@ -180,6 +195,8 @@ export interface RecipeJobContext {
   modelPath: string;
   tokPath: string;
   trainFile: string;
+  /** The held-out records as a file: adds the teacher-forced test loss (full prompt -> response). */
+  testFile?: string;
   evalRecords: readonly SynthRecord[];
   nlp: CheckContext;
   log: (line: string) => void;
@@ -202,7 +219,7 @@ export interface RecipeJobResult {
  * seeded row order, so recipes differ only in how each example is laid out.
  */
 export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'maxNewTokens' | 'progress'>, ctx: RecipeJobContext): RecipeJobResult {
-  const cfg = trainConfig(o, job, ctx.modelPath, ctx.tokPath, ctx.trainFile);
+  const cfg = trainConfig(o, job, ctx.modelPath, ctx.tokPath, ctx.trainFile, ctx.testFile);
   const kernels = nativeKernels();
   const model = loadModel(ctx.modelPath, kernels).model;
   const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, model.config.vocabSize);
@@ -211,7 +228,7 @@ export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 
   const outDir = cfg.output_dir;
   rmSync(join(outDir, 'metrics.jsonl'), { force: true });
   const totalSteps = o.steps;
-  const trainer = new Trainer(model, trainableParams(model), prep.train, [], {
+  const trainer = new Trainer(model, trainableParams(model), prep.train, prep.eval, {
     outputDir: outDir, seed: cfg.seed, totalSteps,
     microBatchSize: cfg.training.micro_batch_size, gradAccum: cfg.training.grad_accum, lr: cfg.training.lr,
     warmupSteps: warmupStepsOf(totalSteps, { ratio: cfg.training.warmup_ratio ?? 0 }),
@@ -239,11 +256,11 @@ export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 
   }
   const run: RecipeRun = {
     recipe: job.label, steps: r.steps, examples_per_step: o.batch, trained_tokens: r.targetTokens, processed_tokens: r.tokens,
-    first_loss: r.losses[0] ?? Number.NaN, final_loss: r.finalLoss,
+    first_loss: r.losses[0] ?? Number.NaN, final_loss: r.finalLoss, test_loss: r.evalLoss,
     train_seconds: round1(r.seconds), eval_seconds: round1(ev.seconds), rows: prep.train.length,
     dropped: prep.stats.train.dropped, truncated: prep.stats.train.truncated,
   };
-  ctx.log(`${job.label}: loss ${run.first_loss.toFixed(3)} -> ${r.finalLoss.toFixed(3)} in ${r.seconds.toFixed(1)}s; ` +
+  ctx.log(`${job.label}: loss ${run.first_loss.toFixed(3)} -> ${r.finalLoss.toFixed(3)}${r.evalLoss !== null ? `, test loss ${r.evalLoss.toFixed(3)}` : ''} in ${r.seconds.toFixed(1)}s; ` +
     `prompt strict ${(100 * ev.metrics.prompt_strict).toFixed(1)}%, inst strict ${(100 * ev.metrics.inst_strict).toFixed(1)}% (eval ${ev.seconds.toFixed(1)}s)`);
   return { metrics: ev.metrics, strict: ev.strict, flat: ev.flat, run, losses: r.losses };
 }
@@ -260,7 +277,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   // 1. data
   const nlp = defaultIfevalNlp();
   const data = writeDemoData(join(out, 'data'), { seed: o.seed, nTrain: o.nTrain, nTest: o.nTest, nlp });
-  const { trainFile, evalRecords, perK } = data;
+  const { trainFile, testFile, evalRecords, perK } = data;
   log(`data: ${data.train} train examples (1-3 constraints), ${data.test} test examples (unseen combinations of 2-4 constraints), ` +
     `all verified by the IFEval checker; ${data.dropped} dropped`);
 
@@ -269,14 +286,14 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   const perInstruction: Record<string, Record<string, number>> = {};
   const runs: Record<string, RecipeRun> = {};
   const lossCurves: Record<string, number[]> = {};
-  const baseEval = evaluateBase(o, { modelPath, tokPath, evalRecords, nlp, outDir: join(out, 'base') });
+  const baseEval = evaluateBase(o, { modelPath, tokPath, testFile, evalRecords, nlp, outDir: join(out, 'base') });
   results.base = baseEval.metrics;
   perInstruction.base = perInstructionStrict(baseEval.strict);
   log(`base: prompt strict ${(100 * baseEval.metrics.prompt_strict).toFixed(1)}%, inst strict ${(100 * baseEval.metrics.inst_strict).toFixed(1)}% (${baseEval.seconds.toFixed(1)}s)`);
 
   // 3. each recipe: fresh model, same data / steps / seed
   for (const recipe of recipes) {
-    const r = trainAndEvaluate({ label: recipe, recipe: { name: recipe }, outDir: join(out, recipe), seed: o.seed }, o, { modelPath, tokPath, trainFile, evalRecords, nlp, log });
+    const r = trainAndEvaluate({ label: recipe, recipe: { name: recipe }, outDir: join(out, recipe), seed: o.seed }, o, { modelPath, tokPath, trainFile, testFile, evalRecords, nlp, log });
     results[recipe] = r.metrics;
     perInstruction[recipe] = perInstructionStrict(r.strict);
     runs[recipe] = r.run;
@@ -285,7 +302,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
 
   // 4. results, table and plot
   const res: DemoResults = {
-    recipes: results, per_instruction_strict: perInstruction, runs, base_eval_seconds: round1(baseEval.seconds),
+    recipes: results, per_instruction_strict: perInstruction, runs, base_eval_seconds: round1(baseEval.seconds), base_test_loss: baseEval.testLoss,
     config: { model: modelPath, steps: o.steps, seed: o.seed, n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, batch: o.batch, lr: o.lr, pack: false, schedule: 'cosine' },
     data: { train: data.train, test: data.test, test_constraints_per_prompt: perK, dropped_by_verification: data.dropped },
     seconds: round1((performance.now() - t0) / 1000),

@@ -101,6 +101,8 @@ export interface MisoConfigResult {
   paired_vs_sft?: Record<keyof DemoMetrics, Stat>;
   per_k_inst_strict: Record<string, Stat>;
   per_instruction_strict: Record<string, number>;
+  /** Teacher-forced loss per response token on the held-out records, full prompt (mean ± std over seeds). */
+  test_loss: Stat | null;
   /** Mean training-loss curve over seeds (empty for base). */
   losses: number[];
   trained_tokens: number;
@@ -145,6 +147,7 @@ export function aggregateMiso(description: string, recipe: Record<string, unknow
     description, recipe, metrics, ...(paired ? { paired_vs_sft: paired } : {}),
     per_k_inst_strict: Object.fromEntries(ks.map((k) => [k, stat(runs.filter((r) => r.per_k[k]).map((r) => r.per_k[k]!.inst_strict))])),
     per_instruction_strict: Object.fromEntries(ids.map((id) => [id, r4(mean(runs.filter((r) => id in r.per_instruction_strict).map((r) => r.per_instruction_strict[id]!)))])),
+    test_loss: runs.every((r) => typeof r.run.test_loss === 'number') ? stat(runs.map((r) => r.run.test_loss!)) : null,
     losses: meanCurve(runs.map((r) => r.losses)).map(r4),
     trained_tokens: Math.round(mean(runs.map((r) => r.run.trained_tokens))),
     processed_tokens: Math.round(mean(runs.map((r) => r.run.processed_tokens))),
@@ -155,7 +158,7 @@ export function aggregateMiso(description: string, recipe: Record<string, unknow
 
 /** The results table (markdown): mean ± std over seeds, paired difference to sft. */
 export function misoTable(res: MisoStudyResults): string {
-  const head = ['config', 'prompt strict', 'inst strict', 'prompt loose', 'inst loose', 'flat inst strict', 'Δ inst strict vs sft (paired)', 'trained / processed tokens', 'train s'];
+  const head = ['config', 'prompt strict', 'inst strict', 'prompt loose', 'inst loose', 'flat inst strict', 'Δ inst strict vs sft (paired)', 'test loss', 'trained / processed tokens', 'train s'];
   const lines = [`| ${head.join(' | ')} |`, `|---|${head.slice(1).map(() => '---:').join('|')}|`];
   for (const [name, c] of Object.entries(res.configs)) {
     const sd = (s: Stat): number | undefined => (c.runs.length > 1 ? s.std : undefined);
@@ -163,7 +166,8 @@ export function misoTable(res: MisoStudyResults): string {
     const d = c.paired_vs_sft?.inst_strict;
     const delta = d ? `${d.mean >= 0 ? '+' : ''}${pct(d.mean, c.runs.length > 1 ? d.std : undefined)}` : '-';
     const tokens = name === 'base' ? '-' : `${(c.trained_tokens / 1000).toFixed(0)}k / ${(c.processed_tokens / 1000).toFixed(0)}k`;
-    lines.push(`| ${name} | ${cells.join(' | ')} | ${delta} | ${tokens} | ${name === 'base' ? '-' : c.train_seconds} |`);
+    const loss = c.test_loss ? `${c.test_loss.mean.toFixed(3)}${c.runs.length > 1 ? ` ± ${c.test_loss.std.toFixed(3)}` : ''}` : '-';
+    lines.push(`| ${name} | ${cells.join(' | ')} | ${delta} | ${loss} | ${tokens} | ${name === 'base' ? '-' : c.train_seconds} |`);
   }
   return lines.join('\n');
 }
@@ -239,10 +243,10 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
       let base = reuse(dir, key);
       if (base) reused++;
       else {
-        const ev = evaluateBase(o, { modelPath, tokPath, evalRecords: data.evalRecords, nlp, outDir: dir });
+        const ev = evaluateBase(o, { modelPath, tokPath, testFile: data.testFile, evalRecords: data.evalRecords, nlp, outDir: dir });
         base = {
           ...ev.metrics, seed, data_seed: dataSeed, per_k: perK(ev.strict), per_instruction_strict: perInstructionStrict(ev.strict), losses: [],
-          run: { recipe: 'base', steps: 0, examples_per_step: 0, trained_tokens: 0, processed_tokens: 0, first_loss: Number.NaN, final_loss: Number.NaN, train_seconds: 0, eval_seconds: Math.round(ev.seconds * 10) / 10, rows: 0, dropped: 0, truncated: 0 },
+          run: { recipe: 'base', steps: 0, examples_per_step: 0, trained_tokens: 0, processed_tokens: 0, first_loss: Number.NaN, final_loss: Number.NaN, test_loss: ev.testLoss, train_seconds: 0, eval_seconds: Math.round(ev.seconds * 10) / 10, rows: 0, dropped: 0, truncated: 0 },
         };
         save(dir, key, base);
       }
@@ -261,7 +265,7 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
         const r = trainAndEvaluate(
           { label: `${name} s${seed}`, recipe: spec.recipe, outDir: dir, seed },
           o,
-          { modelPath, tokPath, trainFile: data.trainFile, evalRecords: data.evalRecords, nlp, log, saveModel: false },
+          { modelPath, tokPath, trainFile: data.trainFile, testFile: data.testFile, evalRecords: data.evalRecords, nlp, log, saveModel: false },
         );
         res = { ...r.metrics, seed, data_seed: dataSeed, per_k: perK(r.strict), per_instruction_strict: perInstructionStrict(r.strict), run: r.run, losses: r.losses.map(r4) };
         save(dir, key, res);

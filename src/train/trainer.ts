@@ -151,16 +151,7 @@ export class Trainer {
 
   /** Mean token loss over rows, no gradients. */
   evaluate(rows: Row[] = this.evalRows): number | null {
-    if (rows.length === 0) return null;
-    let sum = 0;
-    let count = 0;
-    for (let i = 0; i < rows.length; i += this.o.microBatchSize) {
-      const mb = makeMicroBatch(rows.slice(i, i + this.o.microBatchSize), this.o.padId);
-      const r = this.model.forward(mb.inputs, mb.targets, mb.batch, { positions: mb.positions, ...(mb.layout ? { layout: mb.layout } : {}), grad: false });
-      sum += r.lossSum;
-      count += r.tokens;
-    }
-    return count > 0 ? sum / count : null;
+    return evaluateLoss(this.model, rows, this.o.microBatchSize, this.o.padId);
   }
 
   run(resumeFrom?: string): TrainResult {
@@ -272,3 +263,16 @@ function round(x: number, d: number): number {
   return Math.round(x * f) / f;
 }
 
+
+/** Mean loss per labelled token over rows (forward only, `microBatchSize` rows at a time); null without labels. */
+export function evaluateLoss(model: LlamaModel, rows: readonly Row[], microBatchSize: number, padId: number): number | null {
+  let sum = 0;
+  let count = 0;
+  for (let i = 0; i < rows.length; i += microBatchSize) {
+    const mb = makeMicroBatch(rows.slice(i, i + microBatchSize), padId);
+    const r = model.forward(mb.inputs, mb.targets, mb.batch, { positions: mb.positions, ...(mb.layout ? { layout: mb.layout } : {}), grad: false });
+    sum += r.lossSum;
+    count += r.tokens;
+  }
+  return count > 0 ? sum / count : null;
+}
