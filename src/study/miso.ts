@@ -12,6 +12,8 @@
 //                       instruction per single constraint, bare instruction; one output.
 //   miso-para-fid       recipe miso-para, weighting fid (the paper's MISO-fid-para).
 //   miso-para-wo-full   recipe miso-para, include_full false (ablation "w/o full").
+//   miso-para-wo-bare   recipe miso-para, include_bare false (not in the paper: does the input
+//                       without any constraint, paired with a constrained response, hurt?).
 //   miso-augment-only   recipe miso-augment-only: the same inputs, each as its own SFT example
 //                       ("no MISO": augmented data as plain SFT). Same rows per step, so it sees
 //                       fewer source examples per step than the others but trains as many output
@@ -45,6 +47,7 @@ export const MISO_STUDY_CONFIGS: Record<string, MisoConfigSpec> = {
   'miso-para': { description: 'MISO: full + single-constraint + bare inputs, uniform weighting', recipe: { name: 'miso-para', weighting: 'uniform' } },
   'miso-para-fid': { description: 'miso-para with fid weighting', recipe: { name: 'miso-para', weighting: 'fid' } },
   'miso-para-wo-full': { description: 'miso-para without the full-instruction input', recipe: { name: 'miso-para', include_full: false } },
+  'miso-para-wo-bare': { description: 'miso-para without the bare-instruction input (extra ablation)', recipe: { name: 'miso-para', include_bare: false } },
   'miso-augment-only': { description: 'the miso-para inputs as separate SFT examples (no MISO)', recipe: { name: 'miso-augment-only' } },
   'miso-succ': { description: 'MISO over k successive chunks of the prompt', recipe: { name: 'miso-succ' } },
 };
@@ -221,11 +224,12 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
   log(`study miso: ${o.configs.length} configs × ${o.seeds} seed(s), ${o.steps} steps × ${o.batch} examples, lr ${o.lr}; ` +
     `${o.nTrain} train / ${o.nTest} test examples per data seed (${o.dataSeed === undefined ? 'data seed = training seed' : `data seed ${o.dataSeed}`})`);
 
+  // the base model's key carries the training settings too: conservative (it is re-evaluated when
+  // they change), and cheap
   const keyOf = (what: string, seed: number, dataSeed: number, recipe: unknown): string => runKey({
     study: 'miso', what, seed, dataSeed, recipe, steps: o.steps, batch: o.batch, lr: o.lr, nTrain: o.nTrain, nTest: o.nTest, maxNewTokens: o.maxNewTokens, model: modelPath, tokenizer: tokPath,
   });
   const reuse = (dir: string, key: string): MisoRunResult | null => (o.fresh ? null : readRunResult<MisoRunResult>(dir, key));
-  const save = writeRunResult;
 
   const dataCache = new Map<number, DemoData>();
   const baseRuns: MisoRunResult[] = [];
@@ -248,7 +252,7 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
           ...ev.metrics, seed, data_seed: dataSeed, per_k: perK(ev.strict), per_instruction_strict: perInstructionStrict(ev.strict), losses: [],
           run: { recipe: 'base', steps: 0, examples_per_step: 0, trained_tokens: 0, processed_tokens: 0, first_loss: Number.NaN, final_loss: Number.NaN, test_loss: ev.testLoss, train_seconds: 0, eval_seconds: Math.round(ev.seconds * 10) / 10, rows: 0, dropped: 0, truncated: 0 },
         };
-        save(dir, key, base);
+        writeRunResult(dir, key, base);
       }
       baseRuns.push(base);
       log(`base (data seed ${dataSeed}): inst strict ${pct(base.inst_strict)}%`);
@@ -268,7 +272,7 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
           { modelPath, tokPath, trainFile: data.trainFile, testFile: data.testFile, evalRecords: data.evalRecords, nlp, log, saveModel: false },
         );
         res = { ...r.metrics, seed, data_seed: dataSeed, per_k: perK(r.strict), per_instruction_strict: perInstructionStrict(r.strict), run: r.run, losses: r.losses.map(r4) };
-        save(dir, key, res);
+        writeRunResult(dir, key, res);
       }
       (runs[name] ??= []).push(res);
     }

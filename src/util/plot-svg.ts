@@ -21,6 +21,8 @@ export interface LossAccuracyPlot {
   title: string;
   lossTitle?: string;
   barTitle?: string;
+  /** Top of the bar axis (default: the largest value + error rounded up to a tenth, at most 1). */
+  barMax?: number;
   losses: LineSeries[];
   groups: string[];
   bars: BarSeries[];
@@ -130,9 +132,11 @@ export function lossAccuracySvg(p: LossAccuracyPlot): string {
   const nS = Math.max(1, p.bars.length);
   const gw = bw / nG;
   const barW = (gw * 0.8) / nS;
-  const BY = (v: number): number => top + panelH - Math.max(0, Math.min(1, v)) * panelH;
+  const highest = Math.max(0, ...p.bars.flatMap((b) => b.values.map((v, i) => v + (b.err?.[i] ?? 0))).filter(Number.isFinite));
+  const yMax = p.barMax ?? Math.min(1, Math.max(0.1, Math.ceil(highest * 10 - 1e-9) / 10));
+  const BY = (v: number): number => top + panelH - (Math.max(0, Math.min(yMax, v)) / yMax) * panelH;
   out.push(`<text x="${bx + bw / 2}" y="${top - 12}" text-anchor="middle" font-size="13">${esc(p.barTitle ?? 'accuracy')}</text>`);
-  for (const t of [0, 0.2, 0.4, 0.6, 0.8, 1]) {
+  for (const t of ticks(0, yMax)) {
     out.push(`<line x1="${bx}" x2="${bx + bw}" y1="${f(BY(t))}" y2="${f(BY(t))}" stroke="#e0e0e0"/>`);
     out.push(`<text x="${bx - 6}" y="${f(BY(t) + 4)}" text-anchor="end">${label(t)}</text>`);
   }
