@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { aggregateMiso, misoTable, perK, runMisoStudy, type MisoRunResult, type MisoStudyResults } from '../src/study/miso.js';
 import type { IfevalResult } from '../src/eval/ifeval/score.js';
 import { main } from '../src/cli/main.js';
+import { sharedDir } from '../src/util/paths.js';
 import { assertWellFormedSvg } from './util.js';
 
 function fakeRun(seed: number, inst: number, extra: Partial<MisoRunResult> = {}): MisoRunResult {
@@ -90,6 +91,26 @@ test('study miso: a tiny run trains every config on the same examples and writes
     const changed: string[] = [];
     await runMisoStudy({ out: dir, steps: 2, seeds: 1, nTrain: 24, nTest: 3, batch: 4, maxNewTokens: 8, lr: 1e-3, configs: ['sft'], progress: false, log: (s) => changed.push(s) });
     assert.ok(!changed.some((l) => /reusing/.test(l)));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('study miso: a user model as an HF folder brings its own tokenizer', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-study-miso-hf-'));
+  try {
+    const fx = join(sharedDir(), 'fixtures', 'stories260K');
+    const err = process.stderr.write;
+    process.stderr.write = (() => true) as typeof process.stderr.write;
+    try {
+      assert.equal(await main(['convert', '--from', join(fx, 'stories260K.bin'), '--tokenizer', join(fx, 'tok512.bin'), '--to', join(dir, 'hf')]), 0);
+    } finally {
+      process.stderr.write = err;
+    }
+    const res = await runMisoStudy({ out: join(dir, 'out'), model: join(dir, 'hf'), steps: 1, seeds: 1, nTrain: 8, nTest: 2, batch: 2, maxNewTokens: 4, configs: ['sft'], progress: false, log: () => {} });
+    assert.equal(res.configs.sft!.runs.length, 1);
+    assert.ok(res.configs.sft!.test_loss!.mean > 0);
+    await assert.rejects(runMisoStudy({ out: join(dir, 'out2'), model: join(dir, 'nope'), configs: ['sft'], log: () => {} }), /nope: model not found/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -99,9 +99,9 @@ function stopIdsOf(tok: Tokenizer): number[] {
   return [tok.eosId, tok.bosId].filter((x) => x >= 0);
 }
 
-function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: RecipeJob, modelPath: string, tokPath: string, trainFile: string, testFile?: string): TrainConfig {
+function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: RecipeJob, modelPath: string, tokPath: string | undefined, trainFile: string, testFile?: string): TrainConfig {
   return validateTrainConfig({
-    model: modelPath, tokenizer: tokPath, output_dir: job.outDir, seed: job.seed,
+    model: modelPath, ...(tokPath ? { tokenizer: tokPath } : {}), output_dir: job.outDir, seed: job.seed,
     data: {
       datasets: [{ path: trainFile, format: 'constraints' }],
       // eval rows are always plain SFT rows (full prompt -> response), whatever the recipe
@@ -162,7 +162,7 @@ export function perInstructionStrict(strict: IfevalResult[]): Record<string, num
 /** Evaluates the model as it is (no fine-tuning); writes OUTDIR/responses.jsonl. */
 export function evaluateBase(
   o: Pick<DemoOptions, 'maxNewTokens' | 'progress' | 'batch'>,
-  ctx: { modelPath: string; tokPath: string; testFile?: string; evalRecords: readonly SynthRecord[]; nlp: CheckContext; outDir: string },
+  ctx: { modelPath: string; tokPath: string | undefined; testFile?: string; evalRecords: readonly SynthRecord[]; nlp: CheckContext; outDir: string },
 ): EvalOutcome & { testLoss: number | null } {
   const base = loadModel(ctx.modelPath, nativeKernels()).model;
   const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, base.config.vocabSize);
@@ -181,6 +181,16 @@ export function evaluateBase(
   return { ...ev, testLoss };
 }
 
+/**
+ * The model to fine-tune and its tokenizer: by default the embedded stories260K and its tok512.bin;
+ * a user's model (llama2.c file or HF folder) finds its own tokenizer unless one is given.
+ */
+export function demoModelPaths(model?: string, tokenizer?: string): { modelPath: string; tokPath: string | undefined } {
+  if (model) return { modelPath: resolve(model), tokPath: tokenizer ? resolve(tokenizer) : undefined };
+  const dir = join(sharedDir(), 'fixtures', 'stories260K');
+  return { modelPath: resolve(dir, 'stories260K.bin'), tokPath: resolve(tokenizer ?? join(dir, 'tok512.bin')) };
+}
+
 /** One training run of the demo or a study: which recipe block, where, with which seed. */
 export interface RecipeJob {
   /** Name in logs and results ("sft", "miso-para-fid", ...). */
@@ -193,7 +203,8 @@ export interface RecipeJob {
 
 export interface RecipeJobContext {
   modelPath: string;
-  tokPath: string;
+  /** undefined: the tokenizer inside the model folder (HF) or tokenizer.bin beside it. */
+  tokPath: string | undefined;
   trainFile: string;
   /** The held-out records as a file: adds the teacher-forced test loss (full prompt -> response). */
   testFile?: string;
@@ -270,8 +281,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const recipes = parseRecipes(o.recipes.join(','));
   const out = resolve(o.out);
-  const modelPath = resolve(o.model ?? join(sharedDir(), 'fixtures', 'stories260K', 'stories260K.bin'));
-  const tokPath = resolve(o.tokenizer ?? join(modelPath, '..', 'tok512.bin'));
+  const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
   if (!existsSync(modelPath)) throw new MixtuneError(`${modelPath}: the demo model is missing (../shared/fixtures beside the checkout, or MIXTUNE_SHARED)`);
 
   // 1. data

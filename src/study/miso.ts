@@ -21,15 +21,14 @@
 //   miso-succ           recipe miso-succ: the prompt split into k successive chunks.
 // The statistics are over seeds: mean ± sample std, and the paired difference to sft (each seed's
 // configuration minus the same seed's sft), which removes the between-seed variance of the data.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
 import type { IfevalResult } from '../eval/ifeval/score.js';
 import { METRIC_KEYS, type DemoMetrics } from '../demo/eval.js';
 import {
-  evaluateBase, perInstructionStrict, trainAndEvaluate, writeDemoData, type DemoData, type RecipeRun,
+  demoModelPaths, evaluateBase, perInstructionStrict, trainAndEvaluate, writeDemoData, type DemoData, type RecipeRun,
 } from '../demo/run.js';
-import { sharedDir } from '../util/paths.js';
 import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import { lossAccuracySvg } from '../util/plot-svg.js';
@@ -217,8 +216,8 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
   checkConfigs(o.configs);
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const t0 = performance.now();
-  const modelPath = resolve(o.model ?? join(sharedDir(), 'fixtures', 'stories260K', 'stories260K.bin'));
-  const tokPath = resolve(o.tokenizer ?? join(modelPath, '..', 'tok512.bin'));
+  const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
+  if (!existsSync(modelPath)) throw new MixtuneError(`${modelPath}: model not found`);
   mkdirSync(o.out, { recursive: true });
   const nlp = defaultIfevalNlp();
   log(`study miso: ${o.configs.length} configs × ${o.seeds} seed(s), ${o.steps} steps × ${o.batch} examples, lr ${o.lr}; ` +
