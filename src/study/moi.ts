@@ -361,7 +361,7 @@ export function moiPlot(res: MoiStudyResults): string {
   const groups = [...MOI_DOMAINS, 'avg'];
   const steps = Math.max(0, ...names.map((n) => res.configs[n]!.losses.length));
   return lossAccuracySvg({
-    title: `MoI study: stories260K, ${steps} steps, seeds ${String(res.settings.seeds)} (test: default system prompt)`,
+    title: `MoI study: stories260K, ${steps} steps, ${String(res.settings.seeds)} seed(s) (test: default system prompt)`,
     losses: names.map((n) => ({ name: n, values: res.configs[n]!.losses })),
     smooth: Math.max(1, Math.round(steps / 20)),
     logY: true,
@@ -374,7 +374,7 @@ export function moiPlot(res: MoiStudyResults): string {
         ...(c.std ? { err: groups.map((g) => (g === 'avg' ? c.std!.avg : c.std!.domains[g as MoiDomain])) } : {}),
       };
     }),
-    barTitle: 'test accuracy per domain',
+    barTitle: names.some((n) => res.configs[n]!.std) ? 'test accuracy per domain (mean ± std over seeds)' : 'test accuracy per domain',
   });
 }
 

@@ -77,10 +77,24 @@ function label(t: number): string {
 /** The whole figure as an SVG document. */
 export function lossAccuracySvg(p: LossAccuracyPlot): string {
   const W = 1100;
-  const H = 440;
+  // the legend flows over as many rows as the names need (width estimated at 7 px per character)
+  const names = p.bars.length ? p.bars.map((b) => b.name) : p.losses.map((l) => l.name);
+  const legend: { x: number; row: number }[] = [];
+  let lxPos = 60;
+  let row = 0;
+  for (const n of names) {
+    const itemW = 16 + 7 * n.length + 24;
+    if (lxPos + itemW > W - 20 && lxPos > 60) {
+      row++;
+      lxPos = 60;
+    }
+    legend.push({ x: lxPos, row });
+    lxPos += itemW;
+  }
+  const legendRows = row + 1;
   const top = 56;
-  const bottom = 70;
-  const panelH = H - top - bottom;
+  const panelH = 440 - top - 70;
+  const H = top + panelH + 52 + 18 * legendRows;
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
@@ -158,11 +172,9 @@ export function lossAccuracySvg(p: LossAccuracyPlot): string {
   out.push(`<rect x="${bx}" y="${top}" width="${bw}" height="${panelH}" fill="none" stroke="#888"/>`);
 
   // ---- legend (shared: same color = same configuration) ----
-  const names = p.bars.length ? p.bars.map((b) => b.name) : p.losses.map((l) => l.name);
-  const itemW = Math.min(170, (W - 80) / Math.max(1, names.length));
   names.forEach((n, i) => {
-    const x = 60 + i * itemW;
-    const y = H - 16;
+    const x = legend[i]!.x;
+    const y = top + panelH + 52 + 18 * legend[i]!.row + 6;
     out.push(`<rect x="${f(x)}" y="${y - 10}" width="12" height="12" fill="${colorOf(i)}"/>`);
     out.push(`<text x="${f(x + 16)}" y="${y}">${esc(n)}</text>`);
   });
