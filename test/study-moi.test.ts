@@ -129,6 +129,19 @@ test('plot: a well-formed SVG with one line per curve and one bar per config and
   const withBase = lossAccuracySvg({ title: 't', losses: [{ name: 'base', values: [] }, { name: 'sft', values: [2, 1] }], groups: ['g'], bars: [{ name: 'base', values: [0.1] }, { name: 'sft', values: [0.2] }], logY: true });
   assertWellFormedSvg(withBase);
   assert.equal(withBase.match(/<polyline/g)?.length, 1);
+  // long legend names flow onto more rows instead of overlapping, and the figure grows to fit
+  const names = Array.from({ length: 9 }, (_, i) => `configuration-with-a-long-name-${i}`);
+  const wide = lossAccuracySvg({ title: 't', losses: [], groups: ['g'], bars: names.map((n) => ({ name: n, values: [0.5] })) });
+  assertWellFormedSvg(wide);
+  const items = [...wide.matchAll(/<rect x="([\d.]+)" y="([\d.]+)" width="12" height="12"[^>]*\/>\s*<text x="[\d.]+" y="[\d.]+">([^<]+)</g)]
+    .map((m) => ({ x: Number(m[1]), y: Number(m[2]), name: m[3]! }));
+  assert.deepEqual(items.map((i) => i.name), names);
+  assert.ok(new Set(items.map((i) => i.y)).size > 1, 'more than one legend row');
+  for (let i = 1; i < items.length; i++) {
+    if (items[i]!.y === items[i - 1]!.y) assert.ok(items[i]!.x - items[i - 1]!.x >= 7 * items[i - 1]!.name.length, `legend item ${i} overlaps the one before`);
+  }
+  const height = (svg: string): number => Number(/height="(\d+)"/.exec(svg)![1]);
+  assert.ok(height(wide) > height(withBase));
 });
 
 test('study moi: a tiny run writes results.json of the right shape and a well-formed SVG', async () => {
