@@ -94,7 +94,8 @@ export function lossAccuracySvg(p: LossAccuracyPlot): string {
   const legendRows = row + 1;
   const top = 56;
   const panelH = 440 - top - 70;
-  const H = top + panelH + 52 + 18 * legendRows;
+  const legendTop = top + panelH + 52; // below the panels and their axis labels
+  const H = legendTop + 18 * legendRows;
   const out: string[] = [];
   out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
   out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
@@ -174,7 +175,7 @@ export function lossAccuracySvg(p: LossAccuracyPlot): string {
   // ---- legend (shared: same color = same configuration) ----
   names.forEach((n, i) => {
     const x = legend[i]!.x;
-    const y = top + panelH + 52 + 18 * legend[i]!.row + 6;
+    const y = legendTop + 18 * legend[i]!.row + 6;
     out.push(`<rect x="${f(x)}" y="${y - 10}" width="12" height="12" fill="${colorOf(i)}"/>`);
     out.push(`<text x="${f(x + 16)}" y="${y}">${esc(n)}</text>`);
   });
