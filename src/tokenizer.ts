@@ -4,6 +4,12 @@ export interface Tokenizer {
   /** BOS id; -1 when the tokenizer has none (e.g. Qwen2: then `bos: true` adds nothing). */
   readonly bosId: number;
   readonly eosId: number;
+  /**
+   * The id that fills the padding positions of a batch: the tokenizer's pad token when it has one,
+   * else EOS (else 0). Padding never carries a loss and is never attended to, so this only has to
+   * be a valid id; one rule for every entry point keeps batches identical between them.
+   */
+  readonly padId: number;
   /** Token ids of `text`; `bos` prepends BOS, `eos` appends EOS. */
   encode(text: string, opts?: { bos?: boolean; eos?: boolean }): number[];
   /**

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { sharedDir } from '../src/util/paths.js';
 import { MixtuneError } from '../src/util/errors.js';
-import { registerIfevalCommand } from '../src/eval/ifeval-cli.js';
+import { registerIfevalCommand } from '../src/cli/eval-ifeval.js';
 import { runIfevalEval, type IfevalSummary } from '../src/eval/ifeval/run.js';
 import { composeInstruction } from '../src/data/readers.js';
 import { renderIfevalConstraint } from '../src/data/ifeval-constraints.js';

@@ -44,7 +44,8 @@ test('Mistral v0.3: special tokens from tokenizer_config.json / generation_confi
   assert.equal(tok.bosId, 1);
   assert.equal(tok.eosId, 2);
   assert.equal(tok.unkId, 0);
-  assert.equal(tok.padId, -1);
+  assert.equal(tok.padTokenId, -1);
+  assert.equal(tok.padId, 2, "no pad token: batches pad with EOS");
   assert.equal(tok.bosToken, '<s>');
   assert.equal(tok.eosToken, '</s>');
   assert.equal(tok.addBos, true);

@@ -6,10 +6,11 @@ import { join } from 'node:path';
 import { LlamaModel } from '../src/model/llama.js';
 import type { LlamaConfig } from '../src/model/config.js';
 import {
-  applyLora, loadLoraAdapter, mergeLora, saveLoraAdapter, setLoraTraining, trainableParams, zeroLoraGrad, hasLora, removeLora,
+  applyLora, mergeLora, setLoraTraining, trainableParams, zeroLoraGrad, hasLora, removeLora,
   type LoraTarget,
 } from '../src/model/lora.js';
 import { saveHfModel } from '../src/io/hf-model.js';
+import { loadLoraAdapter, saveLoraAdapter } from '../src/io/lora-adapter.js';
 import { loadModel } from '../src/io/load.js';
 import { readSafetensors } from '../src/io/safetensors.js';
 import { nativeKernels } from '../src/tensor/native.js';

@@ -10,7 +10,7 @@ import {
   BUILTIN_SYSTEM_PROMPTS, DEFAULT_K_PROBS, assignSystemPrompts, buildGroups, drawK, evalGroups, mergeRowGroups, misoGroup, mixChunks,
   paraInstructions, splitChunks, splitLastTurn, type ExampleEncoder, type RecipeOptions,
 } from '../src/data/recipes/index.js';
-import { chatEncoder } from '../src/cli/train.js';
+import { chatEncoder } from '../src/train/setup.js';
 import { validateTrainConfig } from '../src/train/config.js';
 import { recipeFromConfig } from '../src/train/prepare.js';
 import { makeMicroBatch } from '../src/train/batch.js';

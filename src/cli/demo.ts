@@ -11,6 +11,8 @@ export interface DemoCliOptions {
   maxNewTokens: number;
   batch: number;
   lr: number;
+  model?: string;
+  tokenizer?: string;
   progress?: boolean;
 }
 
@@ -18,7 +20,8 @@ export async function runDemoCli(o: DemoCliOptions, print: (s: string) => void =
   const recipes = parseRecipes(o.recipes);
   const r = await runDemo({
     out: o.out, recipes, steps: o.steps, seed: o.seed, nTrain: o.nTrain, nTest: o.nTest, maxNewTokens: o.maxNewTokens,
-    batch: o.batch, lr: o.lr, ...(o.progress === false ? { progress: false } : {}),
+    batch: o.batch, lr: o.lr, ...(o.model ? { model: o.model } : {}), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
+    ...(o.progress === false ? { progress: false } : {}),
   });
   print('\n' + formatTable(r.recipes) + '\n');
   for (const [name, run] of Object.entries(r.runs)) {

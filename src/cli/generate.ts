@@ -4,7 +4,8 @@ import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
 import { generate } from '../infer/generate.js';
 import { type MisoPositions, misoGenerate } from '../infer/miso.js';
-import { ChatTemplate, type ChatMessage, encodePrompt, encodeRendered, generationPrompt } from '../io/chat.js';
+import { ChatTemplate, encodePrompt } from '../io/chat.js';
+import { misoGroupFromText } from '../infer/miso-text.js';
 import type { Weighting } from '../tensor/ops.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { MixtuneError } from '../util/errors.js';
@@ -27,36 +28,6 @@ export interface GenerateCliOptions {
   input?: string[];
   weighting?: Weighting;
   positions?: MisoPositions;
-}
-
-/**
- * The MISO group of `generate --input ...`: the token ids of every input and the given start of the
- * output part. Plain: each input is BOS + text (like --prompt), the output starts with the --prompt
- * text (no BOS; may be empty only with one input). --chat: each input is the conversation
- * [system?, user: input] rendered WITHOUT the generation prompt, and the output starts with the
- * assistant header (the generation prompt) followed by the --prompt text if any, as the MISO recipes
- * train. With one input both concatenate to the standard prompt.
- */
-export function misoGroupFromText(
-  tok: Tokenizer, o: { input: readonly string[]; prompt: string; chat?: boolean; system?: string },
-): { inputs: number[][]; prefix: number[] } {
-  const promptIds = o.prompt !== '' ? tok.encode(o.prompt) : [];
-  if (o.chat) {
-    const template = ChatTemplate.forTokenizer(tok);
-    const conv = (text: string): ChatMessage[] => [
-      ...(o.system !== undefined ? [{ role: 'system' as const, content: o.system }] : []),
-      { role: 'user', content: text },
-    ];
-    const inputs = o.input.map((text) => encodeRendered(tok, template, template.render(conv(text), { addGenerationPrompt: false })));
-    const header = generationPrompt(tok, template, conv(o.input[0]!)).ids;
-    return { inputs, prefix: [...header, ...promptIds] };
-  }
-  const inputs = o.input.map((text) => {
-    const ids = tok.encode(text, { bos: true });
-    if (ids.length === 0) ids.push(tok.bosId >= 0 ? tok.bosId : tok.eosId);
-    return ids;
-  });
-  return { inputs, prefix: promptIds };
 }
 
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {

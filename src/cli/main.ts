@@ -1,35 +1,20 @@
 // The `mixtune` command line: parses flags and calls the library. Every user error ends as one
 // line on stderr ("mixtune: <what is wrong>") and a non-zero exit code, never a stack trace
 // (set MIXTUNE_DEBUG=1 to see stacks).
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
+import { collect, intArg, numArg } from './args.js';
 import { MixtuneError } from '../util/errors.js';
 import { runGenerate } from './generate.js';
 import { runScore } from './score.js';
-import { runTrain, checkTrainArgs } from './train.js';
+import { runTrain } from './train.js';
 import { runConvert } from './convert.js';
 import { runPrepare } from './prepare.js';
 import { runBench, benchNames } from '../bench/index.js';
 import { buildEvalCommand } from './eval.js';
-import { registerIfevalCommand } from '../eval/ifeval-cli.js';
+import { registerIfevalCommand } from './eval-ifeval.js';
 import { runSynthConstraints } from './synth.js';
 import { runDemoCli, DEMO_DEFAULTS } from './demo.js';
 import { buildStudyCommand, registerMisoStudy, registerMoiStudy } from './study.js';
-
-function intArg(min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${v}'`);
-    return n;
-  };
-}
-
-function numArg(min: number, max = Infinity) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === '' || !Number.isFinite(n) || n < min || n > max) throw new InvalidArgumentError(`expected a number in [${min}, ${max}], got '${v}'`);
-    return n;
-  };
-}
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -46,7 +31,7 @@ export function buildProgram(): Command {
   program
     .command('generate')
     .description('Generate a continuation of a prompt (KV cache; greedy or sampled)')
-    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint or a Hugging Face model folder')
+    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint, a Hugging Face model folder, or stories260K (the embedded model)')
     .option('--tokenizer <path>', 'tokenizer: llama2.c tokenizer.bin or a folder (default: the model folder\'s tokenizer, or tokenizer.bin beside a .bin)')
     .option('--prompt <text>', 'prompt text (BOS is prepended)', '')
     .option('--temperature <t>', 'sampling temperature; 0 = greedy', numArg(0), 1.0)
@@ -59,7 +44,7 @@ export function buildProgram(): Command {
     .option('--system <text>', 'system prompt for --chat')
     .option('--no-cache', 'recompute the whole sequence at every step instead of using the KV cache')
     .option('--no-stop', 'do not stop at the end-of-sequence token')
-    .option('--input <text>', 'MISO generation: an input (repeatable); one output is decoded against all inputs, and --prompt (or the chat header with --chat) starts the output', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--input <text>', 'MISO generation: an input (repeatable); one output is decoded against all inputs, and --prompt (or the chat header with --chat) starts the output', collect, [] as string[])
     .addOption(new Option('--weighting <w>', 'MISO: how the per-input attention results are mixed').choices(['uniform', 'fid', 'vanilla']).default('uniform'))
     .addOption(new Option('--positions <mode>', 'MISO: para = every input from position 0, the output after the longest; succ = successive positions').choices(['para', 'succ']).default('para'))
     .action(async (opts) => {
@@ -69,10 +54,10 @@ export function buildProgram(): Command {
   program
     .command('score')
     .description('Log-probabilities of an output given one or several inputs (a MISO group); log p(output[j] | inputs, output[<j]) for j >= 1')
-    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint or a Hugging Face model folder')
+    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint, a Hugging Face model folder, or stories260K (the embedded model)')
     .option('--tokenizer <path>', 'tokenizer (needed for text; default: the model\'s)')
-    .option('--input <text>', 'an input, encoded as BOS + text (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--input-ids <ids>', 'an input as comma-separated token ids, used exactly (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--input <text>', 'an input, encoded as BOS + text (repeatable)', collect, [] as string[])
+    .option('--input-ids <ids>', 'an input as comma-separated token ids, used exactly (repeatable)', collect, [] as string[])
     .option('--output <text>', 'the output text (no BOS); its first token is given, the rest are scored')
     .option('--output-ids <ids>', 'the output as comma-separated token ids, used exactly')
     .addOption(new Option('--positions <mode>', 'para = every input from position 0, the output after the longest; succ = successive positions').choices(['para', 'succ']).default('para'))
@@ -100,7 +85,7 @@ export function buildProgram(): Command {
     .command('train')
     .description('Fine-tune a model as described by a train.yaml config (full or LoRA), with checkpoints and resume')
     .requiredOption('--config <path>', 'train.yaml')
-    .option('--set <key=value>', 'override a config key (repeatable), e.g. --set training.lr=1e-4', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--set <key=value>', 'override a config key (repeatable), e.g. --set training.lr=1e-4', collect, [] as string[])
     .option('--resume [checkpoint]', 'resume from the latest checkpoint in output_dir, or from the given checkpoint folder')
     .option('--skip-bad', 'skip malformed data records (counted) instead of stopping')
     .option('--max-steps <n>', 'override training.max_steps', intArg(1))
@@ -110,15 +95,14 @@ export function buildProgram(): Command {
     .option('--no-progress', 'plain log lines instead of a progress bar')
     .option('--prepared <file>', 'train on rows saved by mixtune prepare --out (instead of data.prepared / preparing)')
     .action(async (opts) => {
-      checkTrainArgs(opts);
-      await runTrain(opts);
+      runTrain(opts);
     });
 
   program
     .command('prepare')
     .description('Prepare the training rows of a train.yaml (recipe, packing): print statistics, render rows, save them for train --prepared')
     .requiredOption('--config <path>', 'train.yaml')
-    .option('--set <key=value>', 'override a config key (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--set <key=value>', 'override a config key (repeatable)', collect, [] as string[])
     .option('--show <n>', 'render the first n training rows (groups, parts, positions, loss tokens)', intArg(0), 0)
     .option('--tokens', 'render rows one token per line', false)
     .option('--out <file>', 'save the prepared rows (JSON lines) for mixtune train --prepared')
@@ -154,7 +138,9 @@ export function buildProgram(): Command {
     .option('--n-test <n>', 'held-out test examples', intArg(1), DEMO_DEFAULTS.nTest)
     .option('--max-new-tokens <n>', 'generation length limit during evaluation', intArg(1), DEMO_DEFAULTS.maxNewTokens)
     .option('--batch <n>', 'examples per optimizer step', intArg(1), DEMO_DEFAULTS.batch)
-    .option('--lr <x>', 'peak learning rate (cosine schedule)', numArg(0), DEMO_DEFAULTS.lr)
+    .option('--lr <x>', 'peak learning rate (cosine schedule)', numArg(0, Infinity, { exclusiveMin: true }), DEMO_DEFAULTS.lr)
+    .option('--model <path>', 'model to fine-tune: stories260K (the embedded model), a llama2.c .bin or an HF model folder', 'stories260K')
+    .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
     .option('--no-progress', 'plain log lines instead of progress bars')
     .action(async (opts) => {
       await runDemoCli(opts);

@@ -2,15 +2,14 @@
 // (read, recipe, pack) without the model: prints dataset statistics, renders N rows so a person
 // can check the groups, parts, positions and loss tokens, and optionally saves the rows for
 // `mixtune train --prepared FILE` (or data.prepared).
-import { closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { loadTokenizer } from '../io/load.js';
+import { checkModelAndTokenizer } from '../io/load.js';
 import { loadTrainConfig } from '../train/config.js';
 import { prepareRows, savePrepared, type Prepared } from '../train/prepare.js';
 import { IGNORE, type Row } from '../data/pack.js';
 import type { Tokenizer } from '../tokenizer.js';
-import { MixtuneError } from '../util/errors.js';
-import { chatEncoder, templateFor } from './train.js';
+import { ensureWritableDir } from '../util/fs.js';
+import { dirname, resolve } from 'node:path';
+import { encoderFor } from '../train/setup.js';
 
 export interface PrepareCliOptions {
   config: string;
@@ -24,39 +23,13 @@ export interface PrepareCliOptions {
   json?: boolean;
 }
 
-/** The model's vocabulary size without loading its weights (HF config.json or a llama2.c header). */
-export function modelVocabSize(modelPath: string): number {
-  if (!existsSync(modelPath)) throw new MixtuneError(`${modelPath}: model not found`);
-  if (statSync(modelPath).isDirectory()) {
-    const p = join(modelPath, 'config.json');
-    try {
-      const c = JSON.parse(readFileSync(p, 'utf8')) as { vocab_size?: unknown; text_config?: { vocab_size?: unknown } };
-      const v = c.vocab_size ?? c.text_config?.vocab_size;
-      if (typeof v === 'number' && v > 0) return v;
-    } catch (e) {
-      throw new MixtuneError(`${p}: cannot read vocab_size (${(e as Error).message})`);
-    }
-    throw new MixtuneError(`${p}: no vocab_size`);
-  }
-  const fd = openSync(modelPath, 'r');
-  try {
-    const b = Buffer.alloc(40);
-    readSync(fd, b, 0, 40, 0);
-    const off = b.readUInt32LE(0) === 0x616b3432 ? 8 : 0;
-    const v = Math.abs(b.readInt32LE(off + 20));
-    if (!(v > 0)) throw new MixtuneError(`${modelPath}: cannot read the vocabulary size from the llama2.c header`);
-    return v;
-  } finally {
-    closeSync(fd);
-  }
-}
-
 export function runPrepare(o: PrepareCliOptions, out: (s: string) => void = (s) => void process.stdout.write(s + '\n')): Prepared {
   const sets = [...o.set];
   if (o.skipBad) sets.push('data.skip_bad=true');
   const cfg = loadTrainConfig(o.config, sets);
-  const tok = loadTokenizer(cfg.tokenizer, cfg.model, modelVocabSize(cfg.model));
-  const prep = prepareRows(cfg, chatEncoder(tok, templateFor(tok, cfg), cfg.data.train_on));
+  const tok = checkModelAndTokenizer(cfg.model, cfg.tokenizer);
+  if (o.out) ensureWritableDir(dirname(resolve(o.out)), '--out');
+  const prep = prepareRows(cfg, encoderFor(tok, cfg).encode);
   if (o.json) out(JSON.stringify(prep.stats));
   else out(formatStats(prep, cfg.data.max_len));
   const n = Math.min(o.show ?? 0, prep.train.length);

@@ -13,7 +13,7 @@
 import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
 import { type MisoPositions, misoScore } from '../infer/miso.js';
-import { ChatTemplate, type ChatMessage, encodeConversation } from '../io/chat.js';
+import { chatGroup, type ScoredGroup } from '../infer/miso-text.js';
 import type { Weighting } from '../tensor/ops.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { MixtuneError } from '../util/errors.js';
@@ -45,40 +45,7 @@ export function parseIds(flag: string, text: string, vocab: number): number[] {
   });
 }
 
-interface Group {
-  inputs: number[][];
-  output: number[];
-  /** Output tokens before the response (the chat header); 0 without --chat. */
-  headerTokens: number;
-}
-
-/** The chat form of the group (see the header comment). */
-export function chatGroup(tok: Tokenizer, inputs: readonly string[], output: string, system?: string): Group {
-  const template = ChatTemplate.forTokenizer(tok);
-  let out: number[] | null = null;
-  let headerTokens = 0;
-  const ins = inputs.map((text, i) => {
-    const messages: ChatMessage[] = [
-      ...(system !== undefined ? [{ role: 'system' as const, content: system }] : []),
-      { role: 'user', content: text },
-      { role: 'assistant', content: output },
-    ];
-    const enc = encodeConversation(tok, template, messages, { trainOn: 'last', where: `--input ${i + 1}` });
-    const span = enc.assistantSpans.at(-1);
-    if (!span || span.header === 0) throw new MixtuneError(`--chat: the chat template renders no prompt before the assistant turn for --input ${i + 1}`);
-    const o = enc.ids.slice(span.header, span.end);
-    if (out === null) {
-      out = o;
-      headerTokens = span.start - span.header;
-    } else if (o.length !== out.length || o.some((id, j) => id !== out![j])) {
-      throw new MixtuneError(`--chat: the chat template renders the output differently after --input ${i + 1} than after --input 1; score with --input-ids/--output-ids`);
-    }
-    return enc.ids.slice(0, span.header);
-  });
-  return { inputs: ins, output: out ?? [], headerTokens };
-}
-
-function buildGroup(o: ScoreCliOptions, vocab: number, tok: () => Tokenizer): Group {
+function buildGroup(o: ScoreCliOptions, vocab: number, tok: () => Tokenizer): ScoredGroup {
   const nText = o.input.length;
   const nIds = o.inputIds.length;
   if (nText === 0 && nIds === 0) throw new MixtuneError('score: pass at least one --input TEXT or --input-ids IDS');

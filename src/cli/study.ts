@@ -1,34 +1,11 @@
 // `mixtune study <name>`: small-scale reproductions of the papers' comparisons. `buildStudyCommand`
 // returns the parent command; each study registers itself as a subcommand (`moi` here; `miso`
 // is added with its own register function).
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { intArg, listArg, numArg } from './args.js';
 import { MOI_DOMAINS } from '../study/moi-data.js';
 import { MOI_STUDY_CONFIGS, MOI_STUDY_DEFAULTS, moiTable, runMoiStudy } from '../study/moi.js';
 import { MISO_STUDY_CONFIGS, MISO_STUDY_DEFAULTS, misoPerKTable, misoTable, runMisoStudy } from '../study/miso.js';
-
-function intArg(min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${v}'`);
-    return n;
-  };
-}
-
-function numArg(v: string): number {
-  const n = Number(v);
-  if (v.trim() === '' || !Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`expected a positive number, got '${v}'`);
-  return n;
-}
-
-function listArg(known: Record<string, unknown>) {
-  return (v: string): string[] => {
-    const names = v.split(',').map((s) => s.trim()).filter(Boolean);
-    for (const n of names) if (!known[n]) throw new InvalidArgumentError(`unknown configuration '${n}' (known: ${Object.keys(known).join(', ')})`);
-    if (names.length === 0) throw new InvalidArgumentError('no configuration given');
-    if (new Set(names).size !== names.length) throw new InvalidArgumentError('a configuration is listed twice');
-    return names;
-  };
-}
 
 export function buildStudyCommand(): Command {
   // Settings of the parent program are not inherited by an added command: repeat them here so
@@ -53,11 +30,11 @@ export function registerMoiStudy(study: Command): Command {
     .option('--configs <list>', `comma-separated configurations (${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`, listArg(MOI_STUDY_CONFIGS), d.configs)
     .option('--batch <n>', 'rows per optimizer step', intArg(1), d.batch)
     .option('--max-len <n>', 'row length in tokens', intArg(16), d.maxLen)
-    .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg, d.lr)
+    .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg(0, Infinity, { exclusiveMin: true }), d.lr)
     .option('--data-seed <n>', 'seed of the synthetic data and its split', intArg(0), d.dataSeed)
     .option('--fresh', 'retrain runs that an earlier identical invocation finished (default: reuse their result.json)')
-    .option('--model <path>', 'model to fine-tune (default: ../shared/fixtures/stories260K)')
-    .option('--tokenizer <path>', 'its tokenizer')
+    .option('--model <path>', 'model to fine-tune: stories260K (the embedded model, default), a llama2.c .bin or an HF model folder')
+    .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
     .option('--no-progress', 'plain log lines instead of progress bars')
     .action(async (opts) => {
       const t0 = performance.now();
@@ -86,12 +63,12 @@ export function registerMisoStudy(study: Command): Command {
     .option('--n-test <n>', 'held-out test prompts per data seed', intArg(1), d.nTest)
     .option('--configs <list>', `comma-separated configurations (${Object.keys(MISO_STUDY_CONFIGS).join(', ')})`, listArg(MISO_STUDY_CONFIGS), d.configs)
     .option('--batch <n>', 'examples per optimizer step (one example per row)', intArg(1), d.batch)
-    .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg, d.lr)
+    .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg(0, Infinity, { exclusiveMin: true }), d.lr)
     .option('--max-new-tokens <n>', 'generation limit per test prompt', intArg(1), d.maxNewTokens)
     .option('--data-seed <n>', 'one data seed for every training seed (default: seed s uses the data of seed s)', intArg(0))
     .option('--fresh', 'retrain runs that an earlier identical invocation finished (default: reuse their result.json)')
-    .option('--model <path>', 'llama2.c model to fine-tune (default: ../shared/fixtures/stories260K/stories260K.bin)')
-    .option('--tokenizer <path>', 'its tokenizer (default: tok512.bin beside the model)')
+    .option('--model <path>', 'model to fine-tune: stories260K (the embedded model, default), a llama2.c .bin or an HF model folder')
+    .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
     .option('--no-progress', 'plain log lines instead of progress bars')
     .action(async (opts) => {
       const t0 = performance.now();

@@ -1,7 +1,7 @@
 // `mixtune synth constraints --n N --seed S --out FILE [--split train|test] [--test-out FILE --n-test M]`:
 // writes verified synthetic multi-constraint records (JSON lines, atomic).
-import { writeSync } from 'node:fs';
-import { writeFileAtomic } from '../util/fs.js';
+import { dirname, resolve } from 'node:path';
+import { ensureWritableDir, writeJsonlAtomic } from '../util/fs.js';
 import { synthesizeConstraints, type Split, type SynthRecord } from '../synth/constraints.js';
 import { MixtuneError } from '../util/errors.js';
 
@@ -13,13 +13,6 @@ export interface SynthCliOptions {
   maxConstraints?: number;
   testOut?: string;
   nTest?: number;
-}
-
-/** Writes records as JSON lines atomically (temp file + fsync + rename). */
-export function writeJsonlAtomic(path: string, records: readonly unknown[]): void {
-  writeFileAtomic(path, (fd) => {
-    for (const r of records) writeSync(fd, JSON.stringify(r) + '\n');
-  }, 'the records');
 }
 
 function describe(records: readonly SynthRecord[]): string {
@@ -34,6 +27,8 @@ export function runSynthConstraints(o: SynthCliOptions, log: (s: string) => void
     if (o.split === 'test') throw new MixtuneError('synth constraints: --test-out goes with the train split (--out is then the train file)');
     jobs.push({ split: 'test', n: o.nTest ?? Math.max(1, Math.round(o.n / 4)), out: o.testOut });
   }
+  // fail fast: every output folder is writable before any synthesis
+  for (const j of jobs) ensureWritableDir(dirname(resolve(j.out)), '--out');
   for (const j of jobs) {
     const r = synthesizeConstraints({ n: j.n, seed: o.seed, split: j.split, ...(j.max !== undefined ? { maxConstraints: j.max } : {}) });
     writeJsonlAtomic(j.out, r.records);

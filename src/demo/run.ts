@@ -3,28 +3,26 @@
 // base model and every fine-tuned model with the IFEval checker on a held-out split of unseen
 // constraint combinations, print a table, and write results.json, metrics.jsonl per recipe and
 // loss.svg.
-import { existsSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
+import { isEmbeddedModelName } from '../io/model-ref.js';
 import { join, resolve } from 'node:path';
 import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
-import { ChatTemplate, PLAIN_CHAT_TEMPLATE } from '../io/chat.js';
+import { ChatTemplate } from '../io/chat.js';
 import { saveHfModel } from '../io/hf-model.js';
-import { writeLlama2cTokenizerFiles } from '../io/tokenizer-json.js';
-import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
+import { tokenizerFilesWriter } from '../io/tokenizer-json.js';
 import { validateTrainConfig, type TrainConfig } from '../train/config.js';
 import { prepareRows } from '../train/prepare.js';
 import { Trainer, evaluateLoss } from '../train/trainer.js';
-import { warmupStepsOf } from '../train/schedule.js';
 import { trainableParams } from '../model/lora.js';
-import { chatEncoder, templateFor } from '../cli/train.js';
+import { encoderFor, trainerOptionsOf } from '../train/setup.js';
 import { synthesizeConstraints, type SynthRecord } from '../synth/constraints.js';
-import { writeJsonlAtomic } from '../cli/synth.js';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
 import { evaluateModel, METRIC_KEYS, type DemoMetrics, type EvalOutcome } from './eval.js';
 import { summarize, type IfevalResult } from '../eval/ifeval/score.js';
 import { lossAccuracySvg } from '../util/plot-svg.js';
-import { sharedDir } from '../util/paths.js';
-import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
+import { ensureWritableDir, writeJsonAtomic, writeJsonlAtomic, writeTextAtomic } from '../util/fs.js';
+import { checkModelAndTokenizer, modelPathOf } from '../io/load.js';
 import { MixtuneError } from '../util/errors.js';
 import type { Tokenizer } from '../tokenizer.js';
 import type { CheckContext } from '../eval/ifeval/checks.js';
@@ -43,7 +41,7 @@ export interface DemoOptions {
   /** Examples per optimizer step (one example per row, no packing). */
   batch: number;
   lr: number;
-  /** llama2.c checkpoint (default: ../shared/fixtures/stories260K/stories260K.bin) and tokenizer. */
+  /** The model to fine-tune (default: the embedded stories260K) and its tokenizer (default: the model's own). */
   model?: string;
   tokenizer?: string;
   progress?: boolean;
@@ -112,7 +110,7 @@ function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: Recipe
     recipe: job.recipe,
     training: {
       max_steps: o.steps, micro_batch_size: o.batch, grad_accum: 1, lr: o.lr, warmup_ratio: 0.05, schedule: 'cosine',
-      min_lr_ratio: 0.1, max_grad_norm: 1, weight_decay: 0, log_every: 1,
+      min_lr_ratio: 0.1, max_grad_norm: 1, weight_decay: 0, log_every: 1, eval_every: 0, save_every: 0, keep_last: 1,
     },
   }, `mixtune ${job.label}`, process.cwd());
 }
@@ -171,8 +169,8 @@ export function evaluateBase(
   if (ctx.testFile) {
     // the same eval rows the fine-tuned runs are scored on (the sft recipe builds them)
     const cfg = trainConfig({ steps: 1, batch: o.batch, lr: 1e-3 }, { label: 'base', recipe: { name: 'sft' }, outDir: ctx.outDir, seed: 0 }, ctx.modelPath, ctx.tokPath, ctx.testFile, ctx.testFile);
-    const prep = prepareRows(cfg, chatEncoder(tok, templateFor(tok, cfg), cfg.data.train_on));
-    testLoss = evaluateLoss(base, prep.eval, o.batch, tok.eosId >= 0 ? tok.eosId : 0);
+    const prep = prepareRows(cfg, encoderFor(tok, cfg).encode);
+    testLoss = evaluateLoss(base, prep.eval, o.batch, tok.padId);
   }
   const ev = evaluateModel(base, tok, template, ctx.evalRecords, ctx.nlp, {
     maxNewTokens: o.maxNewTokens, stopIds: stopIdsOf(tok), label: 'eval base', ...(o.progress !== undefined ? { progress: o.progress } : {}),
@@ -182,13 +180,21 @@ export function evaluateBase(
 }
 
 /**
- * The model to fine-tune and its tokenizer: by default the embedded stories260K and its tok512.bin;
- * a user's model (llama2.c file or HF folder) finds its own tokenizer unless one is given.
+ * The model to fine-tune and its tokenizer: by default the embedded stories260K (with its own
+ * tok512.bin); a user's model (llama2.c file or HF folder) finds its own tokenizer unless one is given.
  */
 export function demoModelPaths(model?: string, tokenizer?: string): { modelPath: string; tokPath: string | undefined } {
-  if (model) return { modelPath: resolve(model), tokPath: tokenizer ? resolve(tokenizer) : undefined };
-  const dir = join(sharedDir(), 'fixtures', 'stories260K');
-  return { modelPath: resolve(dir, 'stories260K.bin'), tokPath: resolve(tokenizer ?? join(dir, 'tok512.bin')) };
+  const m = model ?? 'stories260K';
+  return { modelPath: isEmbeddedModelName(m) ? m : resolve(m), tokPath: tokenizer ? resolve(tokenizer) : undefined };
+}
+
+/**
+ * Fail fast for the demo and the studies: the model and its tokenizer can be found and read, and
+ * the output folder is writable — checked before any data is synthesized.
+ */
+export function preflightDemo(modelPath: string, tokPath: string | undefined, out: string): void {
+  checkModelAndTokenizer(modelPath, tokPath);
+  ensureWritableDir(out, '--out');
 }
 
 /** One training run of the demo or a study: which recipe block, where, with which seed. */
@@ -231,28 +237,22 @@ export interface RecipeJobResult {
  */
 export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'maxNewTokens' | 'progress'>, ctx: RecipeJobContext): RecipeJobResult {
   const cfg = trainConfig(o, job, ctx.modelPath, ctx.tokPath, ctx.trainFile, ctx.testFile);
-  const kernels = nativeKernels();
-  const model = loadModel(ctx.modelPath, kernels).model;
+  const model = loadModel(ctx.modelPath, nativeKernels()).model;
   const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, model.config.vocabSize);
-  const template = templateFor(tok, cfg);
-  const prep = prepareRows(cfg, chatEncoder(tok, template, cfg.data.train_on));
+  const { template, encode } = encoderFor(tok, cfg);
+  const prep = prepareRows(cfg, encode);
   const outDir = cfg.output_dir;
   rmSync(join(outDir, 'metrics.jsonl'), { force: true });
   const totalSteps = o.steps;
-  const trainer = new Trainer(model, trainableParams(model), prep.train, prep.eval, {
-    outputDir: outDir, seed: cfg.seed, totalSteps,
-    microBatchSize: cfg.training.micro_batch_size, gradAccum: cfg.training.grad_accum, lr: cfg.training.lr,
-    warmupSteps: warmupStepsOf(totalSteps, { ratio: cfg.training.warmup_ratio ?? 0 }),
-    schedule: cfg.training.schedule, minLrRatio: cfg.training.min_lr_ratio, weightDecay: cfg.training.weight_decay,
-    beta1: cfg.training.beta1, beta2: cfg.training.beta2, eps: cfg.training.eps, maxGradNorm: cfg.training.max_grad_norm,
-    logEvery: 1, evalEvery: 0, saveEvery: 0, keepLast: 1, padId: tok.eosId >= 0 ? tok.eosId : 0,
+  const trainer = new Trainer(model, trainableParams(model), prep.train, prep.eval, trainerOptionsOf(cfg, {
+    totalSteps, padId: tok.padId,
     ...(o.progress !== undefined ? { progress: o.progress } : {}),
     log: (s) => {
       // without a progress bar, log every 10th step only
       const m = /^step (\d+)\//.exec(s);
       if (!m || Number(m[1]) % 10 === 0 || Number(m[1]) === totalSteps) ctx.log(`${job.label}: ${s}`);
     },
-  });
+  }));
   ctx.log(`${job.label}: ${prep.train.length} rows (one example each), ${totalSteps} steps x ${o.batch} rows, lr ${o.lr}`);
   const r = trainer.run();
   const ev = evaluateModel(model, tok, template, ctx.evalRecords, ctx.nlp, {
@@ -262,7 +262,7 @@ export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 
   if (ctx.saveModel !== false) {
     saveHfModel(join(outDir, 'final'), model, {
       overwrite: true,
-      beforeCommit: (d) => { if (tok instanceof Llama2cTokenizer) writeLlama2cTokenizerFiles(d, tok, { chatTemplate: PLAIN_CHAT_TEMPLATE, modelMaxLength: model.config.maxSeqLen }); },
+      beforeCommit: tokenizerFilesWriter(tok, { tokenizerDir: ctx.tokPath, modelDir: modelPathOf(ctx.modelPath), modelMaxLength: model.config.maxSeqLen }),
     });
   }
   const run: RecipeRun = {
@@ -282,7 +282,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   const recipes = parseRecipes(o.recipes.join(','));
   const out = resolve(o.out);
   const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
-  if (!existsSync(modelPath)) throw new MixtuneError(`${modelPath}: the demo model is missing (../shared/fixtures beside the checkout, or MIXTUNE_SHARED)`);
+  preflightDemo(modelPath, tokPath, out);
 
   // 1. data
   const nlp = defaultIfevalNlp();

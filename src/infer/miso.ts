@@ -15,8 +15,8 @@ import { Rng } from '../util/rng.js';
 import type { GenerateOptions, GenerateResult } from './generate.js';
 import { type SamplingOptions, argmax, sampleToken } from './sample.js';
 
-export type MisoPositions = 'para' | 'succ';
-export const MISO_POSITIONS: readonly MisoPositions[] = ['para', 'succ'];
+import { MISO_POSITIONS, misoPositions, type MisoPositions } from '../data/recipes/groups.js';
+export { MISO_POSITIONS, misoPositions, type MisoPositions };
 export const MISO_WEIGHTINGS: readonly Weighting[] = ['uniform', 'fid', 'vanilla'];
 
 export interface MisoOptions {
@@ -31,22 +31,6 @@ export interface MisoScore {
   logprobs: number[];
   /** Sum of logprobs. */
   total: number;
-}
-
-/**
- * RoPE positions of a group (DESIGN.md §2): per input its positions, and where the output starts.
- * para: every input from 0, output from max_i len(input_i); succ: input i starts where input i-1
- * ended, the output after the last input (the positions of the unsplit sequence).
- */
-export function misoPositions(inputLengths: readonly number[], mode: MisoPositions = 'para'): { inputStarts: number[]; outputStart: number } {
-  if (mode === 'para') return { inputStarts: inputLengths.map(() => 0), outputStart: Math.max(0, ...inputLengths) };
-  const inputStarts: number[] = [];
-  let p = 0;
-  for (const L of inputLengths) {
-    inputStarts.push(p);
-    p += L;
-  }
-  return { inputStarts, outputStart: p };
 }
 
 function checkGroup(model: LlamaModel, inputs: readonly (readonly number[])[], output: readonly number[] | null, o: MisoOptions, fn: string): void {

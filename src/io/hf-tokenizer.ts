@@ -176,6 +176,9 @@ export class HfTokenizer implements Tokenizer {
   /** EOS id (tokenizer_config eos_token, else generation_config's first eos_token_id), or -1. */
   readonly eosId: number;
   /** pad_token id, or -1. */
+  /** The pad_token's id, -1 when tokenizer_config.json names none. */
+  readonly padTokenId: number;
+  /** The id that fills batch padding (see Tokenizer.padId): the pad token, else EOS, else 0. */
   readonly padId: number;
   /** unk_token id, or -1. */
   readonly unkId: number;
@@ -250,7 +253,8 @@ export class HfTokenizer implements Tokenizer {
     };
     [this.bosToken, this.bosId] = idOf('bos_token');
     [this.eosToken, this.eosId] = idOf('eos_token');
-    [this.padToken, this.padId] = idOf('pad_token');
+    [this.padToken, this.padTokenId] = idOf('pad_token');
+    this.padId = this.padTokenId >= 0 ? this.padTokenId : Math.max(0, this.eosId);
     [this.unkToken, this.unkId] = idOf('unk_token');
 
     const gen = src.generationConfig ?? {};

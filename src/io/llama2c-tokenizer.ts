@@ -104,6 +104,8 @@ class MergeHeap {
 export class Llama2cTokenizer implements Tokenizer {
   readonly bosId = 1;
   readonly eosId = 2;
+  /** llama2.c tokenizers have no pad token: padding uses EOS. */
+  readonly padId = 2;
   readonly vocabSize: number;
   /** The file's max_token_length field. */
   readonly maxTokenLength: number;

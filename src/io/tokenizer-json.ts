@@ -10,7 +10,11 @@
 // result piece at every step; they can differ only when two *different* pieces have the same
 // score, or the same piece can be formed by two different splits at two places at once (then
 // llama2.c takes the leftmost, HF the split listed first). See test/tokenizer-json.test.ts.
-import type { Llama2cTokenizer } from './llama2c-tokenizer.js';
+import { copyFileSync, existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { Llama2cTokenizer } from './llama2c-tokenizer.js';
+import { PLAIN_CHAT_TEMPLATE } from './chat.js';
+import type { Tokenizer } from '../tokenizer.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 
@@ -155,4 +159,28 @@ export function tokenizerConfigJson(opts?: { chatTemplate?: string; modelMaxLeng
 export function writeLlama2cTokenizerFiles(dir: string, tok: Llama2cTokenizer, opts?: { chatTemplate?: string; modelMaxLength?: number }): void {
   writeJsonAtomic(`${dir}/tokenizer.json`, llama2cToTokenizerJson(tok));
   writeJsonAtomic(`${dir}/tokenizer_config.json`, tokenizerConfigJson(opts));
+}
+
+/**
+ * What to write beside exported weights (checkpoints, final/, demo models) so the folder loads on
+ * its own: the source folder's HF tokenizer files (and its generation_config.json) copied as they
+ * are, or tokenizer.json + tokenizer_config.json (with the plain chat template) built from a
+ * llama2.c tokenizer.
+ */
+export function tokenizerFilesWriter(tok: Tokenizer, from: { tokenizerDir?: string | undefined; modelDir?: string | undefined; modelMaxLength: number }): (dir: string) => void {
+  const isDir = (p: string | undefined): p is string => p !== undefined && existsSync(p) && statSync(p).isDirectory();
+  const tokDir = isDir(from.tokenizerDir) ? from.tokenizerDir : isDir(from.modelDir) ? from.modelDir : null;
+  const hfFiles = tokDir !== null && (existsSync(join(tokDir, 'tokenizer.json')) || existsSync(join(tokDir, 'vocab.json')));
+  const modelDir = isDir(from.modelDir) ? from.modelDir : null;
+  return (dir) => {
+    if (hfFiles) {
+      for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt']) {
+        if (existsSync(join(tokDir!, f))) copyFileSync(join(tokDir!, f), join(dir, f));
+      }
+    } else if (tok instanceof Llama2cTokenizer) {
+      writeLlama2cTokenizerFiles(dir, tok, { chatTemplate: PLAIN_CHAT_TEMPLATE, modelMaxLength: from.modelMaxLength });
+    }
+    // the source model's sampling defaults and extra stop ids travel with the weights
+    if (modelDir && existsSync(join(modelDir, 'generation_config.json'))) copyFileSync(join(modelDir, 'generation_config.json'), join(dir, 'generation_config.json'));
+  };
 }

@@ -21,13 +21,12 @@
 //   miso-succ           recipe miso-succ: the prompt split into k successive chunks.
 // The statistics are over seeds: mean ± sample std, and the paired difference to sft (each seed's
 // configuration minus the same seed's sft), which removes the between-seed variance of the data.
-import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { defaultIfevalNlp } from '../eval/ifeval/run.js';
 import type { IfevalResult } from '../eval/ifeval/score.js';
 import { METRIC_KEYS, type DemoMetrics } from '../demo/eval.js';
 import {
-  demoModelPaths, evaluateBase, perInstructionStrict, trainAndEvaluate, writeDemoData, type DemoData, type RecipeRun,
+  demoModelPaths, preflightDemo, evaluateBase, perInstructionStrict, trainAndEvaluate, writeDemoData, type DemoData, type RecipeRun,
 } from '../demo/run.js';
 import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
@@ -217,8 +216,7 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const t0 = performance.now();
   const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
-  if (!existsSync(modelPath)) throw new MixtuneError(`${modelPath}: model not found`);
-  mkdirSync(o.out, { recursive: true });
+  preflightDemo(modelPath, tokPath, o.out);
   const nlp = defaultIfevalNlp();
   log(`study miso: ${o.configs.length} configs × ${o.seeds} seed(s), ${o.steps} steps × ${o.batch} examples, lr ${o.lr}; ` +
     `${o.nTrain} train / ${o.nTest} test examples per data seed (${o.dataSeed === undefined ? 'data seed = training seed' : `data seed ${o.dataSeed}`})`);
@@ -285,7 +283,7 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
   const results: MisoStudyResults = {
     configs,
     settings: {
-      model: o.model ?? 'stories260K (../shared/fixtures/stories260K, full fine-tuning)',
+      model: o.model ?? 'stories260K (embedded, full fine-tuning)',
       steps: o.steps, examples_per_step: o.batch, lr: o.lr, schedule: 'cosine, 5% warmup, min 10%', seeds: o.seeds,
       data_seed: o.dataSeed ?? 'training seed', n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, pack: false,
       configs: Object.fromEntries(o.configs.map((n) => [n, MISO_STUDY_CONFIGS[n]!.recipe])),

@@ -29,15 +29,14 @@ import { trainableParams } from '../model/lora.js';
 import { validateTrainConfig, type TrainConfig } from '../train/config.js';
 import { prepareRows, type Prepared } from '../train/prepare.js';
 import { Trainer } from '../train/trainer.js';
-import { warmupStepsOf } from '../train/schedule.js';
-import { chatEncoder, templateFor } from '../cli/train.js';
+import { encoderFor, trainerOptionsOf } from '../train/setup.js';
+import { demoModelPaths, preflightDemo } from '../demo/run.js';
 import { generateAnswer, startProgress } from '../eval/common.js';
 import { extractCode, probeIsolation, runPool, runPython } from '../eval/code.js';
 import { DEFAULT_SYSTEM_PROMPT } from '../data/recipes/prompts.js';
 import type { Row } from '../data/pack.js';
 import { Rng } from '../util/rng.js';
-import { sharedDir } from '../util/paths.js';
-import { writeJsonAtomic, writeTextAtomic } from '../util/fs.js';
+import { writeJsonAtomic, writeJsonlAtomic, writeTextAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import type { Tokenizer } from '../tokenizer.js';
 import type { LlamaModel } from '../model/llama.js';
@@ -154,10 +153,9 @@ export function moiTrainConfig(
 ): TrainConfig {
   const spec = MOI_STUDY_CONFIGS[name];
   if (!spec) throw new MixtuneError(`study moi: unknown configuration ${name} (known: ${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`);
-  const shared = join(sharedDir(), 'fixtures', 'stories260K');
   const raw = {
-    model: o.model ?? join(shared, 'stories260K.bin'),
-    tokenizer: o.tokenizer ?? (o.model ? undefined : join(shared, 'tok512.bin')),
+    model: o.model ?? 'stories260K',
+    tokenizer: o.tokenizer,
     output_dir: outDir,
     seed,
     data: {
@@ -173,7 +171,7 @@ export function moiTrainConfig(
       : { name: 'moi', mix: spec.mix, mask: spec.mask, eval_system: DEFAULT_SYSTEM_PROMPT, ...(spec.domainPrompts ? { system_prompts: STUDY_SYSTEM_PROMPTS } : {}) },
     training: {
       max_steps: o.steps, micro_batch_size: o.batch, grad_accum: 1, lr: o.lr, warmup_ratio: 0.05, schedule: 'cosine',
-      max_grad_norm: 1, weight_decay: 0, eval_every: 0, save_every: 0, log_every: 1,
+      max_grad_norm: 1, weight_decay: 0, min_lr_ratio: 0, eval_every: 0, save_every: 0, keep_last: 1, log_every: 1,
     },
   };
   if (raw.tokenizer === undefined) delete (raw as { tokenizer?: string }).tokenizer;
@@ -281,8 +279,7 @@ async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Rec
   const cfg = moiTrainConfig(name, o, files, seed, runDir);
   const { model, format } = loadModel(cfg.model, nativeKernels());
   const tok = loadTokenizer(cfg.tokenizer, cfg.model, model.config.vocabSize);
-  const template = templateFor(tok, cfg);
-  const encode = chatEncoder(tok, template, cfg.data.train_on);
+  const { template, encode } = encoderFor(tok, cfg);
   const spec = MOI_STUDY_CONFIGS[name]!;
   let prep: Prepared = prepareRows(cfg, encode);
   let rows = prep.train;
@@ -293,18 +290,14 @@ async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Rec
     rows = sequentialRows(perDomain, o.steps * o.batch, seed);
   }
   const st = rowsStats(epochRows, o.maxLen);
-  const padId = tok.eosId >= 0 ? tok.eosId : 0;
-  const trainer = new Trainer(model, trainableParams(model), rows, prep.eval, {
-    outputDir: runDir, seed, totalSteps: o.steps, microBatchSize: o.batch, gradAccum: 1, lr: o.lr,
-    warmupSteps: warmupStepsOf(o.steps, { ratio: cfg.training.warmup_ratio ?? 0 }), schedule: cfg.training.schedule, minLrRatio: 0,
-    weightDecay: 0, beta1: cfg.training.beta1, beta2: cfg.training.beta2, eps: cfg.training.eps, maxGradNorm: cfg.training.max_grad_norm,
-    logEvery: 1, evalEvery: 0, saveEvery: 0, keepLast: 1, padId,
+  const trainer = new Trainer(model, trainableParams(model), rows, prep.eval, trainerOptionsOf(cfg, {
+    totalSteps: o.steps, padId: tok.padId,
     // Sequential SFT must see the rows in order: `rows` holds exactly steps × batch rows in the
     // wanted order, so one unshuffled epoch is the whole run.
     ...(spec.kind === 'sequential' ? { shuffle: false } : {}),
     // Without a bar the Trainer logs every step; keep every 50th.
     ...(o.progress === false ? { progress: false, log: () => {} } : { log: (s: string) => { const m = /^step (\d+)\//.exec(s); if (!m || Number(m[1]) % 50 === 0) log(`${name}: ${s}`); } }),
-  });
+  }));
   prep = { ...prep, train: [] }; // let the packed rows of other layouts go
   const tr = trainer.run();
   const t1 = performance.now();
@@ -313,7 +306,7 @@ async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Rec
     ...(o.progress === false ? { progress: false } : {}), label: `eval ${name}`,
   });
   const evalSeconds = (performance.now() - t1) / 1000;
-  writeFileSync(join(runDir, 'responses.jsonl'), ev.responses.map((r) => JSON.stringify(r)).join('\n') + '\n');
+  writeJsonlAtomic(join(runDir, 'responses.jsonl'), ev.responses);
   const avg = mean(MOI_DOMAINS.map((d) => ev.domains[d]));
   const res: MoiRunResult = {
     seed, domains: ev.domains, avg: r4(avg), losses: tr.losses.map(r4), eval_loss: tr.evalLoss === null ? null : r4(tr.evalLoss),
@@ -385,8 +378,9 @@ export async function runMoiStudy(opts: Partial<MoiStudyOptions> & { out: string
   for (const c of o.configs) if (!MOI_STUDY_CONFIGS[c]) throw new MixtuneError(`--configs: unknown configuration ${c} (known: ${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`);
   if (o.configs.length === 0) throw new MixtuneError('--configs: no configuration given');
   probeIsolation(); // python3 must exist for the code checks; fail before training
+  const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
+  preflightDemo(modelPath, tokPath, o.out); // and the model, its tokenizer and --out, before any data
   const t0 = performance.now();
-  mkdirSync(o.out, { recursive: true });
   const { files, data } = writeMoiData(join(o.out, 'data'), { seed: o.dataSeed, nTrain: o.nTrain, nTest: o.nTest });
   const counts = Object.fromEntries(MOI_DOMAINS.map((d) => [d, { train: data[d].train.length, test: data[d].test.length }]));
   log(`study moi: ${o.configs.length} configs × ${o.seeds} seed(s), ${o.steps} steps of ${o.batch} rows ≤ ${o.maxLen} tokens; data ${MOI_DOMAINS.map((d) => `${d} ${counts[d]!.train}/${counts[d]!.test}`).join(', ')} (train/test) in ${join(o.out, 'data')}`);
@@ -400,7 +394,7 @@ export async function runMoiStudy(opts: Partial<MoiStudyOptions> & { out: string
   const results: MoiStudyResults = {
     configs: Object.fromEntries(o.configs.map((n) => [n, aggregate(MOI_STUDY_CONFIGS[n]!.description, runs[n]!)])),
     settings: {
-      model: o.model ?? 'stories260K (../shared/fixtures/stories260K, full fine-tuning)',
+      model: o.model ?? 'stories260K (embedded, full fine-tuning)',
       steps: o.steps, rows_per_step: o.batch, max_len: o.maxLen, lr: o.lr, schedule: 'cosine, 5% warmup', seeds: o.seeds,
       data_seed: o.dataSeed, n_train: o.nTrain, n_test: o.nTest, examples: counts, eval_system: DEFAULT_SYSTEM_PROMPT,
       max_new_tokens: o.maxNewTokens, domain_system_prompts: STUDY_SYSTEM_PROMPTS,

@@ -3,6 +3,7 @@
 // MoI/MISO recipes plug in; `data.datasets[].domain/system/weight` feed MoI's mixing.
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
+import { isEmbeddedModelName } from '../io/model-ref.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { MixtuneError } from '../util/errors.js';
@@ -150,7 +151,8 @@ export function validateTrainConfig(raw: unknown, source: string, baseDir = proc
   }
   const cfg = r.data;
   const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
-  cfg.model = abs(cfg.model);
+  // an embedded model's name (stories260K) is not a path
+  if (!isEmbeddedModelName(cfg.model)) cfg.model = abs(cfg.model);
   if (cfg.tokenizer) cfg.tokenizer = abs(cfg.tokenizer);
   cfg.output_dir = abs(cfg.output_dir);
   for (const d of [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])]) d.path = abs(d.path);

@@ -1,5 +1,6 @@
 // Atomic file writes for user-visible artefacts.
-import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, mkdirSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
 import { dirname } from 'node:path';
 import { MixtuneError } from './errors.js';
 
@@ -40,4 +41,26 @@ export function writeJsonAtomic(path: string, obj: unknown, indent = 2): void {
 /** Writes `text` to `path` atomically (see writeFileAtomic). */
 export function writeTextAtomic(path: string, text: string, what = 'the file'): void {
   writeFileAtomic(path, (fd) => writeSync(fd, text), what);
+}
+
+/** Writes records as JSON lines atomically (see writeFileAtomic). */
+export function writeJsonlAtomic(path: string, records: readonly unknown[]): void {
+  writeFileAtomic(path, (fd) => {
+    for (const r of records) writeSync(fd, JSON.stringify(r) + '\n');
+  }, 'the records');
+}
+
+/**
+ * Fail fast: creates `dir` when missing and proves it writable with a probe file, before a command
+ * spends time on data or training. `what` names it in the error ("output_dir", "--out").
+ */
+export function ensureWritableDir(dir: string, what: string): void {
+  const probe = join(dir, `.mixtune-probe-${process.pid}`);
+  try {
+    mkdirSync(dir, { recursive: true });
+    closeSync(openSync(probe, 'w'));
+    rmSync(probe, { force: true });
+  } catch (e) {
+    throw new MixtuneError(`${what} ${dir}: not a writable folder (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
 }

@@ -38,6 +38,26 @@ export function splitLastTurn(enc: EncodedExample, where: string, recipe: string
   };
 }
 
+export type MisoPositions = 'para' | 'succ';
+export const MISO_POSITIONS: readonly MisoPositions[] = ['para', 'succ'];
+
+/**
+ * RoPE positions of a MISO group, the one rule for training rows and for decoding: where each
+ * input starts, and where the output starts. para: every input from 0, the output from
+ * max_i len(input_i); succ: input i starts where input i-1 ended, the output after the last input
+ * (the positions of the unsplit sequence). Positions inside a part are consecutive.
+ */
+export function misoPositions(inputLengths: readonly number[], mode: MisoPositions = 'para'): { inputStarts: number[]; outputStart: number } {
+  if (mode === 'para') return { inputStarts: inputLengths.map(() => 0), outputStart: Math.max(0, ...inputLengths) };
+  const inputStarts: number[] = [];
+  let p = 0;
+  for (const L of inputLengths) {
+    inputStarts.push(p);
+    p += L;
+  }
+  return { inputStarts, outputStart: p };
+}
+
 /**
  * A group of n >= 2 input parts and one output part (DESIGN §2):
  * tokens = [input_0; ...; input_{n-1}; output], parts = [0.., 1.., ..., -1..]; input positions
@@ -51,7 +71,7 @@ export function misoGroup(
   inputs: number[][],
   output: number[],
   outputLabels: number[],
-  o: { positions: 'para' | 'succ'; weighting?: Weighting; source: string },
+  o: { positions: MisoPositions; weighting?: Weighting; source: string },
 ): Group {
   if (inputs.length === 0) throw new MixtuneError(`${o.source}: a MISO group needs at least one input`);
   if (output.length === 0) throw new MixtuneError(`${o.source}: a MISO group needs a non-empty output`);
@@ -66,20 +86,16 @@ export function misoGroup(
   const targets: number[] = [];
   const positions: number[] = [];
   const parts: number[] = [];
-  let maxLen = 0;
-  let offset = 0;
+  const { inputStarts, outputStart: outStart } = misoPositions(inputs.map((x) => x.length), o.positions);
   inputs.forEach((inp, i) => {
     if (inp.length === 0) throw new MixtuneError(`${o.source}: MISO input ${i} is empty`);
     for (let t = 0; t < inp.length; t++) {
       tokens.push(inp[t]!);
       targets.push(IGNORE);
-      positions.push(o.positions === 'para' ? t : offset + t);
+      positions.push(inputStarts[i]! + t);
       parts.push(i);
     }
-    offset += inp.length;
-    maxLen = Math.max(maxLen, inp.length);
   });
-  const outStart = o.positions === 'para' ? maxLen : offset;
   for (let j = 0; j < output.length; j++) {
     tokens.push(output[j]!);
     targets.push(j + 1 < output.length ? outputLabels[j + 1]! : IGNORE);

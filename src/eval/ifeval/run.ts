@@ -1,8 +1,8 @@
 // `mixtune eval ifeval`: score existing responses (or generate them first), write the reference
 // result files, summary.json and a summary table. Generation is resumable: DIR/responses.jsonl is
 // appended per item and a rerun skips prompts that already have a response.
-import { existsSync, mkdirSync, writeSync } from 'node:fs';
-import { writeFileAtomic } from '../../util/fs.js';
+import { existsSync, writeSync } from 'node:fs';
+import { ensureWritableDir, writeFileAtomic } from '../../util/fs.js';
 import { join } from 'node:path';
 import { MixtuneError } from '../../util/errors.js';
 import { type CheckContext, defaultNlp } from './checks.js';
@@ -156,8 +156,10 @@ export async function runIfevalEval(o: IfevalRunOptions): Promise<IfevalSummary>
   if (o.model && o.responses) throw new MixtuneError('eval ifeval: pass either --responses FILE (score existing responses) or --model M (generate them), not both');
   if (!o.model && !o.responses) throw new MixtuneError('eval ifeval: pass --responses FILE to score existing responses, or --model M to generate them');
   if (o.flatten && o.flatInput) throw new MixtuneError('eval ifeval: --flatten and --flat-input exclude each other (a flat input is already flattened)');
+  // fail fast: the output folder, the model and its tokenizer before reading data or generating
+  ensureWritableDir(o.out, '--out');
+  if (o.model) (await import('../../io/load.js')).checkModelAndTokenizer(o.model, o.tokenizer);
   const { items, mode, source } = loadItems(o);
-  mkdirSync(o.out, { recursive: true });
   const responsesPath = o.model ? await generateResponses(items, { ...o, model: o.model }) : o.responses!;
   const responses = readResponses(responsesPath, { tolerateTruncatedLast: !!o.model });
   const nlp = o.nlp ?? defaultIfevalNlp();

@@ -1,14 +1,7 @@
 // `mixtune eval ifeval`: registered on the `eval` parent command by registerIfevalCommand.
-import { type Command, InvalidArgumentError } from 'commander';
-import { runIfevalEval } from './ifeval/run.js';
-
-function intArg(min: number) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}, got '${v}'`);
-    return n;
-  };
-}
+import type { Command } from 'commander';
+import { runIfevalEval } from '../eval/ifeval/run.js';
+import { intArg } from './args.js';
 
 export const IFEVAL_HELP_EPILOG = `
 Examples:

@@ -1,0 +1,128 @@
+// A whole training run from a validated config — what `mixtune train` does: check every path,
+// load the model and tokenizer, prepare packed rows, train (optionally with LoRA) with
+// checkpoints, export the final model as an HF folder, and write summary.json.
+import { join } from 'node:path';
+import { nativeKernels } from '../tensor/native.js';
+import { loadModel, loadTokenizer, modelPathOf } from '../io/load.js';
+import { saveHfModel } from '../io/hf-model.js';
+import { configToHf } from '../io/hf-config.js';
+import { tokenizerFilesWriter } from '../io/tokenizer-json.js';
+import { saveLoraAdapter } from '../io/lora-adapter.js';
+import { applyLora, loraRngState, mergeLora, setLoraRngState, trainableParams } from '../model/lora.js';
+import type { LlamaModel } from '../model/llama.js';
+import type { TrainConfig } from './config.js';
+import { loadPrepared, prepareRows, type PrepareStats } from './prepare.js';
+import { Trainer } from './trainer.js';
+import { resolveResume, ADAPTER_FILE, WEIGHTS_FILE } from './checkpoint.js';
+import { encoderFor, preflightTrain, totalStepsOf, trainerOptionsOf } from './setup.js';
+import { writeJsonAtomic } from '../util/fs.js';
+
+export interface TrainRunOptions {
+  /** Continue from the newest complete checkpoint in output_dir ('latest') or from this folder. */
+  resume?: string;
+  /** Rows saved by `mixtune prepare --out` (overrides data.prepared). */
+  prepared?: string;
+  /** Stop with a checkpoint after this optimizer step. */
+  stopAfter?: number;
+  progress?: boolean;
+  log?: (line: string) => void;
+}
+
+export interface TrainSummary {
+  steps: number;
+  total_steps: number;
+  tokens: number;
+  seconds: number;
+  tokens_per_s: number;
+  final_loss: number;
+  eval_loss: number | null;
+  peak_rss_mb: number;
+  wall_seconds: number;
+  data: Record<string, unknown>;
+  resumed_from: string | null;
+  /** The exported HF folder (final/), or null when the run stopped early. */
+  exported: string | null;
+}
+
+/** One line describing the prepared data. */
+export function describePrepared(s: PrepareStats, maxLen: number): string {
+  return `data: recipe ${s.recipe}; ${Object.entries(s.examples).map(([d, n]) => `${d}=${n}`).join(' ')} examples, ${s.evalExamples} eval; ` +
+    `${s.train.rows} rows of <= ${maxLen} tokens (packing efficiency ${(s.train.efficiency * 100).toFixed(1)}%), ` +
+    `${s.train.targetTokens} trained tokens; truncated ${s.train.truncated}, dropped ${s.train.dropped}, skipped ${s.skippedBad}, no-target ${s.noTargets}`;
+}
+
+export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): TrainSummary {
+  const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
+  const t0 = performance.now();
+  const preparedFile = o.prepared ?? cfg.data.prepared;
+  preflightTrain(cfg, { prepared: preparedFile });
+
+  const { model } = loadModel(cfg.model, nativeKernels());
+  const tok = loadTokenizer(cfg.tokenizer, cfg.model, model.config.vocabSize);
+  if (cfg.lora) applyLora(model, { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets, seed: cfg.seed });
+  const trainable = trainableParams(model);
+
+  const prep = preparedFile ? loadPrepared(preparedFile) : prepareRows(cfg, encoderFor(tok, cfg).encode);
+  const s = prep.stats;
+  if (preparedFile) log(`data: prepared rows from ${preparedFile} (recipe ${s.recipe})`);
+  log(describePrepared(s, cfg.data.max_len));
+
+  const totalSteps = totalStepsOf(cfg, prep.train.length);
+  const writeTok = tokenizerFilesWriter(tok, { tokenizerDir: cfg.tokenizer, modelDir: modelPathOf(cfg.model), modelMaxLength: cfg.data.max_len });
+  const isLora = Boolean(cfg.lora);
+  const trainer = new Trainer(model, trainable, prep.train, prep.eval, trainerOptionsOf(cfg, {
+    totalSteps, padId: tok.padId,
+    weightsFile: isLora ? ADAPTER_FILE : WEIGHTS_FILE,
+    checkpointExtras: (dir) => {
+      // A full fine-tuning checkpoint is itself a loadable HF folder.
+      if (!isLora) writeJsonAtomic(join(dir, 'config.json'), configToHf(model.config));
+      writeTok(dir);
+    },
+    ...(isLora ? { extraState: { save: () => ({ loraRng: loraRngState(model) }), restore: (x: unknown) => setLoraRngState(model, (x as { loraRng: number[] }).loraRng) } } : {}),
+    ...(o.stopAfter !== undefined ? { stopAfter: o.stopAfter } : {}),
+    ...(o.progress === false ? { progress: false } : {}),
+    log,
+  }));
+  const resume = o.resume === undefined ? undefined : resolveResume(cfg.output_dir, o.resume);
+  const per = cfg.training.micro_batch_size * cfg.training.grad_accum;
+  log(`training ${totalSteps} steps (${per} rows/step, ${isLora ? `LoRA r=${cfg.lora!.rank} on ${cfg.lora!.targets.join(',')}` : 'full fine-tuning'}), output ${cfg.output_dir}`);
+  const r = trainer.run(resume);
+
+  const exported = r.steps >= totalSteps ? exportModel(model, cfg, writeTok, log) : null;
+  const summary: TrainSummary = {
+    steps: r.steps,
+    total_steps: totalSteps,
+    tokens: r.tokens,
+    seconds: Math.round(r.seconds * 10) / 10,
+    tokens_per_s: r.seconds > 0 ? Math.round(r.tokens / r.seconds) : 0,
+    final_loss: r.finalLoss,
+    eval_loss: r.evalLoss,
+    peak_rss_mb: r.peakRssMb,
+    wall_seconds: Math.round((performance.now() - t0) / 100) / 10,
+    data: {
+      recipe: s.recipe, recipe_info: s.recipeInfo,
+      examples: s.examples, eval_examples: s.evalExamples, rows: s.train.rows, packing_efficiency: s.train.efficiency,
+      trained_tokens: s.train.targetTokens, truncated: s.train.truncated, dropped: s.train.dropped, skipped_bad: s.skippedBad,
+      skip_reasons: s.skipReasons, without_targets: s.noTargets,
+    },
+    resumed_from: r.resumedFrom,
+    exported,
+  };
+  writeJsonAtomic(join(cfg.output_dir, 'summary.json'), summary);
+  log(`done: ${r.steps}/${totalSteps} steps, ${r.tokens} tokens in ${summary.seconds}s (${summary.tokens_per_s} tok/s), ` +
+    `loss ${r.finalLoss.toFixed(4)}${r.evalLoss !== null ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, peak RSS ${r.peakRssMb} MB` +
+    (exported ? `; model saved to ${exported}` : r.steps < totalSteps ? `; stopped early, resume with --resume` : ''));
+  return summary;
+}
+
+/** final/ (an HF folder; LoRA adapters saved to adapter/ and merged first). */
+function exportModel(model: LlamaModel, cfg: TrainConfig, writeTok: (dir: string) => void, log: (s: string) => void): string {
+  const dir = join(cfg.output_dir, 'final');
+  if (cfg.lora) {
+    saveLoraAdapter(join(cfg.output_dir, 'adapter'), model, { baseModel: cfg.model, overwrite: true });
+    mergeLora(model);
+    log(`LoRA adapter saved to ${join(cfg.output_dir, 'adapter')}; merged into the exported model`);
+  }
+  saveHfModel(dir, model, { dtype: cfg.export.dtype === 'bf16' ? 'BF16' : 'F32', beforeCommit: writeTok, overwrite: true });
+  return dir;
+}

@@ -1,0 +1,74 @@
+// One path from a validated train config to the pieces every entry point needs (`mixtune train`,
+// `prepare`, the demo, the studies): the chat template, the example encoder, the step count and
+// the Trainer's options. Entry points must not map config keys to components by hand.
+import { existsSync } from 'node:fs';
+import { checkModelAndTokenizer } from '../io/load.js';
+import { ensureWritableDir } from '../util/fs.js';
+import { MixtuneError } from '../util/errors.js';
+import { ChatTemplate, encodeConversation, type ChatMessage } from '../io/chat.js';
+import type { Tokenizer } from '../tokenizer.js';
+import type { TrainConfig } from './config.js';
+import type { ExampleEncoder } from './prepare.js';
+import { warmupStepsOf } from './schedule.js';
+import type { TrainerOptions } from './trainer.js';
+
+/** The chat template the config asks for: the tokenizer's (auto) or the built-in plain one. */
+export function templateFor(tok: Tokenizer, cfg: TrainConfig): ChatTemplate {
+  return cfg.data.template === 'plain' ? ChatTemplate.forTokenizer(tok, { plain: true }) : ChatTemplate.forTokenizer(tok);
+}
+
+/** Encodes an example (system prompt + turns) with the template; labels follow `trainOn`. */
+export function chatEncoder(tok: Tokenizer, template: ChatTemplate, trainOn: TrainConfig['data']['train_on']): ExampleEncoder {
+  return (ex) => {
+    const messages: ChatMessage[] = [
+      ...(ex.system !== undefined ? [{ role: 'system', content: ex.system }] : []),
+      ...ex.messages.map((m) => ({ role: m.role, content: m.content })),
+    ];
+    const enc = encodeConversation(tok, template, messages, { trainOn, where: ex.id });
+    return { ids: enc.ids, labels: enc.labels, spans: enc.assistantSpans };
+  };
+}
+
+/** The encoder of a config: its template and train_on rule. */
+export function encoderFor(tok: Tokenizer, cfg: TrainConfig): { template: ChatTemplate; encode: ExampleEncoder } {
+  const template = templateFor(tok, cfg);
+  return { template, encode: chatEncoder(tok, template, cfg.data.train_on) };
+}
+
+/** Optimizer steps of a run: training.max_steps, else epochs over the rows. */
+export function totalStepsOf(cfg: TrainConfig, nRows: number): number {
+  const per = cfg.training.micro_batch_size * cfg.training.grad_accum;
+  return cfg.training.max_steps ?? Math.max(1, Math.ceil((cfg.training.epochs * nRows) / per));
+}
+
+/** What an entry point decides beyond the config: the run's length, padding, and its own hooks. */
+export type TrainerExtras = Omit<Partial<TrainerOptions>, 'padId'> & { totalSteps: number; padId: number };
+
+/** The Trainer's options from the config's `training` section, `output_dir` and `seed`. */
+export function trainerOptionsOf(cfg: TrainConfig, extras: TrainerExtras): TrainerOptions {
+  const t = cfg.training;
+  return {
+    outputDir: cfg.output_dir, seed: cfg.seed,
+    microBatchSize: t.micro_batch_size, gradAccum: t.grad_accum, lr: t.lr,
+    warmupSteps: warmupStepsOf(extras.totalSteps, {
+      ...(t.warmup_steps !== undefined ? { steps: t.warmup_steps } : {}),
+      ...(t.warmup_ratio !== undefined ? { ratio: t.warmup_ratio } : {}),
+    }),
+    schedule: t.schedule, minLrRatio: t.min_lr_ratio,
+    weightDecay: t.weight_decay, beta1: t.beta1, beta2: t.beta2, eps: t.eps, maxGradNorm: t.max_grad_norm,
+    logEvery: t.log_every, evalEvery: t.eval_every, saveEvery: t.save_every, keepLast: t.keep_last,
+    ...extras,
+  };
+}
+
+/**
+ * Fail fast: every path a run needs — output_dir writable, the data (or prepared rows) present, the
+ * model and its tokenizer found and readable — is checked before data preparation or model loading
+ * starts. Returns the tokenizer.
+ */
+export function preflightTrain(cfg: TrainConfig, o: { prepared?: string | undefined } = {}): Tokenizer {
+  ensureWritableDir(cfg.output_dir, 'output_dir');
+  const files = o.prepared ? [o.prepared] : [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])].map((d) => d.path);
+  for (const f of files) if (!existsSync(f)) throw new MixtuneError(`${f}: data file not found`);
+  return checkModelAndTokenizer(cfg.model, cfg.tokenizer);
+}
