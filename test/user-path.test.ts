@@ -95,3 +95,16 @@ test('user path: every examples/*.yaml trains from a copy of the package files a
     rmSync(cwd, { recursive: true, force: true });
   }
 });
+
+test('user path: convert --from stories260K (no --tokenizer) writes the same folder as from the file + tok512.bin', () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'mixtune-user-'));
+  const fixture = join(sharedDir(), 'fixtures', 'stories260K');
+  const a = spawnSync(process.execPath, [bin, 'convert', '--from', 'stories260K', '--to', join(cwd, 'a')], { cwd, env: userEnv(), encoding: 'utf8' });
+  assert.equal(a.status, 0, a.stderr);
+  const b = spawnSync(process.execPath, [bin, 'convert', '--from', join(fixture, 'stories260K.bin'), '--tokenizer', join(fixture, 'tok512.bin'), '--to', join(cwd, 'b')], { cwd, encoding: 'utf8' });
+  assert.equal(b.status, 0, b.stderr);
+  for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer.bin', 'config.json']) {
+    assert.ok(readFileSync(join(cwd, 'a', f)).equals(readFileSync(join(cwd, 'b', f))), `${f} differs`);
+  }
+  rmSync(cwd, { recursive: true, force: true });
+});

@@ -72,8 +72,8 @@ export function buildProgram(): Command {
   program
     .command('convert')
     .description('Convert a llama2.c checkpoint and its tokenizer.bin into a Hugging Face model folder')
-    .requiredOption('--from <path>', 'llama2.c .bin checkpoint')
-    .requiredOption('--tokenizer <path>', 'llama2.c tokenizer.bin')
+    .requiredOption('--from <path>', 'llama2.c .bin checkpoint, or stories260K (the embedded model)')
+    .option('--tokenizer <path>', 'llama2.c tokenizer.bin (default: tokenizer.bin beside the checkpoint; the embedded model\'s own)')
     .requiredOption('--to <dir>', 'output folder (must not exist or be empty, unless --overwrite)')
     .option('--dtype <dtype>', 'weight storage dtype: f32 | bf16', 'f32')
     .option('--overwrite', 'replace an existing non-empty output folder', false)
