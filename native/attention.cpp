@@ -71,7 +71,16 @@ float* workspace(int workers, int64_t per, int64_t* stride) {
   thread_local std::vector<float> buf;
   const int64_t s = (per + 15) / 16 * 16;
   const size_t need = static_cast<size_t>(s * workers + 16);
-  if (buf.size() < need) buf.assign(need, 0.0f);
+  if (buf.size() < need) {
+    try {
+      buf.assign(need, 0.0f);
+    } catch (const std::bad_alloc&) {
+      buf = std::vector<float>();
+      throw OutOfMemory("the attention workspace", need * sizeof(float));
+    } catch (const std::length_error&) {
+      throw OutOfMemory("the attention workspace", SIZE_MAX);
+    }
+  }
   uintptr_t base = reinterpret_cast<uintptr_t>(buf.data());
   base = (base + 63) & ~uintptr_t(63);
   *stride = s;
@@ -177,7 +186,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
     }
   };
   if (workers == 1) run(0, ntasks, 0);
-  else parallel_for(ntasks, 1, run);
+  else parallel_for(ntasks, 1, run, workers);
   return env.Undefined();
 }
 
@@ -224,7 +233,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
       for (int64_t t = begin; t < end; ++t) group(p, t / p.Hkv, t % p.Hkv, w);
     };
     if (workers == 1) run(0, ngroups, 0);
-    else parallel_for(ngroups, 1, run);
+    else parallel_for(ngroups, 1, run, workers);
   } else {
     const BwdTileFn dkdv = bwd_dkdv_fn();
     const BwdTileFn dq = bwd_dq_fn();
@@ -245,7 +254,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
         }
       }
     };
-    parallel_for(nkv_tasks + nq_tasks, 1, run);
+    parallel_for(nkv_tasks + nq_tasks, 1, run, workers);
   }
   return env.Undefined();
 }
@@ -472,7 +481,7 @@ Napi::Value AttentionLayoutForward(const Napi::CallbackInfo& info) {
     for (int64_t t = begin; t < end; ++t) tile(p, order[t / H], t % H, w);
   };
   if (workers == 1) run(0, ntiles * H, 0);
-  else parallel_for(ntiles * H, 1, run);
+  else parallel_for(ntiles * H, 1, run, workers);
   return info.Env().Undefined();
 }
 
@@ -512,7 +521,7 @@ Napi::Value AttentionLayoutBackward(const Napi::CallbackInfo& info) {
       for (int64_t t = begin; t < end; ++t) delta(p, pl.uniform[t / H], t % H, w);
     };
     if (workers == 1) run(0, nt, 0);
-    else parallel_for(nt, 1, run);
+    else parallel_for(nt, 1, run, workers);
   }
 
   int64_t stride = 0;
@@ -528,7 +537,7 @@ Napi::Value AttentionLayoutBackward(const Napi::CallbackInfo& info) {
       }
     };
     if (workers == 1) run(0, ngroups, 0);
-    else parallel_for(ngroups, 1, run);
+    else parallel_for(ngroups, 1, run, workers);
   } else {
     float* ws = workspace(workers, attention_layout_bwd_ws_floats(p.D, p.M, ATTN_BK), &stride);
     const LDkdvFn dkdv = ldkdv_fn();
@@ -550,7 +559,7 @@ Napi::Value AttentionLayoutBackward(const Napi::CallbackInfo& info) {
         }
       }
     };
-    parallel_for(nkv_tasks + ntiles * H, 1, run);
+    parallel_for(nkv_tasks + ntiles * H, 1, run, workers);
   }
   (void)env;
   return info.Env().Undefined();
@@ -569,11 +578,11 @@ Napi::Value AttentionExp(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_attention(Napi::Env env, Napi::Object exports) {
-  exports.Set("attentionForward", Napi::Function::New(env, AttentionForward, "attentionForward"));
-  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
-  exports.Set("attentionLayoutForward", Napi::Function::New(env, AttentionLayoutForward, "attentionLayoutForward"));
-  exports.Set("attentionLayoutBackward", Napi::Function::New(env, AttentionLayoutBackward, "attentionLayoutBackward"));
-  exports.Set("_attentionExp", Napi::Function::New(env, AttentionExp, "_attentionExp"));
+  export_fn<AttentionForward>(env, exports, "attentionForward");
+  export_fn<AttentionBackward>(env, exports, "attentionBackward");
+  export_fn<AttentionLayoutForward>(env, exports, "attentionLayoutForward");
+  export_fn<AttentionLayoutBackward>(env, exports, "attentionLayoutBackward");
+  export_fn<AttentionExp>(env, exports, "_attentionExp");
 }
 
 }  // namespace mt

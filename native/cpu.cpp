@@ -53,28 +53,37 @@ const char* isa_name(Isa isa) {
   }
 }
 
+namespace {
+
+Napi::Value BestIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isa_name(best_isa())); }
+Napi::Value CurrentIsa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), isa_name(current_isa())); }
+
+Napi::Value SetIsa(const Napi::CallbackInfo& info) {
+  if (info.Length() < 1 || !info[0].IsString()) throw arg_error(info.Env(), "setIsa", "expected 'avx512' | 'avx2' | 'portable'");
+  std::string s = info[0].As<Napi::String>().Utf8Value();
+  Isa want;
+  if (!parse_isa(s.c_str(), &want)) throw arg_error(info.Env(), "setIsa", "unknown ISA '" + s + "'");
+  if (!set_isa(want)) throw arg_error(info.Env(), "setIsa", "this CPU cannot run " + s);
+  return info.Env().Undefined();
+}
+
+Napi::Value NumThreads(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), num_threads()); }
+
+Napi::Value SetNumThreads(const Napi::CallbackInfo& info) {
+  const int64_t n = int_arg(info, 0, "setNumThreads", "n", 1);
+  if (n > kMaxThreads) throw arg_error(info.Env(), "setNumThreads", "n must be <= " + std::to_string(kMaxThreads) + ", got " + std::to_string(n));
+  set_num_threads(static_cast<int>(n));
+  return info.Env().Undefined();
+}
+
+}  // namespace
+
 void register_cpu(Napi::Env env, Napi::Object exports) {
-  exports.Set("bestIsa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), isa_name(best_isa()));
-  }));
-  exports.Set("isa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    return Napi::String::New(info.Env(), isa_name(current_isa()));
-  }));
-  exports.Set("setIsa", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    if (info.Length() < 1 || !info[0].IsString()) throw arg_error(info.Env(), "setIsa", "expected 'avx512' | 'avx2' | 'portable'");
-    std::string s = info[0].As<Napi::String>().Utf8Value();
-    Isa want;
-    if (!parse_isa(s.c_str(), &want)) throw arg_error(info.Env(), "setIsa", "unknown ISA '" + s + "'");
-    if (!set_isa(want)) throw arg_error(info.Env(), "setIsa", "this CPU cannot run " + s);
-    return info.Env().Undefined();
-  }));
-  exports.Set("numThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    return Napi::Number::New(info.Env(), num_threads());
-  }));
-  exports.Set("setNumThreads", Napi::Function::New(env, [](const Napi::CallbackInfo& info) {
-    set_num_threads(static_cast<int>(int_arg(info, 0, "setNumThreads", "n", 1)));
-    return info.Env().Undefined();
-  }));
+  export_fn<BestIsa>(env, exports, "bestIsa");
+  export_fn<CurrentIsa>(env, exports, "isa");
+  export_fn<SetIsa>(env, exports, "setIsa");
+  export_fn<NumThreads>(env, exports, "numThreads");
+  export_fn<SetNumThreads>(env, exports, "setNumThreads");
 }
 
 }  // namespace mt

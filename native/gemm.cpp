@@ -52,15 +52,15 @@ std::atomic<int64_t> g_kc{256}, g_mc{336}, g_nc{512}, g_tiles_per_thread{2};
 struct AlignedBuf {
   float* p = nullptr;
   size_t cap = 0;
-  float* get(size_t n) {
+  float* get(size_t n, const char* what = "GEMM packing buffers") {
     if (n > cap) {
       std::free(p);
+      p = nullptr;
+      cap = 0;
+      if (n > (SIZE_MAX - 4095) / sizeof(float)) throw OutOfMemory(what, SIZE_MAX);
       size_t bytes = ((n * sizeof(float) + 4095) / 4096) * 4096;
       p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!p) {
-        cap = 0;
-        throw std::bad_alloc();
-      }
+      if (!p) throw OutOfMemory(what, bytes);
       cap = bytes / sizeof(float);
     }
     return p;
@@ -249,12 +249,34 @@ Napi::Value GemmBlocking(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// Test hook: every pool worker grows a thread-local buffer of `floats` floats the way the GEMM
+// packing buffers grow, so tests can see an allocation failure on a pool thread become a JS error
+// (and the pool stay usable). Returns the number of workers that allocated.
+Napi::Value AllocProbe(const Napi::CallbackInfo& info) {
+  const int64_t floats = int_arg(info, 0, "_allocProbe", "floats", 1);
+  std::atomic<int> done{0};
+  const int threads = num_threads();
+  parallel_for(threads, 1, [&](int64_t b, int64_t e, int) {
+    thread_local AlignedBuf probe;
+    for (int64_t t = b; t < e; ++t) {
+      probe.get(static_cast<size_t>(floats), "the allocation probe");
+      done.fetch_add(1);
+    }
+  });
+  return Napi::Number::New(info.Env(), done.load());
+}
+
 void register_gemm(Napi::Env env, Napi::Object exports) {
   // Start the thread pool at load time, so that its workers are parked before the first
-  // parallel_for (see the report on the start-up race in threadpool.cpp).
-  (void)num_threads();
-  exports.Set("gemm", Napi::Function::New(env, Gemm, "gemm"));
-  exports.Set("gemmBlocking", Napi::Function::New(env, GemmBlocking, "gemmBlocking"));
+  // parallel_for. A bad MIXTUNE_THREADS must not abort the load: the error is reported by the
+  // first native call instead (the pool is created lazily then, see threadpool.cpp).
+  try {
+    (void)num_threads();
+  } catch (const std::exception&) {
+  }
+  export_fn<Gemm>(env, exports, "gemm");
+  export_fn<AllocProbe>(env, exports, "_allocProbe");
+  export_fn<GemmBlocking>(env, exports, "gemmBlocking");
 }
 
 }  // namespace mt

@@ -301,16 +301,16 @@ Napi::Value OpsExp(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_ops(Napi::Env env, Napi::Object exports) {
-  exports.Set("embeddingForward", Napi::Function::New(env, EmbeddingForward, "embeddingForward"));
-  exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));
-  exports.Set("rmsnormForward", Napi::Function::New(env, RmsnormForward, "rmsnormForward"));
-  exports.Set("rmsnormBackward", Napi::Function::New(env, RmsnormBackward, "rmsnormBackward"));
-  exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
-  exports.Set("swigluForward", Napi::Function::New(env, SwigluForward, "swigluForward"));
-  exports.Set("swigluBackward", Napi::Function::New(env, SwigluBackward, "swigluBackward"));
-  exports.Set("crossEntropy", Napi::Function::New(env, CrossEntropy, "crossEntropy"));
-  exports.Set("adamw", Napi::Function::New(env, Adamw, "adamw"));
-  exports.Set("_opsExp", Napi::Function::New(env, OpsExp, "_opsExp"));
+  export_fn<EmbeddingForward>(env, exports, "embeddingForward");
+  export_fn<EmbeddingBackward>(env, exports, "embeddingBackward");
+  export_fn<RmsnormForward>(env, exports, "rmsnormForward");
+  export_fn<RmsnormBackward>(env, exports, "rmsnormBackward");
+  export_fn<Rope>(env, exports, "rope");
+  export_fn<SwigluForward>(env, exports, "swigluForward");
+  export_fn<SwigluBackward>(env, exports, "swigluBackward");
+  export_fn<CrossEntropy>(env, exports, "crossEntropy");
+  export_fn<Adamw>(env, exports, "adamw");
+  export_fn<OpsExp>(env, exports, "_opsExp");
 }
 
 }  // namespace mt

@@ -144,7 +144,7 @@ Napi::Value MeasurePeak(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_peak(Napi::Env env, Napi::Object exports) {
-  exports.Set("measurePeak", Napi::Function::New(env, MeasurePeak, "measurePeak"));
+  export_fn<MeasurePeak>(env, exports, "measurePeak");
 }
 
 }  // namespace mt

@@ -3,7 +3,7 @@
 // (set MIXTUNE_DEBUG=1 to see stacks).
 import { Command, CommanderError, Option } from 'commander';
 import { collect, intArg, numArg } from './args.js';
-import { MixtuneError } from '../util/errors.js';
+import { MixtuneError, outOfMemoryError } from '../util/errors.js';
 import { runGenerate } from './generate.js';
 import { runScore } from './score.js';
 import { runTrain } from './train.js';
@@ -183,7 +183,8 @@ export async function main(argv: string[]): Promise<number> {
       return err.exitCode === 0 ? 0 : 2;
     }
     if (process.env.MIXTUNE_DEBUG) console.error(err);
-    const msg = err instanceof Error ? err.message : String(err);
+    const e = outOfMemoryError(err, `running mixtune ${argv.filter((a) => !a.startsWith('-'))[0] ?? ''}`.trimEnd());
+    const msg = e instanceof Error ? e.message : String(e);
     process.stderr.write(`mixtune: ${msg.split('\n')[0]}\n`);
     return 1;
   }

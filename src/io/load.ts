@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Kernels } from '../tensor/kernels.js';
 import { LlamaModel } from '../model/llama.js';
 import type { Tokenizer } from '../tokenizer.js';
-import { MixtuneError } from '../util/errors.js';
+import { MixtuneError, outOfMemoryError } from '../util/errors.js';
 import { loadLlama2c } from './llama2c.js';
 import { Llama2cTokenizer } from './llama2c-tokenizer.js';
 import { HfTokenizer } from './hf-tokenizer.js';
@@ -31,6 +31,14 @@ export function modelPathOf(model: string): string {
 /** A llama2.c .bin checkpoint, a Hugging Face model folder (config.json + safetensors), or an embedded name. */
 export function loadModel(model: string, kernels: Kernels): LoadedModel {
   const path = modelPathOf(model);
+  try {
+    return loadModelAt(path, kernels);
+  } catch (e) {
+    throw outOfMemoryError(e, `loading the model ${path}`);
+  }
+}
+
+function loadModelAt(path: string, kernels: Kernels): LoadedModel {
   if (statSync(path).isDirectory()) {
     const hf = loadHfModel(path);
     const m = new LlamaModel(hf.config, kernels, hf.weights, path);
