@@ -107,13 +107,20 @@ test('native: setNumThreads from a worker thread while the main thread runs atte
   }
 });
 
-test('out of memory under ulimit -v: a one-line error and exit 1, no signal, no stack trace', () => {
+test('out of memory under ulimit -v past the preflight (force=1): a one-line error and exit 1, no signal, no stack trace', () => {
   const bin = `${packageRoot()}/bin/mixtune.js`;
   // ~6 GB of weights against a 2 GB address-space limit
-  const r = spawnSync('sh', ['-c', `ulimit -v 2000000 && exec "${process.execPath}" "${bin}" bench train vocab=32000 dim=2048 layers=24 heads=16 kv_heads=16 ffn=8192 seq=256 batch=1 steps=1 peer=0`], { encoding: 'utf8' });
+  const r = spawnSync('sh', ['-c', `ulimit -v 2000000 && exec "${process.execPath}" "${bin}" bench train vocab=32000 dim=2048 layers=24 heads=16 kv_heads=16 ffn=8192 seq=256 batch=1 steps=1 peer=0 force=1`], { encoding: 'utf8' });
   assert.equal(r.signal, null, `killed by ${r.signal}: ${r.stderr}`);
   assert.equal(r.status, 1, r.stderr);
   const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, /^mixtune: out of memory while running mixtune bench .*LoRA/);
+});
+
+test('bench train refuses a shape that cannot fit before allocating it (memory preflight)', () => {
+  const bin = `${packageRoot()}/bin/mixtune.js`;
+  const r = spawnSync('sh', ['-c', `ulimit -v 2000000 && exec "${process.execPath}" "${bin}" bench train vocab=32000 dim=2048 layers=24 heads=16 kv_heads=16 ffn=8192 seq=256 batch=1 steps=1 peer=0`], { encoding: 'utf8' });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr.trim(), /^mixtune: bench train: estimated peak memory [\d.]+ GiB .* exceeds .*ulimit -v.*smaller shape.*--force/);
 });

@@ -25,6 +25,7 @@ import { intParams } from './params.js';
 import { IGNORE, buildRow, type Group, type Row } from '../data/pack.js';
 import { misoGroup } from '../data/recipes/groups.js';
 import { makeMicroBatch } from '../train/batch.js';
+import { checkMemory, estimateTrainMemory } from '../train/memory.js';
 
 export const TRAIN_DEFAULTS = { vocab: 8192, dim: 512, layers: 8, heads: 8, kv_heads: 8, ffn: 1408, seq: 512, batch: 4, steps: 6 };
 
@@ -33,17 +34,18 @@ const BENCH_RECIPES = ['sft', 'moi', 'miso-para', 'miso-succ'] as const;
 
 export function benchTrain(params: Record<string, string>): Record<string, unknown> {
   if (params.recipe !== undefined) return benchTrainRecipe(params);
-  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer']);
+  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force']);
   const peerMode = params.peer ?? 'auto';
   if (!['auto', '0', '1'].includes(peerMode)) throw new MixtuneError(`bench train: peer must be auto, 0 or 1, got '${peerMode}'`);
   const k = nativeKernels();
-  const model = LlamaModel.random(
-    {
-      vocabSize: cfg.vocab, dim: cfg.dim, hiddenDim: cfg.ffn, nLayers: cfg.layers, nHeads: cfg.heads, nKvHeads: cfg.kv_heads,
-      headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: false, qkvBias: false,
-    },
-    k, 0,
-  );
+  const config = {
+    vocabSize: cfg.vocab, dim: cfg.dim, hiddenDim: cfg.ffn, nLayers: cfg.layers, nHeads: cfg.heads, nKvHeads: cfg.kv_heads,
+    headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: false, qkvBias: false,
+  };
+  checkMemory(estimateTrainMemory(config, { tokensPerMicroBatch: cfg.batch * cfg.seq }), 'bench train', {
+    force: params.force === '1', fixes: 'use a smaller shape (vocab, dim, layers, ffn, seq, batch)',
+  });
+  const model = LlamaModel.random(config, k, 0);
   const opt = new AdamW(model.params, k, { weightDecay: 0.01 });
   const B = cfg.batch;
   const T = cfg.seq;
@@ -84,6 +86,9 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     tokens_per_s: round(tokens / stepS, 1),
     gflops: round(flops / stepS / 1e9, 1),
     loss: round(loss, 4),
+    // measured peak RSS of this process vs the preflight's estimate (src/train/memory.ts)
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    estimated_peak_mb: Math.round(estimateTrainMemory(model.config, { tokensPerMicroBatch: B * T }).total / 2 ** 20),
     cfg,
   };
   if (peerMode !== '0') {

@@ -1,7 +1,8 @@
 // `mixtune generate`: load a model + tokenizer, stream a continuation to stdout.
 // With --input (repeatable): MISO generation, one output decoded against several inputs.
 import { nativeKernels } from '../tensor/native.js';
-import { loadModel, loadTokenizer } from '../io/load.js';
+import { loadModel, loadTokenizer, modelConfigOf } from '../io/load.js';
+import { checkGenerateMemory } from '../train/memory.js';
 import { generate } from '../infer/generate.js';
 import { type MisoPositions, misoGenerate } from '../infer/miso.js';
 import { ChatTemplate, encodePrompt } from '../io/chat.js';
@@ -28,11 +29,18 @@ export interface GenerateCliOptions {
   input?: string[];
   weighting?: Weighting;
   positions?: MisoPositions;
+  /** Generate even when the memory estimate exceeds what is available. */
+  force?: boolean;
 }
 
 export async function runGenerate(o: GenerateCliOptions): Promise<void> {
   const miso = (o.input ?? []).length > 0;
   if (miso && !o.cache) throw new MixtuneError('--no-cache cannot be used with --input (MISO generation always uses the per-input KV caches)');
+  checkGenerateMemory(modelConfigOf(o.model), {
+    // tokens <= UTF-8 bytes + BOS + template overhead; every MISO input has its own cache
+    contextTokens: o.maxNewTokens + Math.max(Buffer.byteLength(o.prompt), ...(o.input ?? []).map((x) => Buffer.byteLength(x))) + 256,
+    sequences: Math.max(1, (o.input ?? []).length), ...(o.force ? { force: true } : {}), what: 'generate',
+  });
   const { model, format } = loadModel(o.model, nativeKernels());
   const tok = loadTokenizer(o.tokenizer, o.model, model.config.vocabSize);
   if (miso) return runMisoGenerate(o, model, format, tok);

@@ -47,6 +47,7 @@ export function buildProgram(): Command {
     .option('--input <text>', 'MISO generation: an input (repeatable); one output is decoded against all inputs, and --prompt (or the chat header with --chat) starts the output', collect, [] as string[])
     .addOption(new Option('--weighting <w>', 'MISO: how the per-input attention results are mixed').choices(['uniform', 'fid', 'vanilla']).default('uniform'))
     .addOption(new Option('--positions <mode>', 'MISO: para = every input from position 0, the output after the longest; succ = successive positions').choices(['para', 'succ']).default('para'))
+    .option('--force', 'generate even when the memory estimate exceeds the memory available')
     .action(async (opts) => {
       await runGenerate(opts);
     });
@@ -94,6 +95,8 @@ export function buildProgram(): Command {
     .option('--stop-after <n>', 'stop (with a checkpoint) after optimizer step n, e.g. to fit a time limit', intArg(1))
     .option('--no-progress', 'plain log lines instead of a progress bar')
     .option('--prepared <file>', 'train on rows saved by mixtune prepare --out (instead of data.prepared / preparing)')
+    .option('--dry-run', 'print the estimated peak memory and what is available, then exit')
+    .option('--force', 'train even when the memory estimate exceeds the memory available')
     .action(async (opts) => {
       runTrain(opts);
     });

@@ -5,6 +5,8 @@ import { resolve } from 'node:path';
 import { loadTrainConfig } from '../train/config.js';
 import { trainFromConfig, type TrainSummary } from '../train/run.js';
 import { MixtuneError } from '../util/errors.js';
+import { trainMemoryEstimate } from '../train/setup.js';
+import { describeEstimate, formatBytes, memoryBudget } from '../train/memory.js';
 
 export interface TrainCliOptions {
   config: string;
@@ -18,9 +20,12 @@ export interface TrainCliOptions {
   progress?: boolean;
   /** Rows saved by `mixtune prepare --out` (overrides data.prepared). */
   prepared?: string;
+  /** Print the memory estimate and what is available, then exit. */
+  dryRun?: boolean;
+  force?: boolean;
 }
 
-export function runTrain(o: TrainCliOptions): TrainSummary {
+export function runTrain(o: TrainCliOptions): TrainSummary | null {
   if (!existsSync(o.config)) throw new MixtuneError(`${o.config}: config file not found`);
   const sets = [...o.set];
   if (o.skipBad) sets.push('data.skip_bad=true');
@@ -28,7 +33,14 @@ export function runTrain(o: TrainCliOptions): TrainSummary {
   if (o.seed !== undefined) sets.push(`seed=${o.seed}`);
   const cfg = loadTrainConfig(o.config, sets);
   if (o.outputDir) cfg.output_dir = resolve(o.outputDir);
+  if (o.dryRun) {
+    const budget = memoryBudget();
+    process.stdout.write(`${describeEstimate(trainMemoryEstimate(cfg))}\n` +
+      `available: ${budget ? `${formatBytes(budget.bytes)} (${budget.limitedBy})` : 'unknown (no /proc)'}\n`);
+    return null;
+  }
   return trainFromConfig(cfg, {
+    ...(o.force ? { force: true } : {}),
     ...(o.resume === undefined || o.resume === false ? {} : { resume: o.resume === true ? 'latest' : o.resume }),
     ...(o.prepared !== undefined ? { prepared: o.prepared } : {}),
     ...(o.stopAfter !== undefined ? { stopAfter: o.stopAfter } : {}),

@@ -6,7 +6,8 @@ import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { ensureWritableDir } from '../util/fs.js';
 import { nativeKernels } from '../tensor/native.js';
-import { checkModelAndTokenizer, loadModel, loadTokenizer } from '../io/load.js';
+import { checkModelAndTokenizer, loadModel, loadTokenizer, modelConfigOf } from '../io/load.js';
+import { checkGenerateMemory } from '../train/memory.js';
 import { ChatTemplate } from '../io/chat.js';
 import { MixtuneError } from '../util/errors.js';
 import { type ResultRow, ResultsFile, applyLimit, checkRunFile, generateAnswer, readResponses, round, startProgress, writeSummary } from './common.js';
@@ -76,7 +77,10 @@ export async function runEval(taskName: TaskName, o: EvalTaskOptions): Promise<E
   if (!existsSync(dataPath)) throw new MixtuneError(`${dataPath}: ${taskName} data file not found${o.data ? '' : ' (the default is our development layout; pass --data FILE)'}`);
   // fail fast: the output folder, the model and its tokenizer before loading data or generating
   ensureWritableDir(resolve(o.out), '--out');
-  if (o.model !== undefined) checkModelAndTokenizer(o.model, o.tokenizer);
+  if (o.model !== undefined) {
+    checkModelAndTokenizer(o.model, o.tokenizer);
+    checkGenerateMemory(modelConfigOf(o.model), { contextTokens: o.maxNewTokens ?? task.defaultMaxNewTokens, what: `eval ${taskName}` });
+  }
   const all = task.load(dataPath, o.split);
   const items = applyLimit(all, o.limit);
   const maxNewTokens = o.maxNewTokens ?? task.defaultMaxNewTokens;

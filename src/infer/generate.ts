@@ -30,7 +30,8 @@ export function generate(model: LlamaModel, prompt: readonly number[], opts: Gen
   if (seq.length >= maxLen) return { tokens: out, stoppedBy: 'context' };
   const pick = (logits: Float32Array): number => (sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng));
 
-  const cache = opts.useCache === false ? null : model.newCache(maxLen);
+  // The cache holds what this call can reach, not the model's whole context (128k for Llama 3).
+  const cache = opts.useCache === false ? null : model.newCache(Math.min(maxLen, seq.length + Math.max(0, opts.maxNewTokens)));
   let logits = cache ? model.step(Int32Array.from(seq), cache) : lastLogits(model, seq);
   for (let i = 0; i < opts.maxNewTokens; i++) {
     const next = pick(logits);

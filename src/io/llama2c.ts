@@ -154,8 +154,11 @@ function checkHeader(h: Header, fail: (what: string) => never): void {
   if ((h.dim / h.nHeads) % 2 !== 0) fail(`head size dim/n_heads = ${h.dim / h.nHeads} is odd (RoPE needs an even head size)`);
 }
 
-/** Reads a llama2.c checkpoint (legacy v0 or v1 fp32) into HF-named fp32 tensors. */
-export function loadLlama2c(path: string): Llama2cModel {
+/**
+ * Reads a llama2.c checkpoint (legacy v0 or v1 fp32) into HF-named fp32 tensors. `configOnly`:
+ * check the header and the file size, return the config and no weights.
+ */
+export function loadLlama2c(path: string, opts: { configOnly?: boolean } = {}): Llama2cModel {
   const fail = (what: string): never => {
     throw new MixtuneError(`${path}: invalid llama2.c checkpoint: ${what}`);
   };
@@ -221,6 +224,7 @@ export function loadLlama2c(path: string): Llama2cModel {
     };
     validateConfig(config, path);
     const weights = new Map<string, Float32Array>();
+    if (opts.configOnly) return { config, weights };
     let pos = dataStart;
     for (const b of plan) {
       if (!b.names) {

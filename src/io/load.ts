@@ -11,6 +11,8 @@ import { Llama2cTokenizer } from './llama2c-tokenizer.js';
 import { HfTokenizer } from './hf-tokenizer.js';
 import { type GenerationConfig, loadHfModel } from './hf-model.js';
 import { resolveModelRef } from './model-ref.js';
+import { configFromHf } from './hf-config.js';
+import type { LlamaConfig } from '../model/config.js';
 
 export type ModelFormat = 'llama2c' | 'hf';
 
@@ -47,6 +49,22 @@ function loadModelAt(path: string, kernels: Kernels): LoadedModel {
   }
   const { config, weights } = loadLlama2c(path);
   return { model: new LlamaModel(config, kernels, weights, path), format: 'llama2c' };
+}
+
+/** The model's config without loading its weights (HF config.json, or the llama2.c header). */
+export function modelConfigOf(model: string): LlamaConfig {
+  const path = modelPathOf(model);
+  if (statSync(path).isDirectory()) {
+    const p = join(path, 'config.json');
+    let raw: unknown;
+    try {
+      raw = JSON.parse(readFileSync(p, 'utf8'));
+    } catch (e) {
+      throw new MixtuneError(`${p}: cannot read the model config (${(e as NodeJS.ErrnoException).code ?? (e as Error).message.split('\n')[0]})`);
+    }
+    return configFromHf(raw, p);
+  }
+  return loadLlama2c(path, { configOnly: true }).config;
 }
 
 /** Where a tokenizer is found: a llama2.c tokenizer.bin file, or a folder with HF tokenizer files. */

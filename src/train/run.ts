@@ -14,7 +14,8 @@ import type { TrainConfig } from './config.js';
 import { loadPrepared, prepareRows, type PrepareStats } from './prepare.js';
 import { Trainer } from './trainer.js';
 import { resolveResume, ADAPTER_FILE, WEIGHTS_FILE } from './checkpoint.js';
-import { encoderFor, preflightTrain, totalStepsOf, trainerOptionsOf } from './setup.js';
+import { encoderFor, preflightTrain, totalStepsOf, trainerOptionsOf, trainMemoryEstimate } from './setup.js';
+import { checkMemory, describeEstimate, formatBytes, TRAIN_MEMORY_FIXES } from './memory.js';
 import { writeJsonAtomic } from '../util/fs.js';
 
 export interface TrainRunOptions {
@@ -24,6 +25,8 @@ export interface TrainRunOptions {
   prepared?: string;
   /** Stop with a checkpoint after this optimizer step. */
   stopAfter?: number;
+  /** Train even when the memory estimate exceeds what is available. */
+  force?: boolean;
   progress?: boolean;
   log?: (line: string) => void;
 }
@@ -56,6 +59,9 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
   const t0 = performance.now();
   const preparedFile = o.prepared ?? cfg.data.prepared;
   preflightTrain(cfg, { prepared: preparedFile });
+  const mem = trainMemoryEstimate(cfg);
+  const budget = checkMemory(mem, 'train', { ...(o.force ? { force: true } : {}), fixes: TRAIN_MEMORY_FIXES });
+  const memLine = `memory: ${describeEstimate(mem)}${budget ? `; ${formatBytes(budget.bytes)} available (${budget.limitedBy})` : ''}`;
 
   const { model } = loadModel(cfg.model, nativeKernels());
   const tok = loadTokenizer(cfg.tokenizer, cfg.model, model.config.vocabSize);
@@ -85,6 +91,7 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
   }));
   const resume = o.resume === undefined ? undefined : resolveResume(cfg.output_dir, o.resume);
   const per = cfg.training.micro_batch_size * cfg.training.grad_accum;
+  log(memLine);
   log(`training ${totalSteps} steps (${per} rows/step, ${isLora ? `LoRA r=${cfg.lora!.rank} on ${cfg.lora!.targets.join(',')}` : 'full fine-tuning'}), output ${cfg.output_dir}`);
   const r = trainer.run(resume);
 

@@ -2,7 +2,8 @@
 // `prepare`, the demo, the studies): the chat template, the example encoder, the step count and
 // the Trainer's options. Entry points must not map config keys to components by hand.
 import { existsSync } from 'node:fs';
-import { checkModelAndTokenizer } from '../io/load.js';
+import { checkModelAndTokenizer, modelConfigOf } from '../io/load.js';
+import { estimateTrainMemory, type MemoryEstimate } from './memory.js';
 import { ensureWritableDir } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import { ChatTemplate, encodeConversation, type ChatMessage } from '../io/chat.js';
@@ -71,4 +72,12 @@ export function preflightTrain(cfg: TrainConfig, o: { prepared?: string | undefi
   const files = o.prepared ? [o.prepared] : [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])].map((d) => d.path);
   for (const f of files) if (!existsSync(f)) throw new MixtuneError(`${f}: data file not found`);
   return checkModelAndTokenizer(cfg.model, cfg.tokenizer);
+}
+
+/** The memory a run of this config needs at its peak (see src/train/memory.ts). */
+export function trainMemoryEstimate(cfg: TrainConfig): MemoryEstimate {
+  return estimateTrainMemory(modelConfigOf(cfg.model), {
+    tokensPerMicroBatch: cfg.training.micro_batch_size * cfg.data.max_len,
+    ...(cfg.lora ? { lora: { rank: cfg.lora.rank, targets: cfg.lora.targets } } : {}),
+  });
 }

@@ -158,7 +158,11 @@ export async function runIfevalEval(o: IfevalRunOptions): Promise<IfevalSummary>
   if (o.flatten && o.flatInput) throw new MixtuneError('eval ifeval: --flatten and --flat-input exclude each other (a flat input is already flattened)');
   // fail fast: the output folder, the model and its tokenizer before reading data or generating
   ensureWritableDir(o.out, '--out');
-  if (o.model) (await import('../../io/load.js')).checkModelAndTokenizer(o.model, o.tokenizer);
+  if (o.model) {
+    const { checkModelAndTokenizer, modelConfigOf } = await import('../../io/load.js');
+    checkModelAndTokenizer(o.model, o.tokenizer);
+    (await import('../../train/memory.js')).checkGenerateMemory(modelConfigOf(o.model), { contextTokens: (o.maxNewTokens ?? 1280) + 2048, what: 'eval ifeval' });
+  }
   const { items, mode, source } = loadItems(o);
   const responsesPath = o.model ? await generateResponses(items, { ...o, model: o.model }) : o.responses!;
   const responses = readResponses(responsesPath, { tolerateTruncatedLast: !!o.model });
