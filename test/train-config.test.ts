@@ -44,11 +44,24 @@ test('schedules: warmup then cosine / linear / constant to min_lr', () => {
   const o = { lr: 1, totalSteps: 110, warmupSteps: 10, minLrRatio: 0.1 };
   assert.equal(learningRate(5, { ...o, kind: 'cosine' }), 0.5);
   assert.equal(learningRate(10, { ...o, kind: 'cosine' }), 1);
-  assert.ok(Math.abs(learningRate(60, { ...o, kind: 'cosine' }) - 0.55) < 1e-12);
-  assert.ok(Math.abs(learningRate(110, { ...o, kind: 'cosine' }) - 0.1) < 1e-12);
-  assert.ok(Math.abs(learningRate(60, { ...o, kind: 'linear' }) - 0.55) < 1e-12);
+  assert.equal(learningRate(11, { ...o, kind: 'cosine' }), 1, 'the first decay step runs at the peak');
+  assert.ok(Math.abs(learningRate(61, { ...o, kind: 'cosine' }) - 0.55) < 1e-12);
+  assert.ok(Math.abs(learningRate(110, { ...o, kind: 'cosine' }) - (0.1 + 0.45 * (1 + Math.cos(Math.PI * 0.99)))) < 1e-12);
+  assert.ok(Math.abs(learningRate(61, { ...o, kind: 'linear' }) - 0.55) < 1e-12);
+  assert.ok(Math.abs(learningRate(110, { ...o, kind: 'linear' }) - (0.1 + 0.9 * 0.01)) < 1e-12);
   assert.equal(learningRate(100, { ...o, kind: 'constant' }), 1);
   assert.equal(warmupStepsOf(200, { ratio: 0.05 }), 10);
   assert.equal(warmupStepsOf(200, { steps: 7 }), 7);
   assert.equal(warmupStepsOf(5, { steps: 7 }), 5);
+});
+
+test('schedule: every step of every schedule has a learning rate > 0 (1, 2 and 10 steps, with and without warmup)', () => {
+  for (const kind of ['cosine', 'linear', 'constant'] as const) {
+    for (const total of [1, 2, 10]) {
+      for (const warm of [0, 1, 3]) {
+        const o = { lr: 1e-3, totalSteps: total, warmupSteps: Math.min(total, warm), kind, minLrRatio: 0 };
+        for (let s = 1; s <= total; s++) assert.ok(learningRate(s, o) > 0, `${kind}, ${total} steps, warmup ${warm}: step ${s} has lr ${learningRate(s, o)}`);
+      }
+    }
+  }
 });

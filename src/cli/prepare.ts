@@ -9,7 +9,7 @@ import { IGNORE, type Row } from '../data/pack.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { ensureWritableDir } from '../util/fs.js';
 import { dirname, resolve } from 'node:path';
-import { encoderFor } from '../train/setup.js';
+import { checkContextLength, encoderFor } from '../train/setup.js';
 
 export interface PrepareCliOptions {
   config: string;
@@ -29,9 +29,12 @@ export function runPrepare(o: PrepareCliOptions, out: (s: string) => void = (s) 
   const cfg = loadTrainConfig(o.config, sets);
   const tok = checkModelAndTokenizer(cfg.model, cfg.tokenizer);
   if (o.out) ensureWritableDir(dirname(resolve(o.out)), '--out');
+  checkContextLength(cfg);
   const prep = prepareRows(cfg, encoderFor(tok, cfg).encode);
+  checkContextLength(cfg, prep.train);
   if (o.json) out(JSON.stringify(prep.stats));
   else out(formatStats(prep, cfg.data.max_len));
+  for (const w of prep.stats.warnings) process.stderr.write(`mixtune: warning: ${w}\n`);
   const n = Math.min(o.show ?? 0, prep.train.length);
   for (let i = 0; i < n; i++) out('\n' + (o.tokens ? renderRowTokens(prep.train[i]!, i, tok) : renderRow(prep.train[i]!, i, tok)));
   if (o.out) {

@@ -49,6 +49,10 @@ export interface PackStats {
   dropped: number;
   /** Tokens that carry a loss. */
   targetTokens: number;
+  /** Loss-carrying tokens of the input groups that truncation or dropping removed. */
+  lostTargetTokens: number;
+  /** The longest input group in tokens (what max_len must reach to keep everything). */
+  longestGroup: number;
 }
 
 /** Applies the overflow policy to one group; returns null when it is dropped. */
@@ -78,12 +82,21 @@ export function packGroups(input: Group[], maxLen: number, opts: { overflow?: Ov
   const overflow = opts.overflow ?? 'truncate';
   let truncated = 0;
   let dropped = 0;
+  let lostTargetTokens = 0;
+  let longestGroup = 0;
+  const countTargets = (t: readonly number[]): number => t.reduce((n, x) => n + (x !== IGNORE ? 1 : 0), 0);
   const groups: Group[] = [];
   for (const g of input) {
+    longestGroup = Math.max(longestGroup, g.tokens.length);
     const f = fitGroup(g, maxLen, overflow);
-    if (!f) dropped++;
-    else {
-      if (f !== g) truncated++;
+    if (!f) {
+      dropped++;
+      lostTargetTokens += countTargets(g.targets);
+    } else {
+      if (f !== g) {
+        truncated++;
+        lostTargetTokens += countTargets(g.targets) - countTargets(f.targets);
+      }
       groups.push(f);
     }
   }
@@ -122,7 +135,7 @@ export function packGroups(input: Group[], maxLen: number, opts: { overflow?: Ov
   const capacity = rows.length * maxLen;
   return {
     rows,
-    stats: { groups: groups.length, rows: rows.length, tokens, capacity, efficiency: capacity ? tokens / capacity : 0, truncated, dropped, targetTokens },
+    stats: { groups: groups.length, rows: rows.length, tokens, capacity, efficiency: capacity ? tokens / capacity : 0, truncated, dropped, targetTokens, lostTargetTokens, longestGroup },
   };
 }
 

@@ -31,8 +31,12 @@ const paraOptions = {
   include_full: z.boolean().default(true),
   /** Input: the bare instruction without constraints. */
   include_bare: z.boolean().default(true),
-  /** Cap on the number of inputs: full and bare are kept, then the first constraints. */
-  max_inputs: z.number().int().min(2).optional(),
+  /**
+   * Most inputs per group, counting the full and the bare instruction: full and bare are kept,
+   * then the first constraints (default 6 = full + bare + 4 single-constraint inputs; Crab records
+   * have up to 16 constraints, and every input costs as much as a whole prompt).
+   */
+  max_inputs: z.number().int().min(2).default(6),
 };
 
 /** The `recipe` block (src/data/recipes): one variant per recipe, each with its own options. */
@@ -97,7 +101,8 @@ export const trainConfigSchema = z
         max_steps: positiveInt.optional(),
         micro_batch_size: positiveInt.default(1),
         grad_accum: positiveInt.default(1),
-        lr: z.number().positive().default(2e-5),
+        /** Peak learning rate; absent = the default for what is trained (defaultLearningRate). */
+        lr: z.number().positive().optional(),
         weight_decay: z.number().nonnegative().default(0),
         beta1: z.number().min(0).lt(1).default(0.9),
         beta2: z.number().min(0).lt(1).default(0.999),
@@ -113,7 +118,9 @@ export const trainConfigSchema = z
         keep_last: positiveInt.default(2),
       })
       .strict()
-      .default({} as never),
+      // prefault: an absent section is parsed as {} so its inner defaults apply (zod 4's
+      // .default({}) would return {} as it is)
+      .prefault({}),
     lora: z
       .object({
         rank: positiveInt.default(8),
@@ -128,7 +135,7 @@ export const trainConfigSchema = z
         dtype: z.enum(['f32', 'bf16']).default('f32'),
       })
       .strict()
-      .default({ dtype: 'f32' }),
+      .prefault({}),
   })
   .strict();
 
@@ -201,4 +208,16 @@ export function applyOverride(raw: unknown, assignment: string, source: string):
   }
   node[keys[keys.length - 1]!] = value;
   return root;
+}
+
+/**
+ * The peak learning rate when the config gives none, by what is trained: LoRA adapters 2e-4 (PEFT's
+ * common default); full fine-tuning by model size — 2e-5 from 1B parameters (the usual 7B value),
+ * 5e-5 from 100M, 1e-3 below (tiny models such as stories260K barely move at 2e-5).
+ */
+export function defaultLearningRate(params: number, lora: boolean): { lr: number; why: string } {
+  if (lora) return { lr: 2e-4, why: 'default for LoRA' };
+  if (params >= 1e9) return { lr: 2e-5, why: 'default for full fine-tuning of >= 1B parameters' };
+  if (params >= 1e8) return { lr: 5e-5, why: 'default for full fine-tuning of 100M-1B parameters' };
+  return { lr: 1e-3, why: 'default for full fine-tuning of < 100M parameters' };
 }

@@ -25,6 +25,8 @@ export interface PrepareStats {
   recipeInfo: RecipeResult['info'];
   train: PackStats;
   eval: PackStats | null;
+  /** Things the user must hear about (data lost to max_len, ...): printed by train and prepare. */
+  warnings: string[];
 }
 
 export interface Prepared {
@@ -113,16 +115,40 @@ export function prepareRows(cfg: TrainConfig, encode: ExampleEncoder): Prepared 
   const evalPacked = builtEval ? packGroups(builtEval.groups, cfg.data.max_len, pack) : null;
   const noTargets = built.noTargets + (builtEval?.noTargets ?? 0);
   if (train.rows.length === 0) {
-    throw new MixtuneError(`no training data left: ${trainEx.length} examples, ${train.stats.dropped} dropped (max_len ${cfg.data.max_len}), ${noTargets} without trained tokens`);
+    throw new MixtuneError(`no training data left: ${trainEx.length} examples, ${train.stats.dropped} dropped (max_len ${cfg.data.max_len}), ${noTargets} without trained tokens` +
+      (train.stats.dropped > 0 ? `; ${overflowFix(cfg, train.stats)}` : ''));
   }
+  const warnings = [dataLossWarning('train', cfg, train.stats), evalPacked ? dataLossWarning('eval', cfg, evalPacked.stats) : null].filter((w): w is string => w !== null);
   return {
     train: built.mergeRows ? train.rows.map(mergeRowGroups) : train.rows,
     eval: evalPacked?.rows ?? [],
     stats: {
       recipe: recipe.name, examples: perDomain, skippedBad: skipped, skipReasons: reasons.slice(0, 5), evalExamples: evalEx.length, noTargets,
-      recipeInfo: built.info, train: train.stats, eval: evalPacked?.stats ?? null,
+      recipeInfo: built.info, train: train.stats, eval: evalPacked?.stats ?? null, warnings,
     },
   };
+}
+
+/** Share of groups or loss tokens lost to max_len above which a run warns. */
+export const DATA_LOSS_WARN_SHARE = 0.01;
+
+/** How to keep groups that do not fit max_len, for this recipe. */
+function overflowFix(cfg: TrainConfig, s: PackStats): string {
+  const r = cfg.recipe.name;
+  const smaller = r === 'moi' ? ', lower recipe.n_mix (fewer instructions per chunk)' : r === 'miso-para' || r === 'miso-augment-only' ? ', lower recipe.max_inputs (fewer inputs per group)' : '';
+  return `raise data.max_len (${s.longestGroup} keeps every group)${smaller}`;
+}
+
+/** A warning when more than a small share of the groups or of their loss tokens was cut or dropped. */
+export function dataLossWarning(split: string, cfg: TrainConfig, s: PackStats): string | null {
+  const inputGroups = s.groups + s.dropped;
+  const lostShare = s.lostTargetTokens / Math.max(1, s.targetTokens + s.lostTargetTokens);
+  const groupShare = (s.truncated + s.dropped) / Math.max(1, inputGroups);
+  if (groupShare <= DATA_LOSS_WARN_SHARE && lostShare <= DATA_LOSS_WARN_SHARE) return null;
+  const what = [s.truncated ? `${s.truncated} truncated` : '', s.dropped ? `${s.dropped} dropped` : ''].filter(Boolean).join(' and ');
+  const cut = cfg.data.overflow === 'truncate' && s.truncated > 0 ? ', or data.overflow: drop to skip them instead of training cut-off answers' : '';
+  return `${split}: ${what} of ${inputGroups} groups at max_len ${cfg.data.max_len} (longest ${s.longestGroup} tokens), ` +
+    `losing ${(100 * lostShare).toFixed(1)}% of the loss tokens; ${overflowFix(cfg, s)}${cut}`;
 }
 
 // ---- prepared-rows files ------------------------------------------------------------------------

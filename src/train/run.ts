@@ -14,7 +14,7 @@ import type { TrainConfig } from './config.js';
 import { loadPrepared, prepareRows, type PrepareStats } from './prepare.js';
 import { Trainer } from './trainer.js';
 import { resolveResume, ADAPTER_FILE, WEIGHTS_FILE } from './checkpoint.js';
-import { encoderFor, preflightTrain, totalStepsOf, trainerOptionsOf, trainMemoryEstimate } from './setup.js';
+import { checkContextLength, encoderFor, preflightTrain, resolveLearningRate, totalStepsOf, trainerOptionsOf, trainMemoryEstimate } from './setup.js';
 import { checkMemory, describeEstimate, formatBytes, TRAIN_MEMORY_FIXES } from './memory.js';
 import { writeJsonAtomic } from '../util/fs.js';
 
@@ -40,6 +40,8 @@ export interface TrainSummary {
   final_loss: number;
   eval_loss: number | null;
   peak_rss_mb: number;
+  /** The peak learning rate used (the config's, or the default for what was trained). */
+  lr: number;
   wall_seconds: number;
   data: Record<string, unknown>;
   resumed_from: string | null;
@@ -59,6 +61,7 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
   const t0 = performance.now();
   const preparedFile = o.prepared ?? cfg.data.prepared;
   preflightTrain(cfg, { prepared: preparedFile });
+  const lrLine = resolveLearningRate(cfg);
   const mem = trainMemoryEstimate(cfg);
   const budget = checkMemory(mem, 'train', { ...(o.force ? { force: true } : {}), fixes: TRAIN_MEMORY_FIXES });
   const memLine = `memory: ${describeEstimate(mem)}${budget ? `; ${formatBytes(budget.bytes)} available (${budget.limitedBy})` : ''}`;
@@ -72,6 +75,8 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
   const s = prep.stats;
   if (preparedFile) log(`data: prepared rows from ${preparedFile} (recipe ${s.recipe})`);
   log(describePrepared(s, cfg.data.max_len));
+  checkContextLength(cfg, prep.train);
+  for (const w of s.warnings ?? []) log(`warning: ${w}`);
 
   const totalSteps = totalStepsOf(cfg, prep.train.length);
   const writeTok = tokenizerFilesWriter(tok, { tokenizerDir: cfg.tokenizer, modelDir: modelPathOf(cfg.model), modelMaxLength: cfg.data.max_len });
@@ -92,7 +97,7 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
   const resume = o.resume === undefined ? undefined : resolveResume(cfg.output_dir, o.resume);
   const per = cfg.training.micro_batch_size * cfg.training.grad_accum;
   log(memLine);
-  log(`training ${totalSteps} steps (${per} rows/step, ${isLora ? `LoRA r=${cfg.lora!.rank} on ${cfg.lora!.targets.join(',')}` : 'full fine-tuning'}), output ${cfg.output_dir}`);
+  log(`training ${totalSteps} steps (${per} rows/step, ${isLora ? `LoRA r=${cfg.lora!.rank} on ${cfg.lora!.targets.join(',')}` : 'full fine-tuning'}, ${lrLine}), output ${cfg.output_dir}`);
   const r = trainer.run(resume);
 
   const exported = r.steps >= totalSteps ? exportModel(model, cfg, writeTok, log) : null;
@@ -105,6 +110,7 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
     final_loss: r.finalLoss,
     eval_loss: r.evalLoss,
     peak_rss_mb: r.peakRssMb,
+    lr: cfg.training.lr!,
     wall_seconds: Math.round((performance.now() - t0) / 100) / 10,
     data: {
       recipe: s.recipe, recipe_info: s.recipeInfo,

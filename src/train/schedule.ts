@@ -1,5 +1,8 @@
 // Learning-rate schedules: linear warmup (by steps or a ratio of the total) then cosine, linear
-// or constant, decaying to lr × minLrRatio at the last step.
+// or constant decay towards lr × minLrRatio. Every step gets a learning rate that moves the
+// weights: warmup step s of W runs at lr·s/W (never 0), and the decay counts its progress from 0
+// as HF's schedulers do — the first step after warmup runs at the peak, and the last of D decay
+// steps at progress (D−1)/D, just above the floor (never lr 0 for a 1-step run).
 export type ScheduleKind = 'cosine' | 'linear' | 'constant';
 
 export interface ScheduleOptions {
@@ -15,7 +18,7 @@ export function learningRate(step: number, o: ScheduleOptions): number {
   if (o.warmupSteps > 0 && step <= o.warmupSteps) return (o.lr * step) / o.warmupSteps;
   if (o.kind === 'constant') return o.lr;
   const decaySteps = Math.max(1, o.totalSteps - o.warmupSteps);
-  const progress = Math.min(1, Math.max(0, (step - o.warmupSteps) / decaySteps));
+  const progress = Math.min(1, Math.max(0, (step - 1 - o.warmupSteps) / decaySteps));
   const minLr = o.lr * o.minLrRatio;
   const f = o.kind === 'cosine' ? 0.5 * (1 + Math.cos(Math.PI * progress)) : 1 - progress;
   return minLr + (o.lr - minLr) * f;

@@ -3,12 +3,12 @@
 // the Trainer's options. Entry points must not map config keys to components by hand.
 import { existsSync } from 'node:fs';
 import { checkModelAndTokenizer, modelConfigOf } from '../io/load.js';
-import { estimateTrainMemory, type MemoryEstimate } from './memory.js';
+import { estimateTrainMemory, parameterCount, type MemoryEstimate } from './memory.js';
 import { ensureWritableDir } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
 import { ChatTemplate, encodeConversation, type ChatMessage } from '../io/chat.js';
 import type { Tokenizer } from '../tokenizer.js';
-import type { TrainConfig } from './config.js';
+import { defaultLearningRate, type TrainConfig } from './config.js';
 import type { ExampleEncoder } from './prepare.js';
 import { warmupStepsOf } from './schedule.js';
 import type { TrainerOptions } from './trainer.js';
@@ -48,6 +48,7 @@ export type TrainerExtras = Omit<Partial<TrainerOptions>, 'padId'> & { totalStep
 /** The Trainer's options from the config's `training` section, `output_dir` and `seed`. */
 export function trainerOptionsOf(cfg: TrainConfig, extras: TrainerExtras): TrainerOptions {
   const t = cfg.training;
+  if (t.lr === undefined) throw new Error('trainerOptionsOf: training.lr is unresolved (call resolveLearningRate first)');
   return {
     outputDir: cfg.output_dir, seed: cfg.seed,
     microBatchSize: t.micro_batch_size, gradAccum: t.grad_accum, lr: t.lr,
@@ -71,7 +72,31 @@ export function preflightTrain(cfg: TrainConfig, o: { prepared?: string | undefi
   ensureWritableDir(cfg.output_dir, 'output_dir');
   const files = o.prepared ? [o.prepared] : [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])].map((d) => d.path);
   for (const f of files) if (!existsSync(f)) throw new MixtuneError(`${f}: data file not found`);
-  return checkModelAndTokenizer(cfg.model, cfg.tokenizer);
+  const tok = checkModelAndTokenizer(cfg.model, cfg.tokenizer);
+  checkContextLength(cfg);
+  return tok;
+}
+
+function contextError(cfg: TrainConfig, context: number, what: string): MixtuneError {
+  return new MixtuneError(`data.max_len: ${what} beyond the model's context of ${context} tokens (max_position_embeddings / seq_len of ${cfg.model}); ` +
+    `lower data.max_len to ${context}, or extend the model's context deliberately (rope_scaling in its config.json)`);
+}
+
+/**
+ * RoPE positions must stay inside the model's context. Rows of n = 1 groups (sft, moi) have
+ * positions up to max_len − 1, so max_len itself is checked before preparation; MISO groups restart
+ * positions per input, so their rows are checked after (pass them).
+ */
+export function checkContextLength(cfg: TrainConfig, rows?: readonly { positions: Int32Array }[]): void {
+  const context = modelConfigOf(cfg.model).maxSeqLen;
+  const miso = cfg.recipe.name === 'miso-para' || cfg.recipe.name === 'miso-augment-only' || cfg.recipe.name === 'miso-succ';
+  if (!rows) {
+    if (!miso && cfg.data.max_len > context) throw contextError(cfg, context, `${cfg.data.max_len} puts positions`);
+    return;
+  }
+  let maxPos = -1;
+  for (const r of rows) for (const p of r.positions) if (p > maxPos) maxPos = p;
+  if (maxPos >= context) throw contextError(cfg, context, `the prepared rows reach position ${maxPos},`);
 }
 
 /** The memory a run of this config needs at its peak (see src/train/memory.ts). */
@@ -80,4 +105,12 @@ export function trainMemoryEstimate(cfg: TrainConfig): MemoryEstimate {
     tokensPerMicroBatch: cfg.training.micro_batch_size * cfg.data.max_len,
     ...(cfg.lora ? { lora: { rank: cfg.lora.rank, targets: cfg.lora.targets } } : {}),
   });
+}
+
+/** Fills training.lr with the default for what is trained when the config gives none; says which. */
+export function resolveLearningRate(cfg: TrainConfig): string {
+  if (cfg.training.lr !== undefined) return `lr ${cfg.training.lr}`;
+  const d = defaultLearningRate(parameterCount(modelConfigOf(cfg.model)), Boolean(cfg.lora));
+  cfg.training.lr = d.lr;
+  return `lr ${d.lr} (${d.why})`;
 }
