@@ -32,20 +32,20 @@ test('config: absent sections get the same defaults as empty ones (training, exp
   assert.equal(minimal.export.dtype, 'f32');
 });
 
-test('train: a config without a training section trains one epoch and exports final/', () => {
+test('train: a config without a training section trains one epoch and exports final/', async () => {
   const out = mkdtempSync(join(tmpdir(), 'mixtune-defaults-'));
   const cfg = validateTrainConfig({ model: 'stories260K', output_dir: out, data: { datasets: [{ ...gsm, limit: 12 }], max_len: 512 } }, 'train.yaml', '/');
-  const s = trainFromConfig(cfg, quiet);
+  const s = await trainFromConfig(cfg, quiet);
   assert.ok(Number.isInteger(s.total_steps) && s.total_steps > 0, `total_steps ${s.total_steps}`);
   assert.equal(s.steps, s.total_steps);
   assert.ok(s.exported, 'no final/');
 });
 
-test('train: a 1-step run changes the weights (the last step does not run at lr 0); the default lr is logged', () => {
+test('train: a 1-step run changes the weights (the last step does not run at lr 0); the default lr is logged', async () => {
   const out = mkdtempSync(join(tmpdir(), 'mixtune-onestep-'));
   const cfg = validateTrainConfig({ model: 'stories260K', output_dir: out, data: { datasets: [gsm], max_len: 512 }, training: { max_steps: 1, micro_batch_size: 2 } }, 'train.yaml', '/');
   const lines: string[] = [];
-  const s = trainFromConfig(cfg, { progress: false, log: (l) => lines.push(l) });
+  const s = await trainFromConfig(cfg, { progress: false, log: (l) => lines.push(l) });
   assert.equal(s.lr, 1e-3, 'full fine-tuning of a < 100M model defaults to 1e-3');
   assert.ok(lines.some((l) => /lr 0\.001 \(default for full fine-tuning of < 100M parameters\)/.test(l)), lines.join('\n'));
   const metrics = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step?: number; lr?: number });
@@ -58,10 +58,10 @@ test('train: a 1-step run changes the weights (the last step does not run at lr 
   assert.ok(moved > base.length / 2, `only ${moved} of ${base.length} weights moved`);
 });
 
-test('train: LoRA defaults to lr 2e-4', () => {
+test('train: LoRA defaults to lr 2e-4', async () => {
   const out = mkdtempSync(join(tmpdir(), 'mixtune-lora-lr-'));
   const cfg = validateTrainConfig({ model: 'stories260K', output_dir: out, data: { datasets: [{ ...gsm, limit: 8 }], max_len: 512 }, training: { max_steps: 1 }, lora: { rank: 4 } }, 'train.yaml', '/');
-  assert.equal(trainFromConfig(cfg, quiet).lr, 2e-4);
+  assert.equal((await trainFromConfig(cfg, quiet)).lr, 2e-4);
 });
 
 test('prepare: truncating most groups warns with the numbers and the fix; nothing left names max_len', () => {
@@ -77,10 +77,10 @@ test('prepare: truncating most groups warns with the numbers and the fix; nothin
   assert.throws(() => prepareRows(drop, encoderFor(tok, drop).encode), (e: unknown) => e instanceof MixtuneError && /no training data left: .*40 dropped.*raise data\.max_len \(\d+ keeps every group\)/.test(e.message));
 });
 
-test('train: max_len beyond the model context is refused before preparation (stories260K: 512)', () => {
+test('train: max_len beyond the model context is refused before preparation (stories260K: 512)', async () => {
   const out = mkdtempSync(join(tmpdir(), 'mixtune-ctx-'));
   const cfg = validateTrainConfig({ model: 'stories260K', output_dir: out, data: { datasets: [gsm], max_len: 8192 } }, 'train.yaml', '/');
-  assert.throws(() => trainFromConfig(cfg, quiet), (e: unknown) => e instanceof MixtuneError && /^data\.max_len: 8192 puts positions beyond the model's context of 512 tokens.*lower data\.max_len to 512.*rope_scaling/.test(e.message));
+  await assert.rejects(trainFromConfig(cfg, quiet), (e: unknown) => e instanceof MixtuneError && /^data\.max_len: 8192 puts positions beyond the model's context of 512 tokens.*lower data\.max_len to 512.*rope_scaling/.test(e.message));
 });
 
 test('miso-para: max_inputs defaults to 6 (full + bare + 4 constraints) on Crab records with up to 16 constraints', () => {

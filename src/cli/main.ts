@@ -97,8 +97,11 @@ export function buildProgram(): Command {
     .option('--prepared <file>', 'train on rows saved by mixtune prepare --out (instead of data.prepared / preparing)')
     .option('--dry-run', 'print the estimated peak memory and what is available, then exit')
     .option('--force', 'train even when the memory estimate exceeds the memory available')
+    .option('--overwrite', 'replace the run already in output_dir (finished or not) instead of refusing')
     .action(async (opts) => {
-      runTrain(opts);
+      const s = await runTrain(opts);
+      // interrupted by Ctrl-C / SIGTERM: a checkpoint was written; the conventional exit code
+      if (s?.interrupted) process.exitCode = 130;
     });
 
   program
@@ -179,7 +182,7 @@ export async function main(argv: string[]): Promise<number> {
   const program = buildProgram();
   try {
     await program.parseAsync(argv, { from: 'user' });
-    return 0;
+    return typeof process.exitCode === 'number' ? process.exitCode : 0;
   } catch (err) {
     if (err instanceof CommanderError) {
       // Commander already printed its message (help and version exit with code 0).

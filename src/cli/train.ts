@@ -23,9 +23,11 @@ export interface TrainCliOptions {
   /** Print the memory estimate and what is available, then exit. */
   dryRun?: boolean;
   force?: boolean;
+  /** Replace a previous run in output_dir. */
+  overwrite?: boolean;
 }
 
-export function runTrain(o: TrainCliOptions): TrainSummary | null {
+export async function runTrain(o: TrainCliOptions): Promise<TrainSummary | null> {
   if (!existsSync(o.config)) throw new MixtuneError(`${o.config}: config file not found`);
   const sets = [...o.set];
   if (o.skipBad) sets.push('data.skip_bad=true');
@@ -40,7 +42,9 @@ export function runTrain(o: TrainCliOptions): TrainSummary | null {
     return null;
   }
   return trainFromConfig(cfg, {
+    command: `mixtune train --config ${o.config}${o.set.map((kv) => ` --set ${kv}`).join('')}${o.outputDir ? ` --output-dir ${o.outputDir}` : ''}`,
     ...(o.force ? { force: true } : {}),
+    ...(o.overwrite ? { overwrite: true } : {}),
     ...(o.resume === undefined || o.resume === false ? {} : { resume: o.resume === true ? 'latest' : o.resume }),
     ...(o.prepared !== undefined ? { prepared: o.prepared } : {}),
     ...(o.stopAfter !== undefined ? { stopAfter: o.stopAfter } : {}),

@@ -169,7 +169,15 @@ export function writeSafetensors(path: string, tensors: Map<string, TensorToWrit
   while ((8 + Buffer.byteLength(json)) % 8 !== 0) json += ' '; // align the data section to 8 bytes
   const headerBytes = Buffer.from(json, 'utf8');
   const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
+  // Errors name the file and say what the system said (ENOSPC = the disk is full).
+  const failed = (e: unknown): MixtuneError => e instanceof MixtuneError ? e
+    : new MixtuneError(`${path}: cannot write safetensors: ${(e as NodeJS.ErrnoException).code === 'ENOSPC' ? 'ENOSPC (no space left on the device)' : (e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (e) {
+    throw failed(e);
+  }
   try {
     const len = Buffer.alloc(8);
     len.writeBigUInt64LE(BigInt(headerBytes.length));
@@ -191,8 +199,13 @@ export function writeSafetensors(path: string, tensors: Map<string, TensorToWrit
   } catch (e) {
     closeSync(fd);
     if (existsSync(tmp)) unlinkSync(tmp);
-    throw e;
+    throw failed(e);
   }
   closeSync(fd);
-  renameSync(tmp, path);
+  try {
+    renameSync(tmp, path);
+  } catch (e) {
+    if (existsSync(tmp)) unlinkSync(tmp);
+    throw failed(e);
+  }
 }

@@ -51,21 +51,28 @@ export function saveCheckpoint(
   const final = join(outDir, `checkpoint-${state.step}`);
   const tmp = join(outDir, `.checkpoint-${state.step}.tmp-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
-  const weights = new Map<string, TensorToWrite>();
-  for (const [name, t] of trainable) weights.set(name, { shape: t.shape, data: t.data });
-  writeSafetensors(join(tmp, weightsFile), weights, { metadata: { format: 'pt', step: String(state.step) } });
-  testHang(state.step);
-  const moments = new Map<string, TensorToWrite>();
-  for (const s of opt.slots) {
-    moments.set(`${s.name}.exp_avg`, { shape: s.param.shape, data: s.m });
-    moments.set(`${s.name}.exp_avg_sq`, { shape: s.param.shape, data: s.v });
+  try {
+    mkdirSync(tmp);
+    const weights = new Map<string, TensorToWrite>();
+    for (const [name, t] of trainable) weights.set(name, { shape: t.shape, data: t.data });
+    writeSafetensors(join(tmp, weightsFile), weights, { metadata: { format: 'pt', step: String(state.step) } });
+    testHang(state.step);
+    const moments = new Map<string, TensorToWrite>();
+    for (const s of opt.slots) {
+      moments.set(`${s.name}.exp_avg`, { shape: s.param.shape, data: s.m });
+      moments.set(`${s.name}.exp_avg_sq`, { shape: s.param.shape, data: s.v });
+    }
+    writeSafetensors(join(tmp, OPTIMIZER_FILE), moments);
+    opts.extraFiles?.(tmp);
+    writeJsonAtomic(join(tmp, STATE_FILE), state);
+    rmSync(final, { recursive: true, force: true });
+    renameSync(tmp, final);
+  } catch (e) {
+    // a failed write (disk full) leaves no half checkpoint behind; the previous ones stay
+    rmSync(tmp, { recursive: true, force: true });
+    if (e instanceof MixtuneError) throw e;
+    throw new MixtuneError(`${final}: cannot write the checkpoint: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
   }
-  writeSafetensors(join(tmp, OPTIMIZER_FILE), moments);
-  opts.extraFiles?.(tmp);
-  writeJsonAtomic(join(tmp, STATE_FILE), state);
-  rmSync(final, { recursive: true, force: true });
-  renameSync(tmp, final);
   // Keep the newest keepLast checkpoints.
   const all = listCheckpoints(outDir);
   for (const old of all.slice(0, Math.max(0, all.length - keepLast))) rmSync(old.path, { recursive: true, force: true });

@@ -14,6 +14,9 @@ import type { TrainConfig } from './config.js';
 import { loadPrepared, prepareRows, type PrepareStats } from './prepare.js';
 import { Trainer } from './trainer.js';
 import { resolveResume, ADAPTER_FILE, WEIGHTS_FILE } from './checkpoint.js';
+import { claimRunDir, lockRunDir, removeStaleTemporaries, writeRunRecord, type RunRecord } from './run-dir.js';
+import { MixtuneError } from '../util/errors.js';
+import { rmSync } from 'node:fs';
 import { checkContextLength, encoderFor, preflightTrain, resolveLearningRate, totalStepsOf, trainerOptionsOf, trainMemoryEstimate } from './setup.js';
 import { checkMemory, describeEstimate, formatBytes, TRAIN_MEMORY_FIXES } from './memory.js';
 import { writeJsonAtomic } from '../util/fs.js';
@@ -27,6 +30,10 @@ export interface TrainRunOptions {
   stopAfter?: number;
   /** Train even when the memory estimate exceeds what is available. */
   force?: boolean;
+  /** Replace a previous run in output_dir (finished or not). */
+  overwrite?: boolean;
+  /** How to resume, for messages ("mixtune train --config x.yaml"). */
+  command?: string;
   progress?: boolean;
   log?: (line: string) => void;
 }
@@ -47,6 +54,8 @@ export interface TrainSummary {
   resumed_from: string | null;
   /** The exported HF folder (final/), or null when the run stopped early. */
   exported: string | null;
+  /** The run was stopped by Ctrl-C / SIGTERM (a checkpoint was written; resume with --resume). */
+  interrupted: boolean;
 }
 
 /** One line describing the prepared data. */
@@ -56,7 +65,12 @@ export function describePrepared(s: PrepareStats, maxLen: number): string {
     `${s.train.targetTokens} trained tokens; truncated ${s.train.truncated}, dropped ${s.train.dropped}, skipped ${s.skippedBad}, no-target ${s.noTargets}`;
 }
 
-export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): TrainSummary {
+/**
+ * The whole run. Owns output_dir while it runs (lock; see run-dir.ts); Ctrl-C / SIGTERM stop it
+ * after the current step with a checkpoint (a second one aborts at once); the final state is kept
+ * as a checkpoint until final/ is written, so a failed export loses nothing.
+ */
+export async function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Promise<TrainSummary> {
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const t0 = performance.now();
   const preparedFile = o.prepared ?? cfg.data.prepared;
@@ -65,6 +79,22 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
   const mem = trainMemoryEstimate(cfg);
   const budget = checkMemory(mem, 'train', { ...(o.force ? { force: true } : {}), fixes: TRAIN_MEMORY_FIXES });
   const memLine = `memory: ${describeEstimate(mem)}${budget ? `; ${formatBytes(budget.bytes)} available (${budget.limitedBy})` : ''}`;
+  const release = lockRunDir(cfg.output_dir);
+  try {
+    const record = claimRunDir(cfg.output_dir, cfg, { resume: o.resume !== undefined, overwrite: o.overwrite === true });
+    const cleaned = removeStaleTemporaries(cfg.output_dir);
+    if (cleaned > 0) log(`removed ${cleaned} unfinished checkpoint / export folder(s) left by a killed run`);
+    return await trainLocked(cfg, o, { log, t0, preparedFile, lrLine, memLine, record });
+  } finally {
+    release();
+  }
+}
+
+async function trainLocked(
+  cfg: TrainConfig, o: TrainRunOptions,
+  ctx: { log: (s: string) => void; t0: number; preparedFile: string | undefined; lrLine: string; memLine: string; record: RunRecord },
+): Promise<TrainSummary> {
+  const { log, t0, preparedFile, lrLine, memLine } = ctx;
 
   const { model } = loadModel(cfg.model, nativeKernels());
   const tok = loadTokenizer(cfg.tokenizer, cfg.model, model.config.vocabSize);
@@ -79,6 +109,7 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
   for (const w of s.warnings ?? []) log(`warning: ${w}`);
 
   const totalSteps = totalStepsOf(cfg, prep.train.length);
+  const stop = { requested: false };
   const writeTok = tokenizerFilesWriter(tok, { tokenizerDir: cfg.tokenizer, modelDir: modelPathOf(cfg.model), modelMaxLength: cfg.data.max_len });
   const isLora = Boolean(cfg.lora);
   const trainer = new Trainer(model, trainable, prep.train, prep.eval, trainerOptionsOf(cfg, {
@@ -92,15 +123,30 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
     ...(isLora ? { extraState: { save: () => ({ loraRng: loraRngState(model) }), restore: (x: unknown) => setLoraRngState(model, (x as { loraRng: number[] }).loraRng) } } : {}),
     ...(o.stopAfter !== undefined ? { stopAfter: o.stopAfter } : {}),
     ...(o.progress === false ? { progress: false } : {}),
+    shouldStop: () => stop.requested,
     log,
   }));
   const resume = o.resume === undefined ? undefined : resolveResume(cfg.output_dir, o.resume);
   const per = cfg.training.micro_batch_size * cfg.training.grad_accum;
   log(memLine);
   log(`training ${totalSteps} steps (${per} rows/step, ${isLora ? `LoRA r=${cfg.lora!.rank} on ${cfg.lora!.targets.join(',')}` : 'full fine-tuning'}, ${lrLine}), output ${cfg.output_dir}`);
-  const r = trainer.run(resume);
+  const resumeCmd = `${o.command ?? 'mixtune train --config <config>'} --resume`;
+  writeRunRecord(cfg.output_dir, ctx.record);
+  const r = await withStopSignals(log, () => trainer.runAsync(resume), stop);
 
-  const exported = r.steps >= totalSteps ? exportModel(model, cfg, writeTok, log) : null;
+  let exported: string | null = null;
+  if (r.steps >= totalSteps) {
+    // Keep the final state as a checkpoint until final/ exists: a failed export (disk full) must
+    // not lose the run.
+    const kept = trainer.checkpoint();
+    try {
+      exported = exportModel(model, cfg, writeTok, log);
+    } catch (e) {
+      throw new MixtuneError(`${(e as Error).message}; the trained state is kept in ${kept}: fix the problem, then ${resumeCmd} writes final/`);
+    }
+    rmSync(kept, { recursive: true, force: true }); // final/ holds it now
+    writeRunRecord(cfg.output_dir, { ...ctx.record, finished: true });
+  }
   const summary: TrainSummary = {
     steps: r.steps,
     total_steps: totalSteps,
@@ -120,11 +166,12 @@ export function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Trai
     },
     resumed_from: r.resumedFrom,
     exported,
+    interrupted: r.interrupted,
   };
   writeJsonAtomic(join(cfg.output_dir, 'summary.json'), summary);
   log(`done: ${r.steps}/${totalSteps} steps, ${r.tokens} tokens in ${summary.seconds}s (${summary.tokens_per_s} tok/s), ` +
     `loss ${r.finalLoss.toFixed(4)}${r.evalLoss !== null ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, peak RSS ${r.peakRssMb} MB` +
-    (exported ? `; model saved to ${exported}` : r.steps < totalSteps ? `; stopped early, resume with --resume` : ''));
+    (exported ? `; model saved to ${exported}` : r.steps < totalSteps ? `; stopped at step ${r.steps}${r.stoppedAt ? ` (checkpoint ${r.stoppedAt})` : ''}, continue with: ${resumeCmd}` : ''));
   return summary;
 }
 
@@ -138,4 +185,27 @@ function exportModel(model: LlamaModel, cfg: TrainConfig, writeTok: (dir: string
   }
   saveHfModel(dir, model, { dtype: cfg.export.dtype === 'bf16' ? 'BF16' : 'F32', beforeCommit: writeTok, overwrite: true });
   return dir;
+}
+
+/**
+ * Runs `train` with SIGINT / SIGTERM handlers: the first signal asks the trainer to stop after the
+ * current step (it writes a checkpoint); a second one exits at once with code 130.
+ */
+async function withStopSignals<T>(log: (s: string) => void, train: () => Promise<T>, stop: { requested: boolean }): Promise<T> {
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (stop.requested) {
+      process.stderr.write(`\nmixtune: ${sig} again: aborting without a checkpoint\n`);
+      process.exit(130);
+    }
+    stop.requested = true;
+    log(`\n${sig}: stopping after this step with a checkpoint (press Ctrl-C again to abort at once)`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    return await train();
+  } finally {
+    process.removeListener('SIGINT', onSignal);
+    process.removeListener('SIGTERM', onSignal);
+  }
 }

@@ -44,6 +44,8 @@ export interface TrainerOptions {
   extraState?: { save(): unknown; restore(state: unknown): void };
   /** Stop (with a checkpoint) after this optimizer step, as if the job's time ran out. */
   stopAfter?: number;
+  /** Asked after every step; true = stop now with a checkpoint (Ctrl-C). Only runAsync lets it change mid-run. */
+  shouldStop?: () => boolean;
   /** Show a progress bar (default: when stderr is a TTY). */
   progress?: boolean;
   log?: (line: string) => void;
@@ -72,6 +74,10 @@ export interface TrainResult {
   losses: number[];
   peakRssMb: number;
   resumedFrom: string | null;
+  /** The checkpoint written when the run stopped early (stop_after or shouldStop), else null. */
+  stoppedAt: string | null;
+  /** True when shouldStop ended the run. */
+  interrupted: boolean;
 }
 
 export class Trainer {
@@ -154,7 +160,29 @@ export class Trainer {
     return evaluateLoss(this.model, rows, this.o.microBatchSize, this.o.padId);
   }
 
+  /** Trains to the end (or stop_after) in one synchronous call. */
   run(resumeFrom?: string): TrainResult {
+    const it = this.loop(resumeFrom);
+    for (;;) {
+      const r = it.next();
+      if (r.done) return r.value;
+    }
+  }
+
+  /**
+   * The same run, yielding to the event loop after every step, so that signal handlers (Ctrl-C)
+   * and timers run while training: `shouldStop` can then end the run cleanly with a checkpoint.
+   */
+  async runAsync(resumeFrom?: string): Promise<TrainResult> {
+    const it = this.loop(resumeFrom);
+    for (;;) {
+      const r = it.next();
+      if (r.done) return r.value;
+      await new Promise<void>((res) => setImmediate(res));
+    }
+  }
+
+  private *loop(resumeFrom?: string): Generator<number, TrainResult, void> {
     const o = this.o;
     mkdirSync(o.outputDir, { recursive: true });
     if (resumeFrom) {
@@ -175,6 +203,8 @@ export class Trainer {
     const losses: number[] = [];
     let lastEval: number | null = null;
     let loss = Number.NaN;
+    let stoppedAt: string | null = null;
+    let interrupted = false;
     while (this.state.step < o.totalSteps) {
       const t0 = performance.now();
       const step = this.state.step + 1;
@@ -215,9 +245,20 @@ export class Trainer {
         appendFileSync(metricsPath, JSON.stringify({ step, eval_loss: lastEval === null ? null : round(lastEval, 6) }) + '\n');
         if (!bar) this.log(`step ${step} eval_loss ${lastEval?.toFixed(4)}`);
       }
-      const stopping = o.stopAfter !== undefined && step >= o.stopAfter && step < o.totalSteps;
-      if ((o.saveEvery > 0 && step % o.saveEvery === 0 && step < o.totalSteps) || stopping) this.checkpoint();
+      interrupted = step < o.totalSteps && o.shouldStop?.() === true;
+      const stopping = interrupted || (o.stopAfter !== undefined && step >= o.stopAfter && step < o.totalSteps);
+      if ((o.saveEvery > 0 && step % o.saveEvery === 0 && step < o.totalSteps) || stopping) {
+        const dir = this.checkpoint();
+        if (stopping) stoppedAt = dir;
+      }
       if (stopping) break;
+      yield step;
+      if (step < o.totalSteps && o.shouldStop?.() === true) {
+        // the signal arrived while we yielded: stop here, with a checkpoint
+        interrupted = true;
+        stoppedAt = this.checkpoint();
+        break;
+      }
     }
     bar?.stop();
     if (this.evalRows.length && lastEval === null) lastEval = this.evaluate();
@@ -231,6 +272,8 @@ export class Trainer {
       losses,
       peakRssMb: Math.round(process.resourceUsage().maxRSS / 1024),
       resumedFrom: resumeFrom ?? null,
+      stoppedAt,
+      interrupted,
     };
   }
 
