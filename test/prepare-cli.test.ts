@@ -113,3 +113,28 @@ test('prepare: errors name the file (bad recipe key, truncated rows file)', () =
   assert.match(t.stderr, /cut\.jsonl: holds \d+ train and 0 eval rows, the header says \d+ and 1 \(truncated file\?\)/);
   assert.ok(!existsSync(join(tmp, 'cut', 'final')));
 });
+
+test('prepare: recipe moi on glaive tool-call data with a llama2.c model: the plain template renders tools, calls (trained) and results (not)', () => {
+  const p = join(tmp, 'moi-tools.yaml');
+  writeFileSync(p, `model: ${join(fix, 'stories260K.bin')}
+tokenizer: ${join(fix, 'tok512.bin')}
+data:
+  datasets:
+    - path: ${join(sharedDir(), 'data', 'tool_use', 'glaive_toolcall_en_demo.json')}
+      domain: tool
+      limit: 8
+    - path: ${data}
+      domain: chat
+      limit: 4
+  max_len: 2048
+recipe: {name: moi}
+`);
+  const r = run('prepare', '--config', p, '--show', '12');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /examples per domain: tool=8 .*\(total 12\)/); // the other file's records name their own domains
+  // the tool list in the system part, no loss
+  assert.match(r.stdout, /\\n\\n### Tools:\\n\{"name": "search_recipes", "description": "Search for recipes based on ingredients", "parameters": /);
+  // a call is assistant output: trained through </s>; the tool result that follows is not
+  assert.match(r.stdout, /### Assistant:\\n⟦<tool_call>\\n\{"name": "search_recipes", "arguments": \{"ingredients": \["chicken", "bell peppers", "rice"\]\}\}\\n<\/tool_call><\/s>⟧ ?\\n\\n### Tool result:\\n\{"recipes": /);
+  assert.doesNotMatch(r.stdout, /⟦[^⟧]*### Tool result/);
+});

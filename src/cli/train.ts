@@ -38,15 +38,15 @@ export function chatEncoder(tok: Tokenizer, template: ChatTemplate, trainOn: Tra
   return (ex) => {
     const messages: ChatMessage[] = [
       ...(ex.system !== undefined ? [{ role: 'system', content: ex.system }] : []),
-      ...ex.messages.map((m) => ({ role: m.role, content: m.content })),
+      ...ex.messages,
     ];
-    const enc = encodeConversation(tok, template, messages, { trainOn, where: ex.id });
+    const enc = encodeConversation(tok, template, messages, { trainOn, where: ex.id, ...(ex.tools ? { tools: ex.tools } : {}) });
     return { ids: enc.ids, labels: enc.labels, spans: enc.assistantSpans };
   };
 }
 
 export function templateFor(tok: Tokenizer, cfg: TrainConfig): ChatTemplate {
-  return cfg.data.template === 'plain' ? ChatTemplate.forTokenizer(tok, { plain: true }) : ChatTemplate.forTokenizer(tok);
+  return ChatTemplate.forTokenizer(tok, { plain: cfg.data.template === 'plain', ...(cfg.data.chat_template !== undefined ? { template: cfg.data.chat_template } : {}) });
 }
 
 /** Tokenizer files to ship with exported folders and checkpoints. */

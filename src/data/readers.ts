@@ -4,8 +4,8 @@
 // (skipBad) a counted skip.
 //
 // Formats (RecordFormat; 'auto' detects per record, FollowBench per file):
-//   messages            {messages: [{role, content}]}                      (OpenAI)
-//   sharegpt            {conversations: [{from, value}]}
+//   messages            {messages: [{role, content, tool_calls?, tool_call_id?}], tools?}   (OpenAI)
+//   sharegpt            {conversations: [{from, value}], tools?}   (glaive: function_call / observation turns)
 //   alpaca              {instruction, input?, output, system?, history?}
 //   prompt_completion   {prompt, completion | response}
 //   constraints         {instruction, constraints: string[], output | response, prompt?}
@@ -14,9 +14,15 @@
 //   followbench         {example_id, level, instruction, target | answer}  (level chains)
 // Multi-constraint formats fill `base` + `constraints` (MISO-para); the first user message holds
 // the full instruction. See ifeval/crab/followbench notes at their parsers.
+// Tool use (any format with a conversation): a record's `tools` (a list, or a JSON string of one as
+// in glaive) becomes Example.tools in the HF shape [{type: "function", function: {name, ...}}];
+// assistant tool calls become Message.tool_calls [{type: "function", function: {name, arguments}}]
+// with arguments as an object (OpenAI's JSON-string arguments are parsed); tool results are role
+// "tool". The chat template renders them (src/io/chat.ts).
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { MixtuneError } from '../util/errors.js';
+import type { ToolCall, ToolSchema } from '../io/chat.js';
 import { BadRecord } from './bad-record.js';
 import { parseCrabAugmentation, isCrabRecord } from './crab.js';
 import { followBenchItems, isFollowBenchRecord } from './followbench.js';
@@ -27,10 +33,18 @@ export { BadRecord };
 
 export type Role = 'system' | 'user' | 'assistant' | 'tool';
 
-export interface Message {
+export type { ToolCall, ToolSchema };
+
+// A type (not an interface) so that a Message is also a chat-template ChatMessage.
+export type Message = {
   role: Role;
+  /** '' for an assistant turn that only calls tools. */
   content: string;
-}
+  /** Assistant turns: the tools it calls. */
+  tool_calls?: ToolCall[];
+  /** Tool results: the id of the call they answer, when the data gives one. */
+  tool_call_id?: string;
+};
 
 export interface Example {
   /** Stable id: file:line or file#index. */
@@ -40,6 +54,8 @@ export interface Example {
   system?: string;
   /** The conversation without the system prompt. */
   messages: Message[];
+  /** Function schemas the conversation may call (HF `tools` shape); absent when there are none. */
+  tools?: ToolSchema[];
   /**
    * Multi-constraint data (MISO-para): the bare instruction and its constraints, one sentence
    * each. The first user message holds the full instruction (bare + all constraints).
@@ -243,7 +259,8 @@ export function parseRecord(rec: unknown, where: string, format: RecordFormat, d
   if (messages.some((m) => m.role === 'system')) throw new BadRecord('a system message is only allowed as the first turn');
   if (!promptOnly && !messages.some((m) => m.role === 'assistant')) throw new BadRecord('no assistant turn to train on');
   const recDomain = typeof rec.domain === 'string' && rec.domain ? rec.domain : domain;
-  return { id: where, domain: recDomain, ...(system !== undefined ? { system } : {}), messages, ...(multi ?? {}) };
+  const tools = parseTools(rec.tools);
+  return { id: where, domain: recDomain, ...(system !== undefined ? { system } : {}), messages, ...(tools ? { tools } : {}), ...(multi ?? {}) };
 }
 
 function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto'> {
@@ -342,7 +359,14 @@ function parseOpenAi(rec: Record<string, unknown>): Message[] {
     if (!isObject(m)) throw new BadRecord(`field messages[${i}] is not an object`);
     const role = m.role;
     if (typeof role !== 'string' || !OPENAI_ROLES.has(role as Role)) throw new BadRecord(`field messages[${i}].role: unknown role ${JSON.stringify(role)}`);
-    return { role: role as Role, content: contentOf(m.content, `messages[${i}].content`, role === 'assistant') };
+    if (role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null) {
+      const tool_calls = parseToolCalls(m.tool_calls, `messages[${i}].tool_calls`);
+      const content = m.content === undefined || m.content === null ? '' : contentOf(m.content, `messages[${i}].content`, false);
+      return { role, content, tool_calls };
+    }
+    const msg: Message = { role: role as Role, content: contentOf(m.content, `messages[${i}].content`, role === 'assistant') };
+    if (role === 'tool' && typeof m.tool_call_id === 'string' && m.tool_call_id) msg.tool_call_id = m.tool_call_id;
+    return msg;
   });
 }
 
@@ -354,7 +378,16 @@ function parseShareGpt(rec: Record<string, unknown>): Message[] {
     const from = m.from ?? m.role;
     const role = typeof from === 'string' ? SHAREGPT_ROLES[from.toLowerCase()] : undefined;
     if (!role) throw new BadRecord(`field conversations[${i}].from: unknown role ${JSON.stringify(from)}`);
-    return { role, content: contentOf(m.value ?? m.content, `conversations[${i}].value`, role === 'assistant') };
+    const content = contentOf(m.value ?? m.content, `conversations[${i}].value`, role === 'assistant');
+    if ((from as string).toLowerCase() !== 'function_call') return { role, content };
+    // glaive: the value is the call as JSON, {"name": ..., "arguments": {...}} (or a list of them)
+    let call: unknown;
+    try {
+      call = JSON.parse(content);
+    } catch {
+      throw new BadRecord(`field conversations[${i}].value: a function_call turn must be JSON {"name": ..., "arguments": {...}}`);
+    }
+    return { role, content: '', tool_calls: parseToolCalls(call, `conversations[${i}].value`) };
   });
 }
 
@@ -383,6 +416,56 @@ function parsePromptCompletion(rec: Record<string, unknown>): Message[] {
     { role: 'user', content: prompt },
     { role: 'assistant', content: completion },
   ];
+}
+
+/**
+ * A record's tools: a list (or a JSON string of one, as glaive stores it) of function schemas,
+ * HF/OpenAI style {type: "function", function: {name, description, parameters}} or bare {name, ...}.
+ * Returned in the HF shape; undefined when there are none.
+ */
+function parseTools(v: unknown): ToolSchema[] | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  let list = v;
+  if (typeof v === 'string') {
+    try {
+      list = JSON.parse(v);
+    } catch {
+      throw new BadRecord('field tools is a string but not valid JSON');
+    }
+  }
+  if (!Array.isArray(list)) throw new BadRecord('field tools must be a list of function schemas');
+  const tools = list.map((t, i): ToolSchema => {
+    const f = isObject(t) && isObject(t.function) ? t.function : t;
+    if (!isObject(f) || typeof f.name !== 'string' || !f.name.trim()) throw new BadRecord(`field tools[${i}] must be a function schema with a name`);
+    return { type: 'function', function: { ...f, name: f.name } };
+  });
+  return tools.length ? tools : undefined;
+}
+
+/**
+ * Tool calls: one {name, arguments} or a list; OpenAI's {type, id, function: {name, arguments}}
+ * too. Arguments may be an object or a JSON string of one (OpenAI); they are kept as an object,
+ * which is what chat templates expect (they render it with tojson).
+ */
+function parseToolCalls(v: unknown, field: string): ToolCall[] {
+  const list = Array.isArray(v) ? v : [v];
+  if (list.length === 0) throw new BadRecord(`field ${field} is an empty list of tool calls`);
+  return list.map((c, i) => {
+    const at = Array.isArray(v) ? `${field}[${i}]` : field;
+    const fn = isObject(c) && isObject(c.function) ? c.function : c;
+    if (!isObject(fn) || typeof fn.name !== 'string' || !fn.name.trim()) throw new BadRecord(`field ${at} must be a tool call {"name": ..., "arguments": {...}}`);
+    let args = fn.arguments ?? {};
+    if (typeof args === 'string') {
+      try {
+        args = args.trim() ? JSON.parse(args) : {};
+      } catch {
+        throw new BadRecord(`field ${at}.arguments is a string but not valid JSON`);
+      }
+    }
+    if (!isObject(args)) throw new BadRecord(`field ${at}.arguments must be an object`);
+    const id = isObject(c) && typeof c.id === 'string' && c.id ? c.id : undefined;
+    return { type: 'function', ...(id ? { id } : {}), function: { name: fn.name, arguments: args } };
+  });
 }
 
 function contentOf(v: unknown, field: string, nonEmpty: boolean): string {
