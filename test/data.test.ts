@@ -118,6 +118,23 @@ test('readers: OpenAI tool_calls (JSON-string arguments parsed), tool_call_id an
   assert.match(r.skipReasons[2]!, /openai-tools\.jsonl:4: field tools\[0\] must be a function schema with a name/);
 });
 
+test('readers: an unrecognized record names file:line and its fields and suggests the columns: mapping, not --skip-bad', () => {
+  const one = (path: string, re: RegExp): void => {
+    assert.throws(() => readDataset(path), (e: unknown) => e instanceof MixtuneError && re.test(e.message) && !e.message.includes('--skip-bad') && !e.message.includes('\n'));
+  };
+  one(join(data, 'gsm8k', 'train.jsonl'), /gsm8k\/train\.jsonl:1: unrecognized record \(fields: question, answer\).*map its fields in the dataset's config with columns: \{prompt: question, completion: answer\}/);
+  one(join(data, 'math500', 'test_ori.jsonl'), /test_ori\.jsonl:1: unrecognized record \(fields: problem, solution, answer, subject, level, unique_id\).*columns: \{prompt: problem, completion: solution\}/);
+  const p = join(tmp, 'prompt-answer.jsonl');
+  writeFileSync(p, JSON.stringify({ prompt: 'q', answer: 'a' }) + '\n');
+  one(p, /prompt-answer\.jsonl:1: .*columns: \{completion: answer\}\)$/);
+  // the suggestion works
+  assert.equal(readDataset(p, { columns: { completion: 'answer' } }).examples[0]!.messages[1]!.content, 'a');
+  // fields that do not look like a prompt and an answer: the generic mapping, and skipping stays an option
+  const q = join(tmp, 'text.jsonl');
+  writeFileSync(q, JSON.stringify({ text: 'x', code: 'y' }) + '\n');
+  assert.throws(() => readDataset(q), /text\.jsonl:1: unrecognized record \(fields: text, code\).*columns: \{prompt: <prompt field>, completion: <response field>\}, or use --skip-bad/);
+});
+
 function readFileSyncLines(p: string): string[] {
   return readFileSync(p, 'utf8').split('\n');
 }

@@ -138,3 +138,33 @@ recipe: {name: moi}
   assert.match(r.stdout, /### Assistant:\\n⟦<tool_call>\\n\{"name": "search_recipes", "arguments": \{"ingredients": \["chicken", "bell peppers", "rice"\]\}\}\\n<\/tool_call><\/s>⟧ ?\\n\\n### Tool result:\\n\{"recipes": /);
   assert.doesNotMatch(r.stdout, /⟦[^⟧]*### Tool result/);
 });
+
+test('prepare / train: miso-para on data without constraints warns that it is plain SFT, naming the dataset and its format', () => {
+  const fb = join(sharedDir(), 'data', 'followbench', 'example_constraints.json');
+  const p = join(tmp, 'miso-fb.yaml');
+  writeFileSync(p, `model: ${join(fix, 'stories260K.bin')}
+tokenizer: ${join(fix, 'tok512.bin')}
+output_dir: ${join(tmp, 'miso-fb')}
+data:
+  datasets:
+    - path: ${fb}
+      limit: 4
+  max_len: 2048
+recipe: {name: miso-para}
+training: {max_steps: 1}
+`);
+  const warning = new RegExp(`warning: miso-para made no MISO group: of the 4 training examples none carries constraints .*so all were trained as plain SFT \\(augmented_examples=0\\)\\. ` +
+    `${fb.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: 4 examples \\(format followbench\\), 0 with constraints\\. miso-para needs multi-constraint records`);
+  const r = run('prepare', '--config', p);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, warning);
+  const j = run('prepare', '--config', p, '--json');
+  assert.equal(JSON.parse(j.stdout).warnings.length, 1);
+  const t = run('train', '--config', p, '--no-progress');
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stderr, warning);
+  assert.match(JSON.parse(readFileSync(join(tmp, 'miso-fb', 'summary.json'), 'utf8')).data.warnings[0], /^miso-para made no MISO group/);
+  // data with constraints: no warning
+  const ok = run('prepare', '--config', config('miso-ok'), '--json');
+  assert.deepEqual(JSON.parse(ok.stdout.split('\n')[0]!).warnings, []);
+});

@@ -86,6 +86,7 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
   log(`data: recipe ${s.recipe}; ${Object.entries(s.examples).map(([d, n]) => `${d}=${n}`).join(' ')} examples, ${s.evalExamples} eval; ` +
     `${s.train.rows} rows of <= ${cfg.data.max_len} tokens (packing efficiency ${(s.train.efficiency * 100).toFixed(1)}%), ` +
     `${s.train.targetTokens} trained tokens; truncated ${s.train.truncated}, dropped ${s.train.dropped}, skipped ${s.skippedBad}, no-target ${s.noTargets}`);
+  for (const w of s.warnings) log(`warning: ${w}`);
 
   const per = cfg.training.micro_batch_size * cfg.training.grad_accum;
   const totalSteps = cfg.training.max_steps ?? Math.max(1, Math.ceil((cfg.training.epochs * prep.train.length) / per));
@@ -135,7 +136,7 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
       recipe: s.recipe, recipe_info: s.recipeInfo,
       examples: s.examples, eval_examples: s.evalExamples, rows: s.train.rows, packing_efficiency: s.train.efficiency,
       trained_tokens: s.train.targetTokens, truncated: s.train.truncated, dropped: s.train.dropped, skipped_bad: s.skippedBad,
-      skip_reasons: s.skipReasons, without_targets: s.noTargets,
+      skip_reasons: s.skipReasons, without_targets: s.noTargets, warnings: s.warnings,
     },
     resumed_from: r.resumedFrom,
     exported,

@@ -94,6 +94,8 @@ export interface ReadResult {
   skipped: number;
   /** The first few skip reasons, for the summary. */
   skipReasons: string[];
+  /** Examples per record format (the detected one with format 'auto'). */
+  formats: Partial<Record<Exclude<RecordFormat, 'auto'>, number>>;
 }
 
 
@@ -161,13 +163,16 @@ export function readDataset(path: string, opts: ReadOptions = {}): ReadResult {
   const format = opts.format ?? 'auto';
   const domain = opts.domain ?? 'default';
   const rename = (raw: unknown): unknown => (opts.columns ? renameColumns(raw, opts.columns) : raw);
-  const take = (where: string, build: () => Example): void => {
+  const formats: ReadResult['formats'] = {};
+  const take = (where: string, build: () => Example, fmt: () => Exclude<RecordFormat, 'auto'>): void => {
     try {
       examples.push(build());
+      const f = fmt();
+      formats[f] = (formats[f] ?? 0) + 1;
     } catch (e) {
       if (!(e instanceof BadRecord)) throw e;
-      const msg = `${where}: ${e.message}`;
-      if (!opts.skipBad) throw new MixtuneError(msg + ' (use --skip-bad to skip bad records)');
+      const msg = `${where}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`;
+      if (!opts.skipBad) throw new MixtuneError(e.hint ? msg : `${msg} (use --skip-bad to skip bad records)`);
       skipped++;
       if (skipReasons.length < 5) skipReasons.push(msg);
     }
@@ -188,16 +193,17 @@ export function readDataset(path: string, opts: ReadOptions = {}): ReadResult {
     const fbOpts = { domain, levels: opts.followbenchLevels ?? 'highest', allowNoResponse: opts.allowNoResponse ?? false } as const;
     for (const item of followBenchItems(renamed, fbOpts)) {
       if (opts.limit !== undefined && examples.length >= opts.limit) break;
-      take(item.where, item.build as () => Example);
+      take(item.where, item.build as () => Example, () => 'followbench');
     }
-    return { examples, skipped, skipReasons };
+    return { examples, skipped, skipReasons, formats };
   }
   const parseOpts = { allowNoResponse: opts.allowNoResponse ?? false };
   for (const [raw, where] of all) {
     if (opts.limit !== undefined && examples.length >= opts.limit) break;
-    take(where, () => parseRecord(rename(raw), where, format, domain, parseOpts));
+    const rec = rename(raw);
+    take(where, () => parseRecord(rec, where, format, domain, parseOpts), () => (format === 'auto' ? detectFormat(rec as Record<string, unknown>) : format));
   }
-  return { examples, skipped, skipReasons };
+  return { examples, skipped, skipReasons, formats };
 }
 
 function renameColumns(raw: unknown, columns: Record<string, string>): unknown {
@@ -273,9 +279,26 @@ function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto
   if ('conversations' in rec) return 'sharegpt';
   if ('instruction' in rec && 'output' in rec) return 'alpaca';
   if ('prompt' in rec && ('completion' in rec || 'response' in rec)) return 'prompt_completion';
-  throw new BadRecord(
-    `unrecognized record (fields: ${Object.keys(rec).slice(0, 6).join(', ') || 'none'}); expected messages, conversations, instruction/output or prompt/completion`,
-  );
+  const keys = Object.keys(rec);
+  const fields = keys.length > 8 ? `${keys.slice(0, 8).join(', ')}, ...` : keys.join(', ') || 'none';
+  throw new BadRecord(`unrecognized record (fields: ${fields}); expected messages, conversations, instruction/output or prompt/completion`, columnsHint(rec));
+}
+
+// Field names that usually hold a prompt / its answer, in order of preference (MATH: problem +
+// solution, not the bare answer).
+const PROMPT_FIELDS = ['prompt', 'question', 'query', 'problem', 'instruction', 'input', 'request', 'task'];
+const ANSWER_FIELDS = ['completion', 'response', 'output', 'solution', 'answer', 'target', 'reply'];
+
+/** What to do about an unrecognized record: a `columns:` mapping onto prompt/completion. */
+function columnsHint(rec: Record<string, unknown>): string {
+  const text = (f: string): boolean => typeof rec[f] === 'string';
+  const prompt = PROMPT_FIELDS.find(text);
+  const answer = ANSWER_FIELDS.find((f) => f !== prompt && text(f));
+  if (prompt === undefined || answer === undefined) {
+    return 'map its fields in the dataset\'s config with columns: {prompt: <prompt field>, completion: <response field>}, or use --skip-bad to skip bad records';
+  }
+  const map = [...(prompt !== 'prompt' ? [`prompt: ${prompt}`] : []), `completion: ${answer}`];
+  return `map its fields in the dataset's config with columns: {${map.join(', ')}}`;
 }
 
 /**
@@ -316,7 +339,7 @@ function parseIfeval(rec: Record<string, unknown>, allowNoResponse: boolean): { 
   const base = typeof rec.base === 'string' && rec.base.trim() ? rec.base.trim() : prompt.trim();
   const messages: Message[] = [{ role: 'user', content: prompt }];
   if (rec.response === undefined || rec.response === null) {
-    if (!allowNoResponse) throw new BadRecord('field response is missing (IFEval-style training records need one; allow prompt-only examples to read inputs)');
+    if (!allowNoResponse) throw new BadRecord('field response is missing: a training example needs a response, and an IFEval input file (prompt, instruction_id_list, kwargs) has none; train on a file with responses (e.g. input_response_data_*.jsonl)');
     return { base, constraints, messages, promptOnly: true };
   }
   messages.push({ role: 'assistant', content: contentOf(rec.response, 'response', true) });
