@@ -1,10 +1,10 @@
 // `mixtune train --config train.yaml`: load the model and tokenizer, prepare packed rows, train
 // (optionally with LoRA), checkpoint, and export the final model as an HF folder.
-import { copyFileSync, existsSync, mkdirSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { nativeKernels } from '../tensor/native.js';
 import { loadModel, loadTokenizer } from '../io/load.js';
-import { ChatTemplate, encodeConversation, PLAIN_CHAT_TEMPLATE, type ChatMessage } from '../io/chat.js';
+import { ChatTemplate, encodeConversation, pickChatTemplate, type ChatMessage } from '../io/chat.js';
 import { saveHfModel } from '../io/hf-model.js';
 import { writeLlama2cTokenizerFiles } from '../io/tokenizer-json.js';
 import { Llama2cTokenizer } from '../io/llama2c-tokenizer.js';
@@ -49,17 +49,30 @@ export function templateFor(tok: Tokenizer, cfg: TrainConfig): ChatTemplate {
   return ChatTemplate.forTokenizer(tok, { plain: cfg.data.template === 'plain', ...(cfg.data.chat_template !== undefined ? { template: cfg.data.chat_template } : {}) });
 }
 
-/** Tokenizer files to ship with exported folders and checkpoints. */
-function tokenizerFileWriter(tokPath: string | undefined, modelPath: string, tok: Tokenizer, maxLen: number): (dir: string) => void {
+/**
+ * Tokenizer files to ship with exported folders and checkpoints, carrying `chatTemplate`, the
+ * template the model was trained with (data.chat_template or data.template: plain may differ
+ * from the model folder's), so `generate --chat` on the result renders prompts the same way.
+ */
+function tokenizerFileWriter(tokPath: string | undefined, modelPath: string, tok: Tokenizer, maxLen: number, chatTemplate: string): (dir: string) => void {
   return (dir) => {
     const folder = tokPath && existsSync(tokPath) && statSync(tokPath).isDirectory() ? tokPath : statSync(modelPath).isDirectory() ? modelPath : null;
     if (folder && existsSync(join(folder, 'tokenizer.json'))) {
       for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model']) {
         if (existsSync(join(folder, f))) copyFileSync(join(folder, f), join(dir, f));
       }
+      const cfgFile = join(dir, 'tokenizer_config.json');
+      const cfg = existsSync(cfgFile) ? (JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>) : {};
+      let shipped: string | undefined;
+      try {
+        shipped = pickChatTemplate(cfg.chat_template, cfgFile);
+      } catch {
+        shipped = undefined;
+      }
+      if (shipped !== chatTemplate) writeJsonAtomic(cfgFile, { ...cfg, chat_template: chatTemplate });
       return;
     }
-    if (tok instanceof Llama2cTokenizer) writeLlama2cTokenizerFiles(dir, tok, { chatTemplate: PLAIN_CHAT_TEMPLATE, modelMaxLength: maxLen });
+    if (tok instanceof Llama2cTokenizer) writeLlama2cTokenizerFiles(dir, tok, { chatTemplate, modelMaxLength: maxLen });
   };
 }
 
@@ -91,7 +104,7 @@ export async function runTrain(o: TrainCliOptions): Promise<void> {
   const per = cfg.training.micro_batch_size * cfg.training.grad_accum;
   const totalSteps = cfg.training.max_steps ?? Math.max(1, Math.ceil((cfg.training.epochs * prep.train.length) / per));
   const maxLen = cfg.data.max_len;
-  const writeTok = tokenizerFileWriter(cfg.tokenizer, cfg.model, tok, maxLen);
+  const writeTok = tokenizerFileWriter(cfg.tokenizer, cfg.model, tok, maxLen, template.text);
   const isLora = Boolean(cfg.lora);
   const trainer = new Trainer(model, trainable, prep.train, prep.eval, {
     outputDir: cfg.output_dir, seed: cfg.seed, totalSteps,
