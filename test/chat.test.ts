@@ -281,6 +281,9 @@ test('plain template: tool list after the system block, tool calls in <tool_call
   assert.equal(renderPrompt(tpl, [], { tools: TOOLS }), '<s>### Tools:\n' + TOOL_JSON + '\n\n### Assistant:\n');
   // without tools the rendering is the one of the previous template
   assert.equal(tpl.render(CONV.slice(0, 3)), '<s>### System:\nYou are terse.\n\n### User:\nHi there\n\n### Assistant:\nHello! How can I help?</s>');
+  // tool_calls: null is no call (HF convention)
+  assert.equal(tpl.render([{ role: 'user', content: 'x' }, { role: 'assistant', content: 'y', tool_calls: null as never }]), '<s>### User:\nx\n\n### Assistant:\ny</s>');
+  assert.equal(encodeConversation(tok, tpl, [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'y', tool_calls: null as never }]).assistantSpans.length, 1);
   // an assistant turn must say or call something
   assert.throws(() => encodeConversation(tok, tpl, [{ role: 'user', content: 'x' }, { role: 'assistant', content: '', tool_calls: [] }]), /empty assistant turn/);
   assert.throws(() => encodeConversation(tok, tpl, [{ role: 'user', content: 'x' }, { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { arguments: {} } } as never] }]), /tool_calls\[0\] must be/);

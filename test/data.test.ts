@@ -105,9 +105,12 @@ test('readers: OpenAI tool_calls (JSON-string arguments parsed), tool_call_id an
     JSON.stringify({ conversations: [{ from: 'human', value: 'q' }, { from: 'function_call', value: 'add(1, 2)' }, { from: 'gpt', value: 'a' }] }),
     JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', tool_calls: [{ function: { name: 'add', arguments: '{broken' } }] }] }),
     JSON.stringify({ tools: '[{"description": "no name"}]', messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] }),
+    JSON.stringify({ tools: [], messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a', tool_calls: [] }] }),
   ].join('\n') + '\n');
   const r = readDataset(p, { skipBad: true });
-  assert.equal(r.examples.length, 1);
+  assert.equal(r.examples.length, 2);
+  assert.deepEqual(r.examples[1]!.messages[1], { role: 'assistant', content: 'a' }); // an empty tool_calls list is no call
+  assert.equal(r.examples[1]!.tools, undefined);
   const e = r.examples[0]!;
   assert.deepEqual(e.tools, [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }]);
   assert.deepEqual(e.messages[1], { role: 'assistant', content: '', tool_calls: [{ type: 'function', id: 'abc123xyz', function: { name: 'add', arguments: { a: 1, b: 2 } } }] });

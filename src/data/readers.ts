@@ -382,7 +382,8 @@ function parseOpenAi(rec: Record<string, unknown>): Message[] {
     if (!isObject(m)) throw new BadRecord(`field messages[${i}] is not an object`);
     const role = m.role;
     if (typeof role !== 'string' || !OPENAI_ROLES.has(role as Role)) throw new BadRecord(`field messages[${i}].role: unknown role ${JSON.stringify(role)}`);
-    if (role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null) {
+    // An empty tool_calls list (OpenAI exports write one on plain turns) is no call.
+    if (role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null && !(Array.isArray(m.tool_calls) && m.tool_calls.length === 0)) {
       const tool_calls = parseToolCalls(m.tool_calls, `messages[${i}].tool_calls`);
       const content = m.content === undefined || m.content === null ? '' : contentOf(m.content, `messages[${i}].content`, false);
       return { role, content, tool_calls };

@@ -342,7 +342,7 @@ export function validateConversation(messages: unknown, where = 'conversation'):
       throw new MixtuneError(`${where}: message ${i} has unknown role ${JSON.stringify(role)} (expected ${CHAT_ROLES.join(', ')})`);
     }
     if (typeof content !== 'string') throw new MixtuneError(`${where}: message ${i} (${role}) has no string content`);
-    if (calls !== undefined) {
+    if (calls !== undefined && calls !== null) {
       if (role !== 'assistant') throw new MixtuneError(`${where}: message ${i} (${role}) has tool_calls; only assistant turns call tools`);
       if (!Array.isArray(calls)) throw new MixtuneError(`${where}: message ${i}: tool_calls must be a list`);
       calls.forEach((c: unknown, j) => {
