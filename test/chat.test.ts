@@ -11,6 +11,7 @@ import {
   PLAIN_CHAT_TEMPLATE,
   renderPrompt,
   strftime,
+  withToolCallIds,
   type ChatMessage,
   type EncodedConversation,
 } from '../src/io/chat.js';
@@ -202,7 +203,7 @@ test('plain template with the llama2.c 512-token vocabulary: EOS as id 2, masks 
   assert.deepEqual(r.ids.slice(r.assistantSpans[1]!.header, r.assistantSpans[1]!.start), generationPrompt(tok, tpl, CONV.slice(0, 4)).ids);
   assert.equal(renderPrompt(tpl, [{ role: 'user', content: 'Tell me a story.' }]), '<s>### User:\nTell me a story.\n\n### Assistant:\n');
   assert.equal(renderPrompt(tpl, []), '<s>### Assistant:\n');
-  assert.throws(() => encodeConversation(tok, tpl, [{ role: 'tool', content: 'x' }, { role: 'assistant', content: 'y' }]), /plain chat template supports the roles system, user and assistant, not tool/);
+  assert.throws(() => encodeConversation(tok, tpl, [{ role: 'wizard', content: 'x' }, { role: 'assistant', content: 'y' }]), /unknown role "wizard"/);
 });
 
 test('plain template for an HF tokenizer without chat_template (Llama 2): "</s>" becomes EOS id', () => {
@@ -235,4 +236,93 @@ test('chat_template lists/dicts, jinja globals, parse errors', () => {
   const out = l3.render([{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Yo' }]);
   assert.ok(out.startsWith('<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024\n\n'), out);
   assert.ok(out.endsWith('<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\nYo<|eot_id|>'), out);
+});
+
+// ---------------------------------------------------------------- tool use
+
+const TOOLS = [{ type: 'function', function: { name: 'get_weather', description: 'Current weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+const TOOL_CONV: ChatMessage[] = [
+  { role: 'system', content: 'You can call tools.' },
+  { role: 'user', content: 'Weather in Paris?' },
+  { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } }] },
+  { role: 'tool', content: '{"temp": 21}' },
+  { role: 'assistant', content: 'It is 21 degrees.' },
+];
+const CALL_TEXT = '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>';
+const TOOL_JSON = '{"name": "get_weather", "description": "Current weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}';
+
+test('plain template: tool list after the system block, tool calls in <tool_call> blocks (trained), tool results as their own turn (not trained)', () => {
+  const tok = tok512();
+  const tpl = ChatTemplate.forTokenizer(tok);
+  const r = encodeConversation(tok, tpl, TOOL_CONV, { tools: TOOLS });
+  assert.equal(r.text,
+    '<s>### System:\nYou can call tools.\n\n### Tools:\n' + TOOL_JSON + '\n\n### User:\nWeather in Paris?\n\n### Assistant:\n' + CALL_TEXT + '</s>' +
+    '\n\n### Tool result:\n{"temp": 21}\n\n### Assistant:\nIt is 21 degrees.</s>');
+  assert.equal(r.assistantSpans.length, 2);
+  const runs = r.assistantSpans.map((s) => r.labels.slice(s.start, s.end));
+  assert.deepEqual(runs.map((ids) => ids.at(-1)), [tok.eosId, tok.eosId]);
+  assert.deepEqual(runs.map((ids) => tok.decode(ids.slice(0, -1))), [CALL_TEXT, 'It is 21 degrees.']);
+  assert.equal(r.labels.filter((x) => x !== -100).length, runs[0]!.length + runs[1]!.length); // the tool result and the tool list carry no loss
+  // the prompt before each assistant turn (incl. after a tool result) encodes to exactly the tokens before its span
+  assert.deepEqual(encodePrompt(tok, tpl, TOOL_CONV.slice(0, 2), { tools: TOOLS }), r.ids.slice(0, r.assistantSpans[0]!.start));
+  assert.deepEqual(encodePrompt(tok, tpl, TOOL_CONV.slice(0, 4), { tools: TOOLS }), r.ids.slice(0, r.assistantSpans[1]!.start));
+  assert.ok(renderPrompt(tpl, TOOL_CONV.slice(0, 4), { tools: TOOLS }).endsWith('### Tool result:\n{"temp": 21}\n\n### Assistant:\n'));
+  // no system prompt: the tool list opens the conversation; content before a call; two calls
+  const two: ChatMessage[] = [
+    { role: 'user', content: 'Paris and Rome?' },
+    { role: 'assistant', content: 'Checking.', tool_calls: [
+      { type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } },
+      { type: 'function', function: { name: 'get_weather', arguments: { city: 'Rome' } } },
+    ] },
+  ];
+  assert.equal(tpl.render(two, { tools: TOOLS }),
+    '<s>### Tools:\n' + TOOL_JSON + '\n\n### User:\nParis and Rome?\n\n### Assistant:\nChecking.\n' + CALL_TEXT +
+    '\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}\n</tool_call></s>');
+  assert.equal(renderPrompt(tpl, [], { tools: TOOLS }), '<s>### Tools:\n' + TOOL_JSON + '\n\n### Assistant:\n');
+  // without tools the rendering is the one of the previous template
+  assert.equal(tpl.render(CONV.slice(0, 3)), '<s>### System:\nYou are terse.\n\n### User:\nHi there\n\n### Assistant:\nHello! How can I help?</s>');
+  // tool_calls: null is no call (HF convention)
+  assert.equal(tpl.render([{ role: 'user', content: 'x' }, { role: 'assistant', content: 'y', tool_calls: null as never }]), '<s>### User:\nx\n\n### Assistant:\ny</s>');
+  assert.equal(encodeConversation(tok, tpl, [{ role: 'user', content: 'x' }, { role: 'assistant', content: 'y', tool_calls: null as never }]).assistantSpans.length, 1);
+  // an assistant turn must say or call something
+  assert.throws(() => encodeConversation(tok, tpl, [{ role: 'user', content: 'x' }, { role: 'assistant', content: '', tool_calls: [] }]), /empty assistant turn/);
+  assert.throws(() => encodeConversation(tok, tpl, [{ role: 'user', content: 'x' }, { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { arguments: {} } } as never] }]), /tool_calls\[0\] must be/);
+});
+
+test('tool-call ids: filled in as 9-character ids in conversation order; results answer the earliest open call', () => {
+  const calls = (...names: string[]): ChatMessage => ({ role: 'assistant', content: '', tool_calls: names.map((name) => ({ type: 'function' as const, function: { name, arguments: {} } })) });
+  const out = withToolCallIds([calls('a', 'b'), { role: 'tool', content: '1' }, { role: 'tool', content: '2' }, calls('c'), { role: 'tool', content: '3', tool_call_id: 'mine' }]);
+  assert.deepEqual(out.flatMap((m) => m.tool_calls?.map((c) => c.id) ?? []), ['call00001', 'call00002', 'call00003']);
+  assert.deepEqual(out.filter((m) => m.role === 'tool').map((m) => m.tool_call_id), ['call00001', 'call00002', 'mine']);
+});
+
+test('Qwen2.5: tools in the system block, tool_calls as <tool_call> JSON, results as <tool_response>; calls trained, results not', () => {
+  const tok = qwen();
+  const tpl = ChatTemplate.forTokenizer(tok);
+  const r = encodeConversation(tok, tpl, TOOL_CONV, { tools: TOOLS });
+  assert.ok(r.text.startsWith('<|im_start|>system\nYou can call tools.\n\n# Tools\n'), r.text);
+  assert.ok(r.text.includes('<tools>\n{"type": "function", "function": ' + TOOL_JSON + '}\n</tools>'), r.text);
+  assert.ok(r.text.includes('<|im_start|>assistant\n' + CALL_TEXT + '<|im_end|>\n<|im_start|>user\n<tool_response>\n{"temp": 21}\n</tool_response><|im_end|>\n'), r.text);
+  assert.deepEqual(labelledRuns(tok, r), [CALL_TEXT + '<|im_end|>', 'It is 21 degrees.<|im_end|>']);
+});
+
+test('Mistral v0.3: [AVAILABLE_TOOLS] before the last user turn, [TOOL_CALLS] with ids trained, [TOOL_RESULTS] not', () => {
+  const tok = mistral();
+  const tpl = ChatTemplate.forTokenizer(tok);
+  // two user turns: the tool list moves to the last one, so prefixes differ and the marker path runs
+  const msgs: ChatMessage[] = [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }, ...TOOL_CONV.slice(1)];
+  const r = encodeConversation(tok, tpl, msgs, { tools: TOOLS });
+  const call = '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris"}, "id": "call00001"}]</s>';
+  assert.equal(r.text,
+    '<s>[INST] Hi[/INST] Hello!</s>[AVAILABLE_TOOLS] [{"type": "function", "function": ' + TOOL_JSON + '}][/AVAILABLE_TOOLS][INST] Weather in Paris?[/INST]' +
+    call + '[TOOL_RESULTS] {"content": {"temp": 21}, "call_id": "call00001"}[/TOOL_RESULTS] It is 21 degrees.</s>');
+  assert.deepEqual(labelledRuns(tok, r), [' Hello!</s>', call, ' It is 21 degrees.</s>']);
+  assert.deepEqual(r.ids.slice(0, r.assistantSpans[1]!.start), encodePrompt(tok, tpl, msgs.slice(0, 3), { tools: TOOLS }));
+});
+
+test('a template without tool support (original Llama 3) is an error naming the record, not a silently dropped call', () => {
+  const tok = HfTokenizer.load(join(F, 'llama3'));
+  const tpl = ChatTemplate.forTokenizer(tok);
+  assert.throws(() => encodeConversation(tok, tpl, TOOL_CONV, { where: 'data.json#3' }), (e: unknown) => e instanceof MixtuneError && /^data\.json#3: .*does not render tool calls \(message 2 calls a tool\); choose a template with tool support \(data\.chat_template\)/.test(e.message));
+  assert.throws(() => encodeConversation(tok, tpl, CONV.slice(1, 3), { tools: TOOLS, where: 'data.json#4' }), /data\.json#4: .*does not render the tool list/);
 });

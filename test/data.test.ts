@@ -72,6 +72,72 @@ test('readers: bad records name file:line and the field; --skip-bad counts them'
   assert.equal(r.skipped, 2);
 });
 
+test('readers: glaive tool data keeps the tool schemas and turns function_call into HF tool_calls (not assistant text)', () => {
+  const path = join(data, 'tool_use', 'glaive_toolcall_en_demo.json');
+  const r = readDataset(path);
+  assert.equal(r.examples.length, 300);
+  assert.equal(r.examples.filter((e) => e.tools).length, 191); // the other 109 have "tools": "[]"
+  const e = r.examples[0]!;
+  assert.deepEqual(e.tools, [{
+    type: 'function',
+    function: {
+      name: 'search_recipes', description: 'Search for recipes based on ingredients',
+      parameters: { type: 'object', properties: { ingredients: { type: 'array', items: { type: 'string' }, description: 'The ingredients to search for' } }, required: ['ingredients'] },
+    },
+  }]);
+  assert.deepEqual(e.messages.map((m) => m.role), ['user', 'assistant', 'user', 'assistant', 'tool', 'assistant', 'user', 'assistant']);
+  assert.deepEqual(e.messages[3], { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { name: 'search_recipes', arguments: { ingredients: ['chicken', 'bell peppers', 'rice'] } } }] });
+  assert.match(e.messages[4]!.content, /^\{"recipes": \[\{"name": "Chicken and Bell Pepper Stir Fry"/);
+  // every function_call turn of the file is a tool call
+  const calls = r.examples.flatMap((x) => x.messages.filter((m) => m.tool_calls));
+  assert.equal(calls.length, 211);
+  assert.ok(calls.every((m) => m.content === '' && m.tool_calls!.length === 1));
+});
+
+test('readers: OpenAI tool_calls (JSON-string arguments parsed), tool_call_id and tools; malformed calls name the field', () => {
+  const p = join(tmp, 'openai-tools.jsonl');
+  const call = { id: 'abc123xyz', type: 'function', function: { name: 'add', arguments: '{"a": 1, "b": 2}' } };
+  writeFileSync(p, [
+    JSON.stringify({
+      tools: [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }],
+      messages: [{ role: 'user', content: '1+2?' }, { role: 'assistant', content: null, tool_calls: [call] }, { role: 'tool', tool_call_id: 'abc123xyz', content: '3' }, { role: 'assistant', content: '3.' }],
+    }),
+    JSON.stringify({ conversations: [{ from: 'human', value: 'q' }, { from: 'function_call', value: 'add(1, 2)' }, { from: 'gpt', value: 'a' }] }),
+    JSON.stringify({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', tool_calls: [{ function: { name: 'add', arguments: '{broken' } }] }] }),
+    JSON.stringify({ tools: '[{"description": "no name"}]', messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }] }),
+    JSON.stringify({ tools: [], messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a', tool_calls: [] }] }),
+  ].join('\n') + '\n');
+  const r = readDataset(p, { skipBad: true });
+  assert.equal(r.examples.length, 2);
+  assert.deepEqual(r.examples[1]!.messages[1], { role: 'assistant', content: 'a' }); // an empty tool_calls list is no call
+  assert.equal(r.examples[1]!.tools, undefined);
+  const e = r.examples[0]!;
+  assert.deepEqual(e.tools, [{ type: 'function', function: { name: 'add', parameters: { type: 'object' } } }]);
+  assert.deepEqual(e.messages[1], { role: 'assistant', content: '', tool_calls: [{ type: 'function', id: 'abc123xyz', function: { name: 'add', arguments: { a: 1, b: 2 } } }] });
+  assert.deepEqual(e.messages[2], { role: 'tool', content: '3', tool_call_id: 'abc123xyz' });
+  assert.equal(r.skipped, 3);
+  assert.match(r.skipReasons[0]!, /openai-tools\.jsonl:2: field conversations\[1\]\.value: a function_call turn must be JSON/);
+  assert.match(r.skipReasons[1]!, /openai-tools\.jsonl:3: field messages\[1\]\.tool_calls\[0\]\.arguments is a string but not valid JSON/);
+  assert.match(r.skipReasons[2]!, /openai-tools\.jsonl:4: field tools\[0\] must be a function schema with a name/);
+});
+
+test('readers: an unrecognized record names file:line and its fields and suggests the columns: mapping, not --skip-bad', () => {
+  const one = (path: string, re: RegExp): void => {
+    assert.throws(() => readDataset(path), (e: unknown) => e instanceof MixtuneError && re.test(e.message) && !e.message.includes('--skip-bad') && !e.message.includes('\n'));
+  };
+  one(join(data, 'gsm8k', 'train.jsonl'), /gsm8k\/train\.jsonl:1: unrecognized record \(fields: question, answer\).*map its fields in the dataset's config with columns: \{prompt: question, completion: answer\}/);
+  one(join(data, 'math500', 'test_ori.jsonl'), /test_ori\.jsonl:1: unrecognized record \(fields: problem, solution, answer, subject, level, unique_id\).*columns: \{prompt: problem, completion: solution\}/);
+  const p = join(tmp, 'prompt-answer.jsonl');
+  writeFileSync(p, JSON.stringify({ prompt: 'q', answer: 'a' }) + '\n');
+  one(p, /prompt-answer\.jsonl:1: .*columns: \{completion: answer\}\)$/);
+  // the suggestion works
+  assert.equal(readDataset(p, { columns: { completion: 'answer' } }).examples[0]!.messages[1]!.content, 'a');
+  // fields that do not look like a prompt and an answer: the generic mapping, and skipping stays an option
+  const q = join(tmp, 'text.jsonl');
+  writeFileSync(q, JSON.stringify({ text: 'x', code: 'y' }) + '\n');
+  assert.throws(() => readDataset(q), /text\.jsonl:1: unrecognized record \(fields: text, code\).*columns: \{prompt: <prompt field>, completion: <response field>\}, or use --skip-bad/);
+});
+
 function readFileSyncLines(p: string): string[] {
   return readFileSync(p, 'utf8').split('\n');
 }

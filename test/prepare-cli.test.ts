@@ -27,6 +27,15 @@ const data = join(tmp, 'multi.jsonl');
   writeFileSync(data, lines.join('\n') + '\n');
 }
 
+/** stories260K as an HF folder with a longer context, set deliberately (tests with long records). */
+function longContextModel(name: string): string {
+  const dir = join(tmp, name);
+  assert.equal(run('convert', '--from', 'stories260K', '--to', dir).code, 0);
+  const hf = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...hf, max_position_embeddings: 16384 }));
+  return dir;
+}
+
 function config(name: string, recipe = '{name: miso-para}', extra = ''): string {
   const p = join(tmp, `${name}.yaml`);
   writeFileSync(p, `model: ${join(fix, 'stories260K.bin')}
@@ -112,4 +121,61 @@ test('prepare: errors name the file (bad recipe key, truncated rows file)', () =
   assert.equal(t.code, 1);
   assert.match(t.stderr, /cut\.jsonl: holds \d+ train and 0 eval rows, the header says \d+ and 1 \(truncated file\?\)/);
   assert.ok(!existsSync(join(tmp, 'cut', 'final')));
+});
+
+test('prepare: recipe moi on glaive tool-call data with a llama2.c model: the plain template renders tools, calls (trained) and results (not)', () => {
+  const p = join(tmp, 'moi-tools.yaml');
+  writeFileSync(p, `model: ${longContextModel('stories-16k-tools')}
+data:
+  template: plain
+  datasets:
+    - path: ${join(sharedDir(), 'data', 'tool_use', 'glaive_toolcall_en_demo.json')}
+      domain: tool
+      limit: 8
+    - path: ${data}
+      domain: chat
+      limit: 4
+  max_len: 2048
+recipe: {name: moi}
+`);
+  const r = run('prepare', '--config', p, '--show', '12');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /examples per domain: tool=8 .*\(total 12\)/); // the other file's records name their own domains
+  // the tool list in the system part, no loss
+  assert.match(r.stdout, /\\n\\n### Tools:\\n\{"name": "search_recipes", "description": "Search for recipes based on ingredients", "parameters": /);
+  // a call is assistant output: trained through </s>; the tool result that follows is not
+  assert.match(r.stdout, /### Assistant:\\n⟦<tool_call>\\n\{"name": "search_recipes", "arguments": \{"ingredients": \["chicken", "bell peppers", "rice"\]\}\}\\n<\/tool_call><\/s>⟧ ?\\n\\n### Tool result:\\n\{"recipes": /);
+  assert.doesNotMatch(r.stdout, /⟦[^⟧]*### Tool result/);
+});
+
+test('prepare / train: miso-para on data without constraints warns that it is plain SFT, naming the dataset and its format', () => {
+  const fb = join(sharedDir(), 'data', 'followbench', 'example_constraints.json');
+  // FollowBench prompts are longer than stories260K's 512-token context: give an HF conversion of
+  // it a longer one, deliberately (the config check refuses positions beyond the context)
+  const long = longContextModel('stories-16k-fb');
+  const p = join(tmp, 'miso-fb.yaml');
+  writeFileSync(p, `model: ${long}
+output_dir: ${join(tmp, 'miso-fb')}
+data:
+  datasets:
+    - path: ${fb}
+      limit: 4
+  max_len: 16384
+recipe: {name: miso-para}
+training: {max_steps: 1}
+`);
+  const warning = new RegExp(`warning: miso-para made no MISO group: of the 4 training examples none carries constraints .*so all were trained as plain SFT \\(augmented_examples=0\\)\\. ` +
+    `${fb.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}: 4 examples \\(format followbench\\), 0 with constraints\\. miso-para needs multi-constraint records`);
+  const r = run('prepare', '--config', p);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, warning);
+  const j = run('prepare', '--config', p, '--json');
+  assert.ok((JSON.parse(j.stdout).warnings as string[]).some((w) => w.startsWith('miso-para made no MISO group')));
+  const t = run('train', '--config', p, '--no-progress');
+  assert.equal(t.code, 0, t.stderr);
+  assert.match(t.stderr, warning);
+  assert.ok((JSON.parse(readFileSync(join(tmp, 'miso-fb', 'summary.json'), 'utf8')).data.warnings as string[]).some((w) => /^miso-para made no MISO group/.test(w)));
+  // data with constraints: no warning
+  const ok = run('prepare', '--config', config('miso-ok'), '--json');
+  assert.deepEqual(JSON.parse(ok.stdout.split('\n')[0]!).warnings, []);
 });

@@ -246,7 +246,7 @@ test('followbench: every file parses; level chains, responses and prompt-only re
     assert.equal(readDataset(path, { allowNoResponse: true }).examples.length, nChains, name);
     assert.equal(readDataset(path, { allowNoResponse: true, followbenchLevels: 'all', format: 'followbench' }).examples.length, nLevels, name);
   }
-  throwsBad(() => readDataset(join(data, 'followbench', 'format_constraints.json')), /format_constraints\.json#5: no response: fields answer\/target are empty for FollowBench example_id 1 level 5/);
+  throwsBad(() => readDataset(join(data, 'followbench', 'format_constraints.json')), /format_constraints\.json#5: no response for FollowBench example_id 1 level 5: fields answer\/target are empty/);
 
   // mixed example 1: level 0 + four appended sentences (level 1 rewrites "a story" → "a five-sentence story").
   const mixed = readDataset(join(data, 'followbench', 'mixed_constraints.json'), { allowNoResponse: true, domain: 'if' }).examples[0]!;
@@ -273,6 +273,30 @@ test('followbench: every file parses; level chains, responses and prompt-only re
   // example_constraints: the response is `answer` (its `target` is a format template).
   const ex = readDataset(join(data, 'followbench', 'example_constraints.json')).examples[0]!;
   assert.equal(ex.messages[1]!.content, "{'AI assistant': 'Legal Anywhere.com'}");
+});
+
+test('no-response errors say why and what to do with options that exist (FollowBench, IFEval inputs)', () => {
+  const msg = (fn: () => unknown): string => {
+    try {
+      fn();
+    } catch (e) {
+      assert.ok(e instanceof MixtuneError && !e.message.includes('\n'));
+      return e.message;
+    }
+    assert.fail('no error');
+  };
+  // No record of format_constraints.json has a response: skipping would leave nothing, so the hint is not --skip-bad.
+  const format = msg(() => readDataset(join(data, 'followbench', 'format_constraints.json')));
+  assert.match(format, /format_constraints\.json#5: no response for FollowBench example_id 1 level 5: .*\(no record of this file has a response: it is evaluation data and cannot be trained on\)$/);
+  assert.doesNotMatch(format, /allow prompt-only|--skip-bad/);
+  // content_constraints.json has responses on some levels: the chain's are named and --skip-bad is the option.
+  const content = msg(() => readDataset(join(data, 'followbench', 'content_constraints.json')));
+  assert.match(content, /content_constraints\.json#5: no response for FollowBench example_id 1 level 5: .*\(no level of this chain has one\) \(use --skip-bad to skip bad records\)$/);
+  const mixed = readDataset(join(data, 'followbench', 'mixed_constraints.json'), { skipBad: true });
+  assert.ok(mixed.skipReasons.some((r) => /\(only level 0 of this chain has one\)/.test(r)), mixed.skipReasons.join('\n'));
+  const ifeval = msg(() => readDataset(join(data, 'ifeval', 'input_data.jsonl')));
+  assert.match(ifeval, /input_data\.jsonl:1: field response is missing: .*train on a file with responses/);
+  assert.doesNotMatch(ifeval, /allow prompt-only/);
 });
 
 test('followbench: level gaps, duplicates and bad fields are bad records', () => {

@@ -337,7 +337,7 @@ test('recipe config: snake_case YAML -> options; unknown keys name their path', 
     name: 'moi', mix: 'proportional', nMix: 4, mask: 'isolated', evalSystem: 'You are a helpful assistant.', systemPrompts: { math: ['A'] },
   });
   assert.deepEqual(cfg({ name: 'miso-para', include_full: false, max_inputs: 3, weighting: 'fid' }), { name: 'miso-para', includeFull: false, includeBare: true, maxInputs: 3, weighting: 'fid' });
-  assert.deepEqual(cfg({ name: 'miso-augment-only' }), { name: 'miso-augment-only', includeFull: true, includeBare: true });
+  assert.deepEqual(cfg({ name: 'miso-augment-only' }), { name: 'miso-augment-only', includeFull: true, includeBare: true, maxInputs: 6 });
   assert.deepEqual(cfg({ name: 'miso-succ', k_probs: [0.5, 0.5] }), { name: 'miso-succ', kProbs: [0.5, 0.5], weighting: 'uniform' });
   const bad = (recipe: unknown, re: RegExp): void => assert.throws(() => cfg(recipe), (e: unknown) => e instanceof MixtuneError && re.test(e.message), JSON.stringify(recipe));
   bad({ name: 'moi', n_mixx: 3 }, /c\.yaml: unknown key recipe\.n_mixx/);

@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot, sharedDir } from '../src/util/paths.js';
 import { runCli as run, assertOneLineError } from './util.js';
+import { ChatTemplate } from '../src/io/chat.js';
+import { HfTokenizer } from '../src/io/hf-tokenizer.js';
 
 const bin = join(packageRoot(), 'bin', 'mixtune.js');
 const fix = join(sharedDir(), 'fixtures', 'stories260K');
@@ -139,4 +141,31 @@ test('train cli: config and data errors are one line naming the key or file:line
   assert.equal(ok.code, 0, ok.stderr);
   assert.match(ok.stderr, /skipped 1/);
   assert.equal(JSON.parse(readFileSync(join(tmp, 'baddata', 'summary.json'), 'utf8')).data.skipped_bad, 1);
+});
+
+test('train cli: the exported folder ships the chat template the model was trained with (data.chat_template)', () => {
+  const tpl = "{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% if m['role'] == 'assistant' %}{{ eos_token }}{% endif %}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}";
+  const withTpl = (name: string, model: string, tokenizer: string): string => {
+    const p = config(name, '');
+    writeFileSync(p, readFileSync(p, 'utf8')
+      .replace(`model: ${join(fix, 'stories260K.bin')}\ntokenizer: ${join(fix, 'tok512.bin')}`, `model: ${model}\ntokenizer: ${tokenizer}`)
+      .replace('  max_len: 128\n', `  max_len: 128\n  chat_template: ${JSON.stringify(tpl)}\n`)
+      .replace('max_steps: 8', 'max_steps: 1'));
+    return p;
+  };
+  const shipped = (name: string): Record<string, unknown> => JSON.parse(readFileSync(join(tmp, name, 'final', 'tokenizer_config.json'), 'utf8'));
+  // llama2.c model: the tokenizer files are written, with the chosen template instead of the plain one
+  const a = run('train', '--config', withTpl('tpl-bin', join(fix, 'stories260K.bin'), join(fix, 'tok512.bin')), '--no-progress');
+  assert.equal(a.code, 0, a.stderr);
+  assert.equal(shipped('tpl-bin').chat_template, tpl);
+  // HF folder: its tokenizer_config.json is copied with chat_template replaced, everything else kept
+  const hf = join(tmp, 'tpl-hf-model');
+  assert.equal(run('convert', '--from', join(fix, 'stories260K.bin'), '--tokenizer', join(fix, 'tok512.bin'), '--to', hf).code, 0);
+  const b = run('train', '--config', withTpl('tpl-hf', hf, hf), '--no-progress');
+  assert.equal(b.code, 0, b.stderr);
+  const orig = JSON.parse(readFileSync(join(hf, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  assert.notEqual(orig.chat_template, tpl);
+  assert.deepEqual(shipped('tpl-hf'), { ...orig, chat_template: tpl });
+  // generate --chat / eval load the folder's template this way: it is the trained one
+  assert.equal(ChatTemplate.forTokenizer(HfTokenizer.load(join(tmp, 'tpl-hf', 'final'))).text, tpl);
 });

@@ -1,9 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadTrainConfig, validateTrainConfig } from '../src/train/config.js';
+import { templateFor } from '../src/train/setup.js';
+import { encodeConversation, type ChatMessage } from '../src/io/chat.js';
+import { HfTokenizer } from '../src/io/hf-tokenizer.js';
+import { Llama2cTokenizer } from '../src/io/llama2c-tokenizer.js';
+import { sharedDir } from '../src/util/paths.js';
 import { learningRate, warmupStepsOf } from '../src/train/schedule.js';
 import { MixtuneError } from '../src/util/errors.js';
 
@@ -64,4 +69,49 @@ test('schedule: every step of every schedule has a learning rate > 0 (1, 2 and 1
       }
     }
   }
+});
+
+test('data.chat_template: a template file relative to the config, a tokenizer_config.json or inline Jinja overrides the model folder\'s template', () => {
+  const F = join(sharedDir(), 'fixtures');
+  const llama3 = HfTokenizer.load(join(F, 'llama3')); // its own template has no tool support
+  const dir = join(tmp, 'tpl');
+  mkdirSync(dir, { recursive: true });
+  const l31 = readFileSync(join(F, 'llama.cpp', 'templates', 'meta-llama-Llama-3.1-8B-Instruct.jinja'), 'utf8');
+  writeFileSync(join(dir, 'llama31.jinja'), l31);
+  const p = join(tmp, 'tpl.yaml');
+  writeFileSync(p, 'model: m\ndata:\n  datasets: [{path: d.jsonl}]\n  chat_template: tpl/llama31.jinja\n');
+  const cfg = loadTrainConfig(p);
+  assert.equal(cfg.data.chat_template, join(dir, 'llama31.jinja'));
+  const tpl = templateFor(llama3, cfg);
+  assert.equal(tpl.text, l31);
+  // Llama 3.1 renders the tool call as its JSON {"name", "parameters"}; it is trained
+  const tools = [{ type: 'function', function: { name: 'get_weather', description: 'Current weather', parameters: { type: 'object', properties: { city: { type: 'string' } } } } }];
+  const msgs: ChatMessage[] = [
+    { role: 'user', content: 'Weather in Paris?' },
+    { role: 'assistant', content: '', tool_calls: [{ type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } }] },
+    { role: 'tool', content: '21' },
+    { role: 'assistant', content: 'It is 21 degrees.' },
+  ];
+  const r = encodeConversation(llama3, tpl, msgs, { tools });
+  const runs = r.assistantSpans.map((sp) => llama3.decode(r.labels.slice(sp.start, sp.end), { special: true }));
+  assert.deepEqual(runs, ['{"name": "get_weather", "parameters": {"city": "Paris"}}<|eot_id|>', 'It is 21 degrees.<|eot_id|>']);
+  // a tokenizer_config.json: its chat_template
+  const qwenCfg = join(F, 'qwen2.5', 'tokenizer_config.json');
+  const fromJson = templateFor(llama3, validateTrainConfig({ model: 'm', data: { datasets: [{ path: 'd' }], chat_template: qwenCfg } }, 'train.yaml', tmp));
+  assert.equal(fromJson.text, (JSON.parse(readFileSync(qwenCfg, 'utf8')) as { chat_template: string }).chat_template);
+  // inline Jinja is not a path
+  const inline = '{{ bos_token }}{% for m in messages %}<{{ m.role }}>{{ m.content }}{% endfor %}';
+  const ci = validateTrainConfig({ model: 'm', data: { datasets: [{ path: 'd' }], chat_template: inline } }, 'train.yaml', tmp);
+  assert.equal(ci.data.chat_template, inline);
+  const tok512 = Llama2cTokenizer.load(join(F, 'stories260K', 'tok512.bin'));
+  const ti = templateFor(tok512, ci);
+  assert.equal(ti.isPlain, false);
+  assert.equal(ti.render([{ role: 'user', content: 'hi' }]), '<s><user>hi');
+  // without it, the model folder's template as before
+  assert.equal(templateFor(llama3, validateTrainConfig({ model: 'm', data: { datasets: [{ path: 'd' }] } }, 'train.yaml', tmp)).text, llama3.config!.chat_template);
+  // errors: both template: plain and chat_template; a missing file
+  assert.throws(() => validateTrainConfig({ model: 'm', data: { datasets: [{ path: 'd' }], template: 'plain', chat_template: inline } }, 'train.yaml'),
+    (e: unknown) => e instanceof MixtuneError && e.message === 'train.yaml: data: give template: plain or chat_template, not both');
+  const missing = validateTrainConfig({ model: 'm', data: { datasets: [{ path: 'd' }], chat_template: 'nope.jinja' } }, 'train.yaml', tmp);
+  assert.throws(() => templateFor(tok512, missing), (e: unknown) => e instanceof MixtuneError && e.message.startsWith(`${join(tmp, 'nope.jinja')}: cannot read the chat template (ENOENT)`));
 });

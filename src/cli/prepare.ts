@@ -60,6 +60,7 @@ export function formatStats(p: Prepared, maxLen: number): string {
     const e = s.eval;
     lines.push(`eval: ${e.groups} groups -> ${e.rows} rows; packing efficiency ${pct(e.efficiency)}; tokens ${e.tokens} (${e.targetTokens} with loss); truncated ${e.truncated}, dropped ${e.dropped}`);
   }
+  for (const w of s.warnings) lines.push(`warning: ${w}`);
   return lines.join('\n');
 }
 

@@ -16,7 +16,9 @@
 // Responses: FollowBench is an evaluation set. `answer` (example_constraints) or else `target`
 // is the gold output where the data has one (rule-checked categories: content/situation/mixed/
 // example); format and style chains have none. An example without a response is a bad record
-// unless allowNoResponse is set, which yields prompt-only examples (messages = [user]).
+// unless allowNoResponse is set, which yields prompt-only examples (messages = [user]); its
+// message says which levels of the chain have one, or that the whole file has none (then
+// skipping bad records would leave nothing to train on, so the hint is not --skip-bad).
 import { BadRecord } from './bad-record.js';
 
 export interface FollowBenchOptions {
@@ -84,10 +86,11 @@ export function followBenchItems(records: Iterable<[unknown, string]>, opts: Fol
       order.push({ where, build: () => { throw e; } });
     }
   }
-  return order.flatMap((o) => (typeof o === 'string' ? chainItems(o, chains.get(o)!, opts) : [o]));
+  const fileHasResponses = [...chains.values()].some((c) => c.some((l) => hasResponse(l.rec)));
+  return order.flatMap((o) => (typeof o === 'string' ? chainItems(o, chains.get(o)!, { ...opts, fileHasResponses }) : [o]));
 }
 
-function chainItems(key: string, chain: Level[], opts: FollowBenchOptions): FollowBenchItem[] {
+function chainItems(key: string, chain: Level[], opts: FollowBenchOptions & { fileHasResponses: boolean }): FollowBenchItem[] {
   const levels = [...chain].sort((a, b) => a.level - b.level);
   const top = levels[levels.length - 1]!;
   for (let i = 1; i < levels.length; i++) {
@@ -106,7 +109,12 @@ function chainItems(key: string, chain: Level[], opts: FollowBenchOptions): Foll
     const constraints = steps.slice(s + 1, t + 1) as string[];
     const response = responseOf(l.rec);
     if (response === undefined && !opts.allowNoResponse) {
-      throw new BadRecord(`no response: fields answer/target are empty for FollowBench example_id ${key} level ${l.level} (FollowBench is mostly evaluation data; allow prompt-only examples to read it)`);
+      const what = `no response for FollowBench example_id ${key} level ${l.level}: fields answer/target are empty, and a training example needs one`;
+      if (!opts.fileHasResponses) throw new BadRecord(what, 'no record of this file has a response: it is evaluation data and cannot be trained on');
+      const withResponse = levels.filter((x) => hasResponse(x.rec)).map((x) => x.level);
+      const which = withResponse.length === 0 ? 'no level of this chain has one'
+        : withResponse.length === 1 ? `only level ${withResponse[0]} of this chain has one` : `only levels ${withResponse.join(', ')} of this chain have one`;
+      throw new BadRecord(`${what} (${which})`);
     }
     const domain = typeof l.rec.domain === 'string' && l.rec.domain ? l.rec.domain : opts.domain;
     return {
@@ -128,6 +136,14 @@ function responseOf(rec: Record<string, unknown>): string | undefined {
     if (v.trim()) return v;
   }
   return undefined;
+}
+
+function hasResponse(rec: Record<string, unknown>): boolean {
+  try {
+    return responseOf(rec) !== undefined;
+  } catch {
+    return false; // a malformed answer/target: reported when its level is built
+  }
 }
 
 const SENTENCE_END = /[.!?:]$|[.!?]["')\]]$/;

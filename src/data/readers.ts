@@ -4,8 +4,8 @@
 // (skipBad) a counted skip.
 //
 // Formats (RecordFormat; 'auto' detects per record, FollowBench per file):
-//   messages            {messages: [{role, content}]}                      (OpenAI)
-//   sharegpt            {conversations: [{from, value}]}
+//   messages            {messages: [{role, content, tool_calls?, tool_call_id?}], tools?}   (OpenAI)
+//   sharegpt            {conversations: [{from, value}], tools?}   (glaive: function_call / observation turns)
 //   alpaca              {instruction, input?, output, system?, history?}
 //   prompt_completion   {prompt, completion | response}
 //   constraints         {instruction, constraints: string[], output | response, prompt?}
@@ -14,9 +14,15 @@
 //   followbench         {example_id, level, instruction, target | answer}  (level chains)
 // Multi-constraint formats fill `base` + `constraints` (MISO-para); the first user message holds
 // the full instruction. See ifeval/crab/followbench notes at their parsers.
+// Tool use (any format with a conversation): a record's `tools` (a list, or a JSON string of one as
+// in glaive) becomes Example.tools in the HF shape [{type: "function", function: {name, ...}}];
+// assistant tool calls become Message.tool_calls [{type: "function", function: {name, arguments}}]
+// with arguments as an object (OpenAI's JSON-string arguments are parsed); tool results are role
+// "tool". The chat template renders them (src/io/chat.ts).
 import { readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { MixtuneError } from '../util/errors.js';
+import type { ToolCall, ToolSchema } from '../io/chat.js';
 import { BadRecord } from './bad-record.js';
 import { parseCrabAugmentation, isCrabRecord } from './crab.js';
 import { followBenchItems, isFollowBenchRecord } from './followbench.js';
@@ -27,10 +33,18 @@ export { BadRecord };
 
 export type Role = 'system' | 'user' | 'assistant' | 'tool';
 
-export interface Message {
+export type { ToolCall, ToolSchema };
+
+// A type (not an interface) so that a Message is also a chat-template ChatMessage.
+export type Message = {
   role: Role;
+  /** '' for an assistant turn that only calls tools. */
   content: string;
-}
+  /** Assistant turns: the tools it calls. */
+  tool_calls?: ToolCall[];
+  /** Tool results: the id of the call they answer, when the data gives one. */
+  tool_call_id?: string;
+};
 
 export interface Example {
   /** Stable id: file:line or file#index. */
@@ -40,6 +54,8 @@ export interface Example {
   system?: string;
   /** The conversation without the system prompt. */
   messages: Message[];
+  /** Function schemas the conversation may call (HF `tools` shape); absent when there are none. */
+  tools?: ToolSchema[];
   /**
    * Multi-constraint data (MISO-para): the bare instruction and its constraints, one sentence
    * each. The first user message holds the full instruction (bare + all constraints).
@@ -78,6 +94,8 @@ export interface ReadResult {
   skipped: number;
   /** The first few skip reasons, for the summary. */
   skipReasons: string[];
+  /** Examples per record format (the detected one with format 'auto'). */
+  formats: Partial<Record<Exclude<RecordFormat, 'auto'>, number>>;
 }
 
 
@@ -145,13 +163,16 @@ export function readDataset(path: string, opts: ReadOptions = {}): ReadResult {
   const format = opts.format ?? 'auto';
   const domain = opts.domain ?? 'default';
   const rename = (raw: unknown): unknown => (opts.columns ? renameColumns(raw, opts.columns) : raw);
-  const take = (where: string, build: () => Example): void => {
+  const formats: ReadResult['formats'] = {};
+  const take = (where: string, build: () => Example, fmt: () => Exclude<RecordFormat, 'auto'>): void => {
     try {
       examples.push(build());
+      const f = fmt();
+      formats[f] = (formats[f] ?? 0) + 1;
     } catch (e) {
       if (!(e instanceof BadRecord)) throw e;
-      const msg = `${where}: ${e.message}`;
-      if (!opts.skipBad) throw new MixtuneError(msg + ' (use --skip-bad to skip bad records)');
+      const msg = `${where}: ${e.message}${e.hint ? ` (${e.hint})` : ''}`;
+      if (!opts.skipBad) throw new MixtuneError(e.hint ? msg : `${msg} (use --skip-bad to skip bad records)`);
       skipped++;
       if (skipReasons.length < 5) skipReasons.push(msg);
     }
@@ -172,16 +193,17 @@ export function readDataset(path: string, opts: ReadOptions = {}): ReadResult {
     const fbOpts = { domain, levels: opts.followbenchLevels ?? 'highest', allowNoResponse: opts.allowNoResponse ?? false } as const;
     for (const item of followBenchItems(renamed, fbOpts)) {
       if (opts.limit !== undefined && examples.length >= opts.limit) break;
-      take(item.where, item.build as () => Example);
+      take(item.where, item.build as () => Example, () => 'followbench');
     }
-    return { examples, skipped, skipReasons };
+    return { examples, skipped, skipReasons, formats };
   }
   const parseOpts = { allowNoResponse: opts.allowNoResponse ?? false };
   for (const [raw, where] of all) {
     if (opts.limit !== undefined && examples.length >= opts.limit) break;
-    take(where, () => parseRecord(rename(raw), where, format, domain, parseOpts));
+    const rec = rename(raw);
+    take(where, () => parseRecord(rec, where, format, domain, parseOpts), () => (format === 'auto' ? detectFormat(rec as Record<string, unknown>) : format));
   }
-  return { examples, skipped, skipReasons };
+  return { examples, skipped, skipReasons, formats };
 }
 
 function renameColumns(raw: unknown, columns: Record<string, string>): unknown {
@@ -243,7 +265,8 @@ export function parseRecord(rec: unknown, where: string, format: RecordFormat, d
   if (messages.some((m) => m.role === 'system')) throw new BadRecord('a system message is only allowed as the first turn');
   if (!promptOnly && !messages.some((m) => m.role === 'assistant')) throw new BadRecord('no assistant turn to train on');
   const recDomain = typeof rec.domain === 'string' && rec.domain ? rec.domain : domain;
-  return { id: where, domain: recDomain, ...(system !== undefined ? { system } : {}), messages, ...(multi ?? {}) };
+  const tools = parseTools(rec.tools);
+  return { id: where, domain: recDomain, ...(system !== undefined ? { system } : {}), messages, ...(tools ? { tools } : {}), ...(multi ?? {}) };
 }
 
 function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto'> {
@@ -256,9 +279,26 @@ function detectFormat(rec: Record<string, unknown>): Exclude<RecordFormat, 'auto
   if ('conversations' in rec) return 'sharegpt';
   if ('instruction' in rec && 'output' in rec) return 'alpaca';
   if ('prompt' in rec && ('completion' in rec || 'response' in rec)) return 'prompt_completion';
-  throw new BadRecord(
-    `unrecognized record (fields: ${Object.keys(rec).slice(0, 6).join(', ') || 'none'}); expected messages, conversations, instruction/output or prompt/completion`,
-  );
+  const keys = Object.keys(rec);
+  const fields = keys.length > 8 ? `${keys.slice(0, 8).join(', ')}, ...` : keys.join(', ') || 'none';
+  throw new BadRecord(`unrecognized record (fields: ${fields}); expected messages, conversations, instruction/output or prompt/completion`, columnsHint(rec));
+}
+
+// Field names that usually hold a prompt / its answer, in order of preference (MATH: problem +
+// solution, not the bare answer).
+const PROMPT_FIELDS = ['prompt', 'question', 'query', 'problem', 'instruction', 'input', 'request', 'task'];
+const ANSWER_FIELDS = ['completion', 'response', 'output', 'solution', 'answer', 'target', 'reply'];
+
+/** What to do about an unrecognized record: a `columns:` mapping onto prompt/completion. */
+function columnsHint(rec: Record<string, unknown>): string {
+  const text = (f: string): boolean => typeof rec[f] === 'string';
+  const prompt = PROMPT_FIELDS.find(text);
+  const answer = ANSWER_FIELDS.find((f) => f !== prompt && text(f));
+  if (prompt === undefined || answer === undefined) {
+    return 'map its fields in the dataset\'s config with columns: {prompt: <prompt field>, completion: <response field>}, or use --skip-bad to skip bad records';
+  }
+  const map = [...(prompt !== 'prompt' ? [`prompt: ${prompt}`] : []), `completion: ${answer}`];
+  return `map its fields in the dataset's config with columns: {${map.join(', ')}}`;
 }
 
 /**
@@ -299,7 +339,7 @@ function parseIfeval(rec: Record<string, unknown>, allowNoResponse: boolean): { 
   const base = typeof rec.base === 'string' && rec.base.trim() ? rec.base.trim() : prompt.trim();
   const messages: Message[] = [{ role: 'user', content: prompt }];
   if (rec.response === undefined || rec.response === null) {
-    if (!allowNoResponse) throw new BadRecord('field response is missing (IFEval-style training records need one; allow prompt-only examples to read inputs)');
+    if (!allowNoResponse) throw new BadRecord('field response is missing: a training example needs a response, and an IFEval input file (prompt, instruction_id_list, kwargs) has none; train on a file with responses (e.g. input_response_data_*.jsonl)');
     return { base, constraints, messages, promptOnly: true };
   }
   messages.push({ role: 'assistant', content: contentOf(rec.response, 'response', true) });
@@ -342,7 +382,15 @@ function parseOpenAi(rec: Record<string, unknown>): Message[] {
     if (!isObject(m)) throw new BadRecord(`field messages[${i}] is not an object`);
     const role = m.role;
     if (typeof role !== 'string' || !OPENAI_ROLES.has(role as Role)) throw new BadRecord(`field messages[${i}].role: unknown role ${JSON.stringify(role)}`);
-    return { role: role as Role, content: contentOf(m.content, `messages[${i}].content`, role === 'assistant') };
+    // An empty tool_calls list (OpenAI exports write one on plain turns) is no call.
+    if (role === 'assistant' && m.tool_calls !== undefined && m.tool_calls !== null && !(Array.isArray(m.tool_calls) && m.tool_calls.length === 0)) {
+      const tool_calls = parseToolCalls(m.tool_calls, `messages[${i}].tool_calls`);
+      const content = m.content === undefined || m.content === null ? '' : contentOf(m.content, `messages[${i}].content`, false);
+      return { role, content, tool_calls };
+    }
+    const msg: Message = { role: role as Role, content: contentOf(m.content, `messages[${i}].content`, role === 'assistant') };
+    if (role === 'tool' && typeof m.tool_call_id === 'string' && m.tool_call_id) msg.tool_call_id = m.tool_call_id;
+    return msg;
   });
 }
 
@@ -354,7 +402,16 @@ function parseShareGpt(rec: Record<string, unknown>): Message[] {
     const from = m.from ?? m.role;
     const role = typeof from === 'string' ? SHAREGPT_ROLES[from.toLowerCase()] : undefined;
     if (!role) throw new BadRecord(`field conversations[${i}].from: unknown role ${JSON.stringify(from)}`);
-    return { role, content: contentOf(m.value ?? m.content, `conversations[${i}].value`, role === 'assistant') };
+    const content = contentOf(m.value ?? m.content, `conversations[${i}].value`, role === 'assistant');
+    if ((from as string).toLowerCase() !== 'function_call') return { role, content };
+    // glaive: the value is the call as JSON, {"name": ..., "arguments": {...}} (or a list of them)
+    let call: unknown;
+    try {
+      call = JSON.parse(content);
+    } catch {
+      throw new BadRecord(`field conversations[${i}].value: a function_call turn must be JSON {"name": ..., "arguments": {...}}`);
+    }
+    return { role, content: '', tool_calls: parseToolCalls(call, `conversations[${i}].value`) };
   });
 }
 
@@ -383,6 +440,56 @@ function parsePromptCompletion(rec: Record<string, unknown>): Message[] {
     { role: 'user', content: prompt },
     { role: 'assistant', content: completion },
   ];
+}
+
+/**
+ * A record's tools: a list (or a JSON string of one, as glaive stores it) of function schemas,
+ * HF/OpenAI style {type: "function", function: {name, description, parameters}} or bare {name, ...}.
+ * Returned in the HF shape; undefined when there are none.
+ */
+function parseTools(v: unknown): ToolSchema[] | undefined {
+  if (v === undefined || v === null || v === '') return undefined;
+  let list = v;
+  if (typeof v === 'string') {
+    try {
+      list = JSON.parse(v);
+    } catch {
+      throw new BadRecord('field tools is a string but not valid JSON');
+    }
+  }
+  if (!Array.isArray(list)) throw new BadRecord('field tools must be a list of function schemas');
+  const tools = list.map((t, i): ToolSchema => {
+    const f = isObject(t) && isObject(t.function) ? t.function : t;
+    if (!isObject(f) || typeof f.name !== 'string' || !f.name.trim()) throw new BadRecord(`field tools[${i}] must be a function schema with a name`);
+    return { type: 'function', function: { ...f, name: f.name } };
+  });
+  return tools.length ? tools : undefined;
+}
+
+/**
+ * Tool calls: one {name, arguments} or a list; OpenAI's {type, id, function: {name, arguments}}
+ * too. Arguments may be an object or a JSON string of one (OpenAI); they are kept as an object,
+ * which is what chat templates expect (they render it with tojson).
+ */
+function parseToolCalls(v: unknown, field: string): ToolCall[] {
+  const list = Array.isArray(v) ? v : [v];
+  if (list.length === 0) throw new BadRecord(`field ${field} is an empty list of tool calls`);
+  return list.map((c, i) => {
+    const at = Array.isArray(v) ? `${field}[${i}]` : field;
+    const fn = isObject(c) && isObject(c.function) ? c.function : c;
+    if (!isObject(fn) || typeof fn.name !== 'string' || !fn.name.trim()) throw new BadRecord(`field ${at} must be a tool call {"name": ..., "arguments": {...}}`);
+    let args = fn.arguments ?? {};
+    if (typeof args === 'string') {
+      try {
+        args = args.trim() ? JSON.parse(args) : {};
+      } catch {
+        throw new BadRecord(`field ${at}.arguments is a string but not valid JSON`);
+      }
+    }
+    if (!isObject(args)) throw new BadRecord(`field ${at}.arguments must be an object`);
+    const id = isObject(c) && typeof c.id === 'string' && c.id ? c.id : undefined;
+    return { type: 'function', ...(id ? { id } : {}), function: { name: fn.name, arguments: args } };
+  });
 }
 
 function contentOf(v: unknown, field: string, nonEmpty: boolean): string {

@@ -18,13 +18,33 @@
 //    character boundary c is found by encoding R[:c] and comparing it with the full encoding. A
 //    token that straddles a span boundary (Mistral's "▁The" holds the template's space and the
 //    content's first word) is trained.
+import { readFileSync } from 'node:fs';
+import { extname } from 'node:path';
 import { Environment, Interpreter, Template } from '@huggingface/jinja';
 import type { Tokenizer } from '../tokenizer.js';
 import { MixtuneError } from '../util/errors.js';
 
+/** An assistant tool call in the HF chat-template shape; `arguments` is an object (templates apply tojson). */
+export interface ToolCall {
+  type: 'function';
+  /** Filled in when missing (see withToolCallIds). */
+  id?: string;
+  function: { name: string; arguments: unknown };
+}
+
+/** A function schema in the HF `tools` shape. */
+export interface ToolSchema {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: unknown; [key: string]: unknown };
+}
+
 export interface ChatMessage {
   role: string;
+  /** '' for an assistant turn that only calls tools. */
   content: string;
+  tool_calls?: ToolCall[];
+  /** Tool results: the id of the call they answer (filled in when missing, see withToolCallIds). */
+  tool_call_id?: string;
   [key: string]: unknown;
 }
 
@@ -36,7 +56,8 @@ export const CHAT_ROLES = ['system', 'user', 'assistant', 'tool'] as const;
 /**
  * The built-in template for models without a chat_template (llama2.c models, base models):
  *
- *     <bos>### System:\n{system}\n\n### User:\n{user}\n\n### Assistant:\n{assistant}<eos>\n\n### User:\n...
+ *     <bos>### System:\n{system}\n\n### Tools:\n{tool}\n{tool}\n\n### User:\n{user}\n\n
+ *     ### Assistant:\n{assistant}<eos>\n\n### User:\n...
  *
  * Turns are separated by a blank line; the generation prompt is "### Assistant:\n" (after the
  * separator). bos_token/eos_token are written as token text ("<s>", "</s>") and become the BOS /
@@ -44,18 +65,44 @@ export const CHAT_ROLES = ['system', 'user', 'assistant', 'tool'] as const;
  * 512-piece vocabulary, get them as ids via encodeRendered). The header ends with a newline so the
  * content starts on a clean token boundary (a newline is a byte token in SentencePiece vocabularies
  * and its own pre-token in byte-level BPE).
+ *
+ * Tools (HF conventions: `tools` = [{type: "function", function: {name, description, parameters}}],
+ * assistant `tool_calls` = [{type: "function", function: {name, arguments}}], results as role
+ * "tool"): the "### Tools:" block follows the system block (or opens the conversation when there
+ * is none), one function schema per line as JSON. An assistant turn's tool calls follow its
+ * content (if any, on a new line), one block per call, before the end-of-turn token:
+ *
+ *     ### Assistant:\n<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call><eos>
+ *
+ * and a tool result is its own turn, "### Tool result:\n{content}" (no loss: it is not assistant
+ * output).
  */
 export const PLAIN_CHAT_TEMPLATE =
   "{{- bos_token -}}" +
+  "{%- set ns = namespace(started=false) -%}" +
+  "{%- if tools and not (messages|length > 0 and messages[0]['role'] == 'system') -%}" +
+  "{{- '### Tools:' -}}{%- for tool in tools -%}{{- '\\n' + ((tool.function if tool.function is defined else tool)|tojson) -}}{%- endfor -%}" +
+  "{%- set ns.started = true -%}" +
+  "{%- endif -%}" +
   "{%- for message in messages -%}" +
-  "{%- if not loop.first -%}{{- '\\n\\n' -}}{%- endif -%}" +
+  "{%- if ns.started -%}{{- '\\n\\n' -}}{%- endif -%}" +
+  "{%- set ns.started = true -%}" +
   "{%- if message['role'] == 'system' -%}{{- '### System:\\n' + message['content'] -}}" +
+  "{%- if loop.first and tools -%}" +
+  "{{- '\\n\\n### Tools:' -}}{%- for tool in tools -%}{{- '\\n' + ((tool.function if tool.function is defined else tool)|tojson) -}}{%- endfor -%}" +
+  "{%- endif -%}" +
   "{%- elif message['role'] == 'user' -%}{{- '### User:\\n' + message['content'] -}}" +
-  "{%- elif message['role'] == 'assistant' -%}{{- '### Assistant:\\n' + message['content'] + eos_token -}}" +
-  "{%- else -%}{{- raise_exception('the plain chat template supports the roles system, user and assistant, not ' + message['role']) -}}" +
+  "{%- elif message['role'] == 'assistant' -%}{{- '### Assistant:\\n' + message['content'] -}}" +
+  "{%- if message.tool_calls -%}{%- for tool_call in message.tool_calls -%}" +
+  "{%- if message['content'] or not loop.first -%}{{- '\\n' -}}{%- endif -%}" +
+  "{{- '<tool_call>\\n{\"name\": ' + (tool_call.function.name|tojson) + ', \"arguments\": ' + (tool_call.function.arguments|tojson) + '}\\n</tool_call>' -}}" +
+  "{%- endfor -%}{%- endif -%}" +
+  "{{- eos_token -}}" +
+  "{%- elif message['role'] == 'tool' -%}{{- '### Tool result:\\n' + message['content'] -}}" +
+  "{%- else -%}{{- raise_exception('the plain chat template supports the roles system, user, assistant and tool, not ' + message['role']) -}}" +
   "{%- endif -%}" +
   "{%- endfor -%}" +
-  "{%- if add_generation_prompt -%}{%- if messages|length > 0 -%}{{- '\\n\\n' -}}{%- endif -%}{{- '### Assistant:\\n' -}}{%- endif -%}";
+  "{%- if add_generation_prompt -%}{%- if ns.started -%}{{- '\\n\\n' -}}{%- endif -%}{{- '### Assistant:\\n' -}}{%- endif -%}";
 
 class TemplateRaise extends Error {}
 
@@ -126,6 +173,36 @@ export function pickChatTemplate(value: unknown, source: string, name = 'default
   throw new MixtuneError(`${source}: chat_template must be a string or a list of {name, template}`);
 }
 
+/** Whether a chat-template setting is Jinja text rather than a file name: it holds "{{", "{%" or "{#". */
+export function isInlineChatTemplate(value: string): boolean {
+  return /\{[{%#]/.test(value);
+}
+
+/**
+ * A user-chosen chat template (train.yaml data.chat_template): Jinja text as it is, or a file — a
+ * tokenizer_config.json (.json: its chat_template, named `name` when it is a list) or a template
+ * file such as chat_template.jinja (any other name: the whole text). `source` names it in errors.
+ */
+export function loadChatTemplate(value: string, name?: string): { text: string; source: string } {
+  if (isInlineChatTemplate(value)) return { text: value, source: 'data.chat_template' };
+  let raw: string;
+  try {
+    raw = readFileSync(value, 'utf8');
+  } catch (e) {
+    throw new MixtuneError(`${value}: cannot read the chat template (${(e as NodeJS.ErrnoException).code ?? errText(e)}); data.chat_template is a file or Jinja text`);
+  }
+  if (extname(value).toLowerCase() !== '.json') return { text: raw, source: value };
+  let cfg: unknown;
+  try {
+    cfg = JSON.parse(raw);
+  } catch (e) {
+    throw new MixtuneError(`${value}: malformed JSON (${errText(e).split('\n')[0]})`);
+  }
+  const text = pickChatTemplate(cfg && typeof cfg === 'object' ? (cfg as { chat_template?: unknown }).chat_template : undefined, value, name);
+  if (text === undefined) throw new MixtuneError(`${value}: field chat_template is missing`);
+  return { text, source: `${value} chat_template` };
+}
+
 interface HfLike {
   config?: Record<string, unknown>;
   source?: string;
@@ -168,12 +245,17 @@ export class ChatTemplate {
   /**
    * The template of a tokenizer: tokenizer_config.json's chat_template for HF tokenizers (named
    * `name`, default "default", when it is a list), else the plain template with the tokenizer's
-   * BOS/EOS text ("<s>"/"</s>" for llama2.c tokenizers).
+   * BOS/EOS text ("<s>"/"</s>" for llama2.c tokenizers). `template` (train.yaml
+   * data.chat_template: Jinja text or a file, see loadChatTemplate) overrides both.
    */
-  static forTokenizer(tok: Tokenizer, opts?: { name?: string; plain?: boolean }): ChatTemplate {
+  static forTokenizer(tok: Tokenizer, opts?: { name?: string; plain?: boolean; template?: string }): ChatTemplate {
     const hf = tok as Tokenizer & HfLike;
     const bos = hf.bosToken ?? (tok.bosId >= 0 ? '<s>' : '');
     const eos = hf.eosToken ?? '</s>';
+    if (opts?.template !== undefined) {
+      const own = loadChatTemplate(opts.template, opts.name);
+      return new ChatTemplate(own.text, { name: own.source, bosToken: bos, eosToken: eos });
+    }
     const src = `${hf.source ?? 'tokenizer'} (tokenizer_config.json)`;
     const text = opts?.plain ? undefined : pickChatTemplate(hf.config?.chat_template, src, opts?.name);
     if (text === undefined) return ChatTemplate.plain({ bosToken: bos, eosToken: eos });
@@ -185,7 +267,7 @@ export class ChatTemplate {
     const ctx: Record<string, unknown> = {
       ...JINJA_GLOBALS,
       ...this.extra,
-      messages: messages.map((m) => ({ ...m })),
+      messages: withToolCallIds(messages).map((m) => ({ ...m })),
       add_generation_prompt: opts?.addGenerationPrompt ?? false,
       bos_token: this.bosToken,
       eos_token: this.eosToken,
@@ -207,17 +289,71 @@ export class ChatTemplate {
   }
 }
 
-/** Throws MixtuneError unless `messages` is a list of {role, content} with known roles; `where` names the record. */
+/** Whether an assistant message calls tools. */
+function hasToolCalls(m: ChatMessage): m is ChatMessage & { tool_calls: ToolCall[] } {
+  return Array.isArray(m.tool_calls) && m.tool_calls.length > 0;
+}
+
+/**
+ * The messages with tool-call ids where the data has none: the k-th call of the conversation gets
+ * "call" + k in five digits (9 alphanumeric characters, the form Mistral's template requires), and
+ * a tool result without tool_call_id answers the earliest call not yet answered. Deterministic,
+ * so every prefix of a conversation gets the same ids. Messages are copied only when changed.
+ */
+export function withToolCallIds(messages: readonly ChatMessage[]): ChatMessage[] {
+  let n = 0;
+  const pending: string[] = [];
+  return messages.map((m) => {
+    if (m.role === 'assistant' && hasToolCalls(m)) {
+      let changed = false;
+      const calls = m.tool_calls.map((c) => {
+        n++;
+        if (typeof c.id === 'string' && c.id) return c;
+        changed = true;
+        return { ...c, id: `call${String(n).padStart(5, '0')}` };
+      });
+      pending.push(...calls.map((c) => c.id!));
+      return changed ? { ...m, tool_calls: calls } : m;
+    }
+    if (m.role === 'tool') {
+      if (typeof m.tool_call_id === 'string' && m.tool_call_id) {
+        const k = pending.indexOf(m.tool_call_id);
+        if (k >= 0) pending.splice(k, 1);
+        return m;
+      }
+      const id = pending.shift();
+      return id !== undefined ? { ...m, tool_call_id: id } : m;
+    }
+    return m;
+  });
+}
+
+/**
+ * Throws MixtuneError unless `messages` is a list of {role, content} with known roles (assistant
+ * turns may call tools: tool_calls = [{function: {name, arguments}}], then content may be "");
+ * `where` names the record.
+ */
 export function validateConversation(messages: unknown, where = 'conversation'): asserts messages is ChatMessage[] {
   if (!Array.isArray(messages)) throw new MixtuneError(`${where}: messages must be a list`);
   messages.forEach((m, i) => {
     if (!m || typeof m !== 'object') throw new MixtuneError(`${where}: message ${i} is not an object`);
-    const { role, content } = m as { role?: unknown; content?: unknown };
+    const { role, content, tool_calls: calls } = m as { role?: unknown; content?: unknown; tool_calls?: unknown };
     if (typeof role !== 'string' || !(CHAT_ROLES as readonly string[]).includes(role)) {
       throw new MixtuneError(`${where}: message ${i} has unknown role ${JSON.stringify(role)} (expected ${CHAT_ROLES.join(', ')})`);
     }
     if (typeof content !== 'string') throw new MixtuneError(`${where}: message ${i} (${role}) has no string content`);
-    if (role === 'assistant' && content.trim() === '') throw new MixtuneError(`${where}: message ${i} is an empty assistant turn`);
+    if (calls !== undefined && calls !== null) {
+      if (role !== 'assistant') throw new MixtuneError(`${where}: message ${i} (${role}) has tool_calls; only assistant turns call tools`);
+      if (!Array.isArray(calls)) throw new MixtuneError(`${where}: message ${i}: tool_calls must be a list`);
+      calls.forEach((c: unknown, j) => {
+        const f = c && typeof c === 'object' ? (c as { function?: unknown }).function : undefined;
+        if (!f || typeof f !== 'object' || typeof (f as { name?: unknown }).name !== 'string' || !(f as { name: string }).name) {
+          throw new MixtuneError(`${where}: message ${i}: tool_calls[${j}] must be {type: "function", function: {name, arguments}}`);
+        }
+      });
+    }
+    const calling = Array.isArray(calls) && calls.length > 0;
+    if (role === 'assistant' && content.trim() === '' && !calling) throw new MixtuneError(`${where}: message ${i} is an empty assistant turn`);
   });
 }
 
@@ -278,8 +414,12 @@ export interface CharSpan {
   end: number;
 }
 
-/** Character spans in `full` (= template.render(messages)) of every assistant turn's trained text. */
-export function assistantCharSpans(tok: Tokenizer, template: ChatTemplate, messages: readonly ChatMessage[], full: string): CharSpan[] {
+/**
+ * Character spans in `full` (= template.render(messages, {tools})) of every assistant turn's
+ * trained text. A turn that calls tools is trained like any assistant turn: its content (if the
+ * template renders it) and its calls, through the end-of-turn token.
+ */
+export function assistantCharSpans(tok: Tokenizer, template: ChatTemplate, messages: readonly ChatMessage[], full: string, tools?: unknown[]): CharSpan[] {
   const ends = endTokenTexts(tok, template);
   const cut = (start: number, turnEnd: number): number => {
     const d = full.slice(start, turnEnd);
@@ -296,9 +436,9 @@ export function assistantCharSpans(tok: Tokenizer, template: ChatTemplate, messa
     if (messages[i]!.role !== 'assistant') continue;
     let before: string, prompt: string, turn: string;
     try {
-      before = template.render(messages.slice(0, i), { addGenerationPrompt: false });
-      prompt = template.render(messages.slice(0, i), { addGenerationPrompt: true });
-      turn = template.render(messages.slice(0, i + 1), { addGenerationPrompt: false });
+      before = template.render(messages.slice(0, i), { addGenerationPrompt: false, tools });
+      prompt = template.render(messages.slice(0, i), { addGenerationPrompt: true, tools });
+      turn = template.render(messages.slice(0, i + 1), { addGenerationPrompt: false, tools });
     } catch {
       prefixOk = false; // the template rejects partial conversations: use markers
       break;
@@ -311,19 +451,36 @@ export function assistantCharSpans(tok: Tokenizer, template: ChatTemplate, messa
     spans.push({ header, start: prompt.length, end: cut(prompt.length, turn.length) });
   }
   if (prefixOk) return spans;
-  return markerSpans(template, messages, full, ends);
+  return markerSpans(template, messages, full, ends, tools);
 }
 
-/** Fallback: locate assistant contents by rendering unique markers in their place. */
-function markerSpans(template: ChatTemplate, messages: readonly ChatMessage[], full: string, ends: string[]): CharSpan[] {
-  const marker = (k: number): string => `\u{F0000}mixtune-${k}\u{F0001}`;
+const marker = (k: number): string => `\u{F0000}mixtune-${k}\u{F0001}`;
+
+/**
+ * The message with marker k in place of what identifies its rendering: the content, or for a turn
+ * that calls tools the first call's function name (templates render the calls, not always the content).
+ */
+function markMessage(m: ChatMessage, k: number): ChatMessage {
+  if (!hasToolCalls(m)) return { ...m, content: marker(k) };
+  const [first, ...rest] = m.tool_calls;
+  return { ...m, tool_calls: [{ ...first!, function: { ...first!.function, name: marker(k) } }, ...rest] };
+}
+
+/**
+ * Fallback: locate assistant turns by rendering unique markers in their place (markMessage).
+ * Plain turns: the marker is the content and the turn ends with the end-of-turn token right
+ * after it. Tool-call turns: the marker is the first call's name; the turn starts where a
+ * one-turn probe of the same message puts the text before the name (Mistral: "[TOOL_CALLS]
+ * [{"name": "") and ends with the first end-of-turn token after it.
+ */
+function markerSpans(template: ChatTemplate, messages: readonly ChatMessage[], full: string, ends: string[], tools?: unknown[]): CharSpan[] {
   const order: number[] = [];
   const marked = messages.map((m, i) => {
     if (m.role !== 'assistant') return m;
     order.push(i);
-    return { ...m, content: marker(order.length - 1) };
+    return markMessage(m, order.length - 1);
   });
-  const rm = template.render(marked, { addGenerationPrompt: false });
+  const rm = template.render(marked, { addGenerationPrompt: false, tools });
   const segs: string[] = [];
   let pos = 0;
   for (let k = 0; k < order.length; k++) {
@@ -333,33 +490,60 @@ function markerSpans(template: ChatTemplate, messages: readonly ChatMessage[], f
     pos = at + marker(k).length;
   }
   segs.push(rm.slice(pos));
-  // The template's own text around an assistant content (Mistral: " " + content + eos), learnt
-  // from a one-turn probe: `lead` = text between the generation prompt and the content, `header`
-  // = the generation prompt itself.
-  let lead = '';
+  // The template's own text around an assistant turn, learnt from a one-turn probe: `header` = the
+  // generation prompt, `lead` = the text between it and the marker (Mistral: " " before a
+  // content; for a tool-call turn, its content and the call's opening text).
+  const probe: ChatMessage[] = [{ role: 'user', content: 'x' }];
   let header = '';
+  let p = '';
   try {
-    const probe: ChatMessage[] = [{ role: 'user', content: 'x' }];
     const base = template.render(probe, { addGenerationPrompt: false });
-    const p = template.render(probe, { addGenerationPrompt: true });
-    const q = template.render([...probe, { role: 'assistant', content: marker(0) }], { addGenerationPrompt: false });
-    if (q.startsWith(p) && q.includes(marker(0))) lead = q.slice(p.length, q.indexOf(marker(0)));
+    p = template.render(probe, { addGenerationPrompt: true });
     if (p.startsWith(base)) header = p.slice(base.length);
   } catch {
     /* no probe information: spans start at the content */
   }
+  const leadOf = (m: ChatMessage): string | undefined => {
+    try {
+      const q = template.render([...probe, m], { addGenerationPrompt: false });
+      const at = q.indexOf(marker(0));
+      return p && q.startsWith(p) && at >= p.length ? q.slice(p.length, at) : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const plainLead = leadOf({ role: 'assistant', content: marker(0) }) ?? '';
   const spans: CharSpan[] = [];
   let at = 0;
   for (let k = 0; k < order.length; k++) {
     if (!full.startsWith(segs[k]!, at)) throw new MixtuneError(`${template.name}: the rendering of message ${order[k]} depends on its content; cannot derive the loss mask`);
     at += segs[k]!.length;
-    const c = messages[order[k]!]!.content;
+    const msg = messages[order[k]!]!;
+    const seg = segs[k]!;
     const next = segs[k + 1]!;
+    if (hasToolCalls(msg)) {
+      const name = msg.tool_calls[0]!.function.name;
+      const lead = leadOf(markMessage(msg, 0));
+      if (!full.startsWith(name + next, at) || lead === undefined || !seg.endsWith(lead)) {
+        throw new MixtuneError(`${template.name}: cannot align the tool calls of assistant message ${order[k]} with the rendering`);
+      }
+      const start = at - lead.length;
+      const head = header && seg.endsWith(header + lead) ? start - header.length : start;
+      at += name.length;
+      let e = -1;
+      for (const x of ends) {
+        const j = next.indexOf(x);
+        if (j >= 0 && (e < 0 || j + x.length < e)) e = j + x.length;
+      }
+      if (e < 0) throw new MixtuneError(`${template.name}: no end-of-turn token after the tool calls of assistant message ${order[k]}`);
+      spans.push({ header: head, start, end: at + e });
+      continue;
+    }
+    const c = msg.content;
     const cand = [c, c.trim(), c.trimStart(), c.trimEnd()].find((x) => full.startsWith(x + next, at));
     if (cand === undefined) throw new MixtuneError(`${template.name}: cannot align assistant message ${order[k]} with the rendering (the template rewrites its content)`);
-    const seg = segs[k]!;
-    const start = seg.endsWith(lead) ? at - lead.length : at;
-    const head = header && seg.endsWith(header + lead) ? start - header.length : start;
+    const start = seg.endsWith(plainLead) ? at - plainLead.length : at;
+    const head = header && seg.endsWith(header + plainLead) ? start - header.length : start;
     at += cand.length;
     // The turn ends with the end-of-turn token right after the content (possibly after whitespace).
     const m = /^\s*/.exec(next)![0].length;
@@ -397,6 +581,29 @@ export interface EncodedConversation {
 }
 
 /**
+ * Throws MixtuneError when the template silently drops tool calls or the tool list (a template
+ * without tool support, e.g. the original Llama 3 one, renders a tool-call turn as an empty
+ * assistant turn): every call's name and every tool's name is replaced by a unique marker, and
+ * each marker must appear in the rendering.
+ */
+function checkToolsRendered(template: ChatTemplate, messages: readonly ChatMessage[], tools: unknown[] | undefined, where: string): void {
+  const calls = messages.flatMap((m, i) => (hasToolCalls(m) ? m.tool_calls.map(() => i) : []));
+  if (calls.length === 0 && !tools) return;
+  let k = 0;
+  const marked = messages.map((m) => (hasToolCalls(m) ? { ...m, tool_calls: m.tool_calls.map((c) => ({ ...c, function: { ...c.function, name: marker(k++) } })) } : m));
+  const markedTools = tools?.map((t, j) => {
+    const f = t && typeof t === 'object' ? (t as { function?: unknown }).function : undefined;
+    const name = marker(calls.length + j);
+    return f && typeof f === 'object' ? { ...(t as object), function: { ...f, name } } : { ...(t as object), name };
+  });
+  const r = template.render(marked, { addGenerationPrompt: false, ...(markedTools ? { tools: markedTools } : {}) });
+  const fix = 'choose a template with tool support (data.chat_template) or the built-in one (data.template: plain)';
+  const missing = calls.findIndex((_, j) => !r.includes(marker(j)));
+  if (missing >= 0) throw new MixtuneError(`${where}: ${template.name} does not render tool calls (message ${calls[missing]} calls a tool); ${fix}`);
+  if (tools && !tools.every((_, j) => r.includes(marker(calls.length + j)))) throw new MixtuneError(`${where}: ${template.name} does not render the tool list; ${fix}`);
+}
+
+/**
  * Renders and encodes a conversation with loss labels. trainOn: "assistant" (default) trains every
  * assistant turn's content plus its end-of-turn token; "last" only the final assistant turn; "all"
  * every token. maxLen truncates (and reports it).
@@ -413,9 +620,11 @@ export function encodeConversation(
   if (!['assistant', 'last', 'all'].includes(trainOn)) throw new MixtuneError(`${where}: train_on must be assistant, last or all, not ${JSON.stringify(trainOn)}`);
   const nAssistant = messages.filter((m) => m.role === 'assistant').length;
   if (trainOn !== 'all' && nAssistant === 0) throw new MixtuneError(`${where}: no assistant turn to train on`);
-  const text = template.render(messages, { addGenerationPrompt: false, tools: opts?.tools });
+  const tools = opts?.tools?.length ? opts.tools : undefined;
+  const text = template.render(messages, { addGenerationPrompt: false, tools });
+  checkToolsRendered(template, messages, tools, where);
   const ids = encodeRendered(tok, template, text);
-  const chars = nAssistant > 0 ? assistantCharSpans(tok, template, messages, text) : [];
+  const chars = nAssistant > 0 ? assistantCharSpans(tok, template, messages, text, tools) : [];
   const boundary = (c: number, straddle: 'before' | 'after'): number => {
     if (c <= 0) return 0;
     if (c >= text.length) return ids.length;

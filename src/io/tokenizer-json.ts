@@ -10,10 +10,10 @@
 // result piece at every step; they can differ only when two *different* pieces have the same
 // score, or the same piece can be formed by two different splits at two places at once (then
 // llama2.c takes the leftmost, HF the split listed first). See test/tokenizer-json.test.ts.
-import { copyFileSync, existsSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Llama2cTokenizer } from './llama2c-tokenizer.js';
-import { PLAIN_CHAT_TEMPLATE } from './chat.js';
+import { PLAIN_CHAT_TEMPLATE, pickChatTemplate } from './chat.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { writeJsonAtomic } from '../util/fs.js';
 import { MixtuneError } from '../util/errors.js';
@@ -164,10 +164,12 @@ export function writeLlama2cTokenizerFiles(dir: string, tok: Llama2cTokenizer, o
 /**
  * What to write beside exported weights (checkpoints, final/, demo models) so the folder loads on
  * its own: the source folder's HF tokenizer files (and its generation_config.json) copied as they
- * are, or tokenizer.json + tokenizer_config.json (with the plain chat template) built from a
- * llama2.c tokenizer.
+ * are, or tokenizer.json + tokenizer_config.json built from a llama2.c tokenizer. `chatTemplate`:
+ * the template the model was trained with (data.chat_template or data.template: plain may differ
+ * from the source folder's), written into tokenizer_config.json so `generate --chat` on the result
+ * renders prompts the same way (default: the source's, or the plain one for llama2.c).
  */
-export function tokenizerFilesWriter(tok: Tokenizer, from: { tokenizerDir?: string | undefined; modelDir?: string | undefined; modelMaxLength: number }): (dir: string) => void {
+export function tokenizerFilesWriter(tok: Tokenizer, from: { tokenizerDir?: string | undefined; modelDir?: string | undefined; modelMaxLength: number; chatTemplate?: string }): (dir: string) => void {
   const isDir = (p: string | undefined): p is string => p !== undefined && existsSync(p) && statSync(p).isDirectory();
   const tokDir = isDir(from.tokenizerDir) ? from.tokenizerDir : isDir(from.modelDir) ? from.modelDir : null;
   const hfFiles = tokDir !== null && (existsSync(join(tokDir, 'tokenizer.json')) || existsSync(join(tokDir, 'vocab.json')));
@@ -177,8 +179,19 @@ export function tokenizerFilesWriter(tok: Tokenizer, from: { tokenizerDir?: stri
       for (const f of ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'vocab.json', 'merges.txt']) {
         if (existsSync(join(tokDir!, f))) copyFileSync(join(tokDir!, f), join(dir, f));
       }
+      if (from.chatTemplate !== undefined) {
+        const cfgFile = join(dir, 'tokenizer_config.json');
+        const cfg = existsSync(cfgFile) ? (JSON.parse(readFileSync(cfgFile, 'utf8')) as Record<string, unknown>) : {};
+        let shipped: string | undefined;
+        try {
+          shipped = pickChatTemplate(cfg.chat_template, cfgFile);
+        } catch {
+          shipped = undefined;
+        }
+        if (shipped !== from.chatTemplate) writeJsonAtomic(cfgFile, { ...cfg, chat_template: from.chatTemplate });
+      }
     } else if (tok instanceof Llama2cTokenizer) {
-      writeLlama2cTokenizerFiles(dir, tok, { chatTemplate: PLAIN_CHAT_TEMPLATE, modelMaxLength: from.modelMaxLength });
+      writeLlama2cTokenizerFiles(dir, tok, { chatTemplate: from.chatTemplate ?? PLAIN_CHAT_TEMPLATE, modelMaxLength: from.modelMaxLength });
     }
     // the source model's sampling defaults and extra stop ids travel with the weights
     if (modelDir && existsSync(join(modelDir, 'generation_config.json'))) copyFileSync(join(modelDir, 'generation_config.json'), join(dir, 'generation_config.json'));

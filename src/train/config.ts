@@ -7,6 +7,7 @@ import { isEmbeddedModelName } from '../io/model-ref.js';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { MixtuneError } from '../util/errors.js';
+import { isInlineChatTemplate } from '../io/chat.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -91,6 +92,12 @@ export const trainConfigSchema = z
         prepared: z.string().min(1).optional(),
         /** Chat template: "auto" (the tokenizer's, else the built-in plain one) or "plain". */
         template: z.enum(['auto', 'plain']).default('auto'),
+        /**
+         * A chat template of the user's choice, overriding the model folder's: Jinja text (it holds
+         * "{{", "{%" or "{#") or a file (relative to this config): a .jinja/text file, or a
+         * tokenizer_config.json whose chat_template is used.
+         */
+        chat_template: z.string().min(1).optional(),
       })
       .strict(),
     recipe: recipeSchema.default({ name: 'sft' }),
@@ -164,6 +171,10 @@ export function validateTrainConfig(raw: unknown, source: string, baseDir = proc
   cfg.output_dir = abs(cfg.output_dir);
   for (const d of [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])]) d.path = abs(d.path);
   if (cfg.data.prepared) cfg.data.prepared = abs(cfg.data.prepared);
+  if (cfg.data.chat_template !== undefined) {
+    if (cfg.data.template === 'plain') throw new MixtuneError(`${source}: data: give template: plain or chat_template, not both`);
+    if (!isInlineChatTemplate(cfg.data.chat_template)) cfg.data.chat_template = abs(cfg.data.chat_template);
+  }
   if (cfg.training.warmup_ratio !== undefined && cfg.training.warmup_steps !== undefined) {
     throw new MixtuneError(`${source}: training: give warmup_ratio or warmup_steps, not both`);
   }

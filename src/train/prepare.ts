@@ -4,7 +4,7 @@
 // counted. Prepared rows can be saved (`mixtune prepare --out`) and trained on later.
 import { readFileSync, writeSync } from 'node:fs';
 import type { TrainConfig, DatasetConfig, RecipeConfig } from './config.js';
-import { readDataset, type Example } from '../data/readers.js';
+import { readDataset, type Example, type ReadResult } from '../data/readers.js';
 import { packGroups, type PackStats, type Row, type Weighting } from '../data/pack.js';
 import { buildGroups, evalGroups, mergeRowGroups, type RecipeOptions, type RecipeResult } from '../data/recipes/index.js';
 import { Rng } from '../util/rng.js';
@@ -25,7 +25,7 @@ export interface PrepareStats {
   recipeInfo: RecipeResult['info'];
   train: PackStats;
   eval: PackStats | null;
-  /** Things the user must hear about (data lost to max_len, ...): printed by train and prepare. */
+  /** Things the user must hear about that are not errors (data lost to max_len, a MISO recipe that augmented nothing): printed by train and prepare. */
   warnings: string[];
 }
 
@@ -58,11 +58,21 @@ export function recipeFromConfig(r: RecipeConfig): RecipeOptions {
   }
 }
 
-function readAll(list: DatasetConfig[], skipBad: boolean, rng: Rng): { examples: Example[]; weights: number[]; skipped: number; reasons: string[] } {
+/** What one dataset gave: examples per record format, how many carry constraints, how many records were skipped. */
+interface DatasetRead {
+  path: string;
+  examples: number;
+  withConstraints: number;
+  formats: ReadResult['formats'];
+  skipped: number;
+}
+
+function readAll(list: DatasetConfig[], skipBad: boolean, rng: Rng): { examples: Example[]; weights: number[]; skipped: number; reasons: string[]; datasets: DatasetRead[] } {
   const examples: Example[] = [];
   const weights: number[] = [];
   let skipped = 0;
   const reasons: string[] = [];
+  const datasets: DatasetRead[] = [];
   for (const d of list) {
     const r = readDataset(d.path, {
       format: d.format, domain: d.domain, skipBad,
@@ -71,6 +81,7 @@ function readAll(list: DatasetConfig[], skipBad: boolean, rng: Rng): { examples:
     });
     skipped += r.skipped;
     reasons.push(...r.skipReasons);
+    datasets.push({ path: d.path, examples: r.examples.length, withConstraints: r.examples.filter((e) => e.constraints?.length).length, formats: r.formats, skipped: r.skipped });
     for (const ex of r.examples) {
       if (ex.system === undefined && d.system !== undefined) {
         ex.system = typeof d.system === 'string' ? d.system : d.system[rng.int(d.system.length)]!;
@@ -79,7 +90,28 @@ function readAll(list: DatasetConfig[], skipBad: boolean, rng: Rng): { examples:
       weights.push(d.weight);
     }
   }
-  return { examples, weights, skipped, reasons: reasons.slice(0, 5) };
+  return { examples, weights, skipped, reasons: reasons.slice(0, 5), datasets };
+}
+
+/**
+ * Warnings about the recipe's result: a MISO-para / augment-only run whose data gave no MISO group
+ * is plain SFT under a MISO name; say so and why, per training dataset (records of which format,
+ * how many with constraints).
+ */
+function recipeWarnings(recipe: RecipeOptions, info: RecipeResult['info'], trainExamples: number, datasets: DatasetRead[]): string[] {
+  if ((recipe.name !== 'miso-para' && recipe.name !== 'miso-augment-only') || info.augmented_examples !== 0 || trainExamples === 0) return [];
+  const withConstraints = datasets.reduce((a, d) => a + d.withConstraints, 0);
+  const why = withConstraints === 0
+    ? 'none carries constraints (a base instruction and a constraint list)'
+    : `${withConstraints} carry constraints but none gives 2 distinct inputs with include_full/include_bare/max_inputs as set`;
+  const per = datasets.map((d) => {
+    const formats = Object.entries(d.formats).map(([f, n]) => (Object.keys(d.formats).length > 1 ? `${f} ${n}` : f)).join(', ') || 'none';
+    return `${d.path}: ${d.examples} examples (format ${formats}), ${d.withConstraints} with constraints${d.skipped ? `, ${d.skipped} records skipped as bad` : ''}`;
+  });
+  return [
+    `${recipe.name} made no MISO group: of the ${trainExamples} training examples ${why}, so all were trained as plain SFT (augmented_examples=0). ` +
+    `${per.join('; ')}. ${recipe.name} needs multi-constraint records: formats constraints, ifeval, crab, or FollowBench levels that add whole constraint sentences and have a response`,
+  ];
 }
 
 export function prepareRows(cfg: TrainConfig, encode: ExampleEncoder): Prepared {
@@ -114,11 +146,12 @@ export function prepareRows(cfg: TrainConfig, encode: ExampleEncoder): Prepared 
   const train = packGroups(built.groups, cfg.data.max_len, pack);
   const evalPacked = builtEval ? packGroups(builtEval.groups, cfg.data.max_len, pack) : null;
   const noTargets = built.noTargets + (builtEval?.noTargets ?? 0);
+  const warnings = recipeWarnings(recipe, built.info, trainEx.length, read.datasets);
   if (train.rows.length === 0) {
     throw new MixtuneError(`no training data left: ${trainEx.length} examples, ${train.stats.dropped} dropped (max_len ${cfg.data.max_len}), ${noTargets} without trained tokens` +
       (train.stats.dropped > 0 ? `; ${overflowFix(cfg, train.stats)}` : ''));
   }
-  const warnings = [dataLossWarning('train', cfg, train.stats), evalPacked ? dataLossWarning('eval', cfg, evalPacked.stats) : null].filter((w): w is string => w !== null);
+  warnings.push(...[dataLossWarning('train', cfg, train.stats), evalPacked ? dataLossWarning('eval', cfg, evalPacked.stats) : null].filter((w): w is string => w !== null));
   return {
     train: built.mergeRows ? train.rows.map(mergeRowGroups) : train.rows,
     eval: evalPacked?.rows ?? [],
@@ -235,5 +268,5 @@ export function loadPrepared(path: string): Prepared & { maxLen: number } {
   if (train.length !== h.train_rows || evalRows.length !== h.eval_rows) {
     throw new MixtuneError(`${path}: holds ${train.length} train and ${evalRows.length} eval rows, the header says ${h.train_rows} and ${h.eval_rows} (truncated file?)`);
   }
-  return { train, eval: evalRows, stats: h.stats, maxLen: h.max_len };
+  return { train, eval: evalRows, stats: { ...h.stats, warnings: h.stats.warnings ?? [] }, maxLen: h.max_len };
 }

@@ -101,7 +101,8 @@ async function trainLocked(
   if (cfg.lora) applyLora(model, { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets, seed: cfg.seed });
   const trainable = trainableParams(model);
 
-  const prep = preparedFile ? loadPrepared(preparedFile) : prepareRows(cfg, encoderFor(tok, cfg).encode);
+  const { template, encode } = encoderFor(tok, cfg);
+  const prep = preparedFile ? loadPrepared(preparedFile) : prepareRows(cfg, encode);
   const s = prep.stats;
   if (preparedFile) log(`data: prepared rows from ${preparedFile} (recipe ${s.recipe})`);
   log(describePrepared(s, cfg.data.max_len));
@@ -110,7 +111,7 @@ async function trainLocked(
 
   const totalSteps = totalStepsOf(cfg, prep.train.length);
   const stop = { requested: false };
-  const writeTok = tokenizerFilesWriter(tok, { tokenizerDir: cfg.tokenizer, modelDir: modelPathOf(cfg.model), modelMaxLength: cfg.data.max_len });
+  const writeTok = tokenizerFilesWriter(tok, { tokenizerDir: cfg.tokenizer, modelDir: modelPathOf(cfg.model), modelMaxLength: cfg.data.max_len, chatTemplate: template.text });
   const isLora = Boolean(cfg.lora);
   const trainer = new Trainer(model, trainable, prep.train, prep.eval, trainerOptionsOf(cfg, {
     totalSteps, padId: tok.padId,
@@ -162,7 +163,7 @@ async function trainLocked(
       recipe: s.recipe, recipe_info: s.recipeInfo,
       examples: s.examples, eval_examples: s.evalExamples, rows: s.train.rows, packing_efficiency: s.train.efficiency,
       trained_tokens: s.train.targetTokens, truncated: s.train.truncated, dropped: s.train.dropped, skipped_bad: s.skippedBad,
-      skip_reasons: s.skipReasons, without_targets: s.noTargets,
+      skip_reasons: s.skipReasons, without_targets: s.noTargets, warnings: s.warnings ?? [],
     },
     resumed_from: r.resumedFrom,
     exported,

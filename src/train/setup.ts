@@ -13,9 +13,9 @@ import type { ExampleEncoder } from './prepare.js';
 import { warmupStepsOf } from './schedule.js';
 import type { TrainerOptions } from './trainer.js';
 
-/** The chat template the config asks for: the tokenizer's (auto) or the built-in plain one. */
+/** The chat template the config asks for: data.chat_template, the tokenizer's (auto) or the built-in plain one. */
 export function templateFor(tok: Tokenizer, cfg: TrainConfig): ChatTemplate {
-  return cfg.data.template === 'plain' ? ChatTemplate.forTokenizer(tok, { plain: true }) : ChatTemplate.forTokenizer(tok);
+  return ChatTemplate.forTokenizer(tok, { plain: cfg.data.template === 'plain', ...(cfg.data.chat_template !== undefined ? { template: cfg.data.chat_template } : {}) });
 }
 
 /** Encodes an example (system prompt + turns) with the template; labels follow `trainOn`. */
@@ -23,9 +23,9 @@ export function chatEncoder(tok: Tokenizer, template: ChatTemplate, trainOn: Tra
   return (ex) => {
     const messages: ChatMessage[] = [
       ...(ex.system !== undefined ? [{ role: 'system', content: ex.system }] : []),
-      ...ex.messages.map((m) => ({ role: m.role, content: m.content })),
+      ...ex.messages,
     ];
-    const enc = encodeConversation(tok, template, messages, { trainOn, where: ex.id });
+    const enc = encodeConversation(tok, template, messages, { trainOn, where: ex.id, ...(ex.tools ? { tools: ex.tools } : {}) });
     return { ids: enc.ids, labels: enc.labels, spans: enc.assistantSpans };
   };
 }
