@@ -31,6 +31,7 @@ export function buildEvalCommand(): Command {
       .option('--limit <n>', 'evaluate only the first n items (a larger --limit later extends the run)', intArg(1))
       .option('--max-new-tokens <n>', `maximum generated tokens per item (default ${task.defaultMaxNewTokens})`, intArg(1))
       .option('--system <text>', 'system prompt')
+      .option('--prompt-template <text>', 'the user turn as a template over the item\'s fields, e.g. "Question: {question}\\nAnswer:" (default: the task\'s own prompt)')
       .option('--no-progress', 'plain progress lines instead of a progress bar');
     if (task.maxShots > 0) cmd.option('--shots <k>', `few-shot examples as earlier chat turns (0-${task.maxShots})`, intArg(0), 0);
     if (task.kind === 'code') {

@@ -9,7 +9,7 @@ import { runScore } from './score.js';
 import { runTrain } from './train.js';
 import { runConvert } from './convert.js';
 import { runPrepare } from './prepare.js';
-import { runBench, benchNames } from '../bench/index.js';
+import { runBench, benchNames, BENCH_KEYS } from '../bench/index.js';
 import { buildEvalCommand } from './eval.js';
 import { registerIfevalCommand } from './eval-ifeval.js';
 import { runSynthConstraints } from './synth.js';
@@ -157,6 +157,7 @@ export function buildProgram(): Command {
     .description(`Run a benchmark and print one JSON line (${benchNames().join(', ')})`)
     .argument('<name>', `benchmark: ${benchNames().join(' | ')}`)
     .argument('[params...]', 'key=value overrides, e.g. dim=256 layers=4')
+    .addHelpText('after', `\nKeys (defaults) per benchmark:\n${Object.entries(BENCH_KEYS).map(([n, k]) => `  ${n.padEnd(10)} ${k}`).join('\n')}`)
     .action(async (name: string, params: string[]) => {
       const kv: Record<string, string> = {};
       for (const p of params) {
@@ -174,7 +175,24 @@ export function buildProgram(): Command {
 
   program.addCommand(registerMisoStudy(registerMoiStudy(buildStudyCommand())));
 
+  polishHelp(program);
   return program;
+}
+
+/**
+ * Help texts as users write values: required options say so, list defaults read "none" / "a,b"
+ * instead of JSON arrays. Applied to every command, so new commands get it too.
+ */
+export function polishHelp(cmd: Command): void {
+  for (const opt of cmd.options) {
+    if (opt.mandatory && !opt.description.endsWith('(required)')) opt.description += ' (required)';
+    if (Array.isArray(opt.defaultValue) && opt.defaultValueDescription === undefined) {
+      opt.defaultValueDescription = opt.defaultValue.length ? opt.defaultValue.join(',') : 'none';
+    } else if (typeof opt.defaultValue === 'string' && opt.defaultValueDescription === undefined) {
+      opt.defaultValueDescription = opt.defaultValue === '' ? '""' : opt.defaultValue;
+    }
+  }
+  for (const sub of cmd.commands) polishHelp(sub);
 }
 
 /** Runs the CLI; resolves to the process exit code. */

@@ -34,7 +34,6 @@ export function runPrepare(o: PrepareCliOptions, out: (s: string) => void = (s) 
   checkContextLength(cfg, prep.train);
   if (o.json) out(JSON.stringify(prep.stats));
   else out(formatStats(prep, cfg.data.max_len));
-  for (const w of prep.stats.warnings) process.stderr.write(`mixtune: warning: ${w}\n`);
   const n = Math.min(o.show ?? 0, prep.train.length);
   for (let i = 0; i < n; i++) out('\n' + (o.tokens ? renderRowTokens(prep.train[i]!, i, tok) : renderRow(prep.train[i]!, i, tok)));
   if (o.out) {
@@ -50,7 +49,7 @@ export function formatStats(p: Prepared, maxLen: number): string {
   const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
   const kv = (r: Record<string, unknown>): string => Object.entries(r).map(([k, v]) => `${k}=${typeof v === 'object' && v !== null ? `{${kv(v as Record<string, unknown>)}}` : v}`).join(' ');
   const lines = [
-    `recipe: ${s.recipe} (${kv(Object.fromEntries(Object.entries(s.recipeInfo).filter(([k]) => k !== 'recipe')))})`,
+    `recipe: ${s.recipe}${((info) => (info ? ` (${info})` : ''))(kv(Object.fromEntries(Object.entries(s.recipeInfo).filter(([k]) => k !== 'recipe'))))}`,
     `examples per domain: ${kv(s.examples)} (total ${Object.values(s.examples).reduce((a, b) => a + b, 0)}); eval examples: ${s.evalExamples}`,
     `skipped bad records: ${s.skippedBad}${s.skipReasons.length ? ` (${s.skipReasons.join('; ')})` : ''}; without trained tokens: ${s.noTargets}`,
     `train: ${t.groups} groups -> ${t.rows} rows of <= ${maxLen} tokens; packing efficiency ${pct(t.efficiency)}; ` +
@@ -70,7 +69,12 @@ function tokenText(tok: Tokenizer, id: number, prev?: number): string {
   let text = Buffer.from(tok.decodeBytes([id], opts)).toString('utf8');
   // Special tokens (BOS, EOS, [INST], ...) by their own text ("<s>"; llama2.c stores "\n<s>\n").
   if (text === '' && prev !== undefined) text = Buffer.from(tok.decodeBytes([id])).toString('utf8');
-  if (text === '') text = Buffer.from(tok.decodeBytes([id], { special: true })).toString('utf8').trim() || `<${id}>`;
+  if (text === '') {
+    // special tokens by their own text (llama2.c stores "\n<s>\n": trimmed); a token that is only
+    // whitespace (the space after BOS) stays itself
+    const sp = Buffer.from(tok.decodeBytes([id], { special: true })).toString('utf8');
+    text = sp.trim() || sp || `<${id}>`;
+  }
   // eslint-disable-next-line no-control-regex
   return text.replace(/[\u0000-\u001f\\]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }

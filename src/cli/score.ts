@@ -114,5 +114,10 @@ export async function runScore(o: ScoreCliOptions): Promise<void> {
     lines.push(`${String(j).padStart(4)} ${String(id).padStart(7)}  ${piece.padEnd(20)} ${r.logprobs[j - 1]!.toFixed(4)}${mark}`);
   }
   lines.push(`total ${r.total.toFixed(4)} over ${r.logprobs.length} tokens (${g.inputs.length} input${g.inputs.length === 1 ? '' : 's'}, positions ${o.positions}, weighting ${o.weighting})`);
+  if (o.chat) {
+    // the response (+ end of turn) without the assistant header, as in --json's response_total
+    const resp = r.logprobs.slice(Math.max(0, g.headerTokens - 1));
+    lines.push(`response_total ${resp.reduce((a, b) => a + b, 0).toFixed(4)} over ${resp.length} tokens (without the ${g.headerTokens}-token header)`);
+  }
   process.stdout.write(lines.join('\n') + '\n');
 }

@@ -116,7 +116,16 @@ const SHAREGPT_ROLES: Record<string, Role> = {
 };
 const OPENAI_ROLES = new Set<Role>(['system', 'user', 'assistant', 'tool']);
 
-/** Yields [record, where] pairs from a .jsonl/.json/.parquet file (Parquet: one object per row). */
+/** A JSON Lines line that does not parse: a bad record like any other (skipped with --skip-bad). */
+export class MalformedJson {
+  constructor(readonly message: string) {}
+}
+
+/**
+ * Yields [record, where] pairs from a .jsonl/.json/.parquet file (Parquet: one object per row). A
+ * JSONL line that does not parse is yielded as a MalformedJson record; a whole .json file that
+ * does not parse is an error.
+ */
 export function* readRecords(path: string): Generator<[unknown, string]> {
   if (extname(path).toLowerCase() === '.parquet') {
     const rows = readParquetObjectsSync(path);
@@ -139,7 +148,7 @@ export function* readRecords(path: string): Generator<[unknown, string]> {
       try {
         rec = JSON.parse(line);
       } catch (e) {
-        throw new MixtuneError(`${path}:${i + 1}: malformed JSON (${(e as Error).message.split('\n')[0]})`);
+        rec = new MalformedJson((e as Error).message.split('\n')[0]!);
       }
       yield [rec, `${path}:${i + 1}`];
     }
@@ -177,7 +186,16 @@ export function readDataset(path: string, opts: ReadOptions = {}): ReadResult {
       if (skipReasons.length < 5) skipReasons.push(msg);
     }
   };
-  const records = readRecords(path);
+  const malformed = (raw: unknown, where: string): boolean => {
+    if (!(raw instanceof MalformedJson)) return false;
+    take(where, () => {
+      throw new BadRecord(`malformed JSON (${raw.message})`);
+    }, () => 'messages');
+    return true;
+  };
+  const records = (function* (): Generator<[unknown, string]> {
+    for (const [raw, where] of readRecords(path)) if (!malformed(raw, where)) yield [raw, where];
+  })();
   // FollowBench examples span several records (a level chain), so the whole file is grouped.
   // 'auto' picks it when the first record looks like FollowBench.
   const first = records.next();

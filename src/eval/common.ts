@@ -1,7 +1,6 @@
 // Shared machinery of the `mixtune eval` tasks: progress display, resumable per-item results
 // (DIR/results.jsonl), the run description that guards resuming (DIR/run.json), the atomic
 // summary (DIR/summary.json), --limit handling and greedy chat generation.
-import cliProgress from 'cli-progress';
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import type { LlamaModel } from '../model/llama.js';
@@ -14,40 +13,10 @@ import { writeJsonAtomic } from '../util/fs.js';
 // ---------------------------------------------------------------------------------------------
 // Progress
 
-export interface Progress {
-  /** One item finished; `info` is shown (bar payload or plain line). */
-  tick(info?: string): void;
-  stop(): void;
-}
+export type { Progress } from '../util/progress.js';
 
-/**
- * A progress display on stderr for `total` items of which `done` are already finished: a
- * cli-progress bar when stderr is a TTY (or `bar: true`), else one plain line per item
- * ("gsm8k 3/10 acc=0.333"); `bar: false` with `quiet` prints nothing.
- */
-export function startProgress(label: string, total: number, done: number, o?: { bar?: boolean; quiet?: boolean; stream?: NodeJS.WritableStream }): Progress {
-  const stream = o?.stream ?? process.stderr;
-  const useBar = o?.bar ?? Boolean((stream as NodeJS.WriteStream).isTTY);
-  let value = done;
-  if (useBar) {
-    const bar = new cliProgress.SingleBar(
-      { format: `${label} [{bar}] {value}/{total} | {info} | ETA {eta_formatted}`, hideCursor: true, stream, etaBuffer: 20 },
-      cliProgress.Presets.shades_classic,
-    );
-    bar.start(total, done, { info: '' });
-    return {
-      tick: (info) => bar.update(++value, { info: info ?? '' }),
-      stop: () => bar.stop(),
-    };
-  }
-  return {
-    tick: (info) => {
-      value++;
-      if (!o?.quiet) stream.write(`${label} ${value}/${total}${info ? ' ' + info : ''}\n`);
-    },
-    stop: () => {},
-  };
-}
+/** The shared progress display (src/util/progress.ts). */
+export { startProgress } from '../util/progress.js';
 
 // ---------------------------------------------------------------------------------------------
 // Resumable results

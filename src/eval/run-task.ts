@@ -14,7 +14,21 @@ import { type ResultRow, ResultsFile, applyLimit, checkRunFile, generateAnswer, 
 import { type SandboxOptions, probeIsolation, runPool } from './code.js';
 import { GSM8K_INSTRUCTION, HUMANEVAL_INSTRUCTION, MATH_INSTRUCTION, TASKS, type TaskName, type TaskItem } from './tasks.js';
 
+/**
+ * `--prompt-template 'Question: {question}\nAnswer:'`: the user turn built from the item's own
+ * fields (the few-shot turns keep the task's format). An unknown field names the fields there are.
+ */
+export function fillPromptTemplate(template: string, record: Record<string, unknown>, where: string): string {
+  return template.replace(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, field: string) => {
+    const v = record[field];
+    if (v === undefined) throw new MixtuneError(`--prompt-template: ${where} has no field {${field}} (fields: ${Object.keys(record).join(', ')})`);
+    return typeof v === 'string' ? v : JSON.stringify(v);
+  });
+}
+
 export interface EvalTaskOptions {
+  /** The user turn as a template over the item's fields ({question}, {problem}, {text}, {prompt}). */
+  promptTemplate?: string;
   model?: string;
   tokenizer?: string;
   data?: string;
@@ -96,6 +110,7 @@ export async function runEval(taskName: TaskName, o: EvalTaskOptions): Promise<E
     responses: o.responses !== undefined ? resolve(o.responses) : null,
     shots,
     system: o.system ?? null,
+    prompt_template: o.promptTemplate ?? null,
     max_new_tokens: o.model !== undefined ? maxNewTokens : null,
     ...(task.kind === 'code' ? { timeout_s: sandbox.timeoutS, memory_mb: sandbox.memoryMB } : {}),
   };
@@ -109,6 +124,10 @@ export async function runEval(taskName: TaskName, o: EvalTaskOptions): Promise<E
   if (o.responses !== undefined) {
     const given = readResponses(o.responses);
     missing = items.filter((it) => !given.has(it.id)).map((it) => it.id);
+    if (items.length > 0 && missing.length === items.length) {
+      throw new MixtuneError(`${o.responses}: no response matches any of the ${items.length} ${taskName} items of ${dataPath} ` +
+        '(joined by "id" / "task_id"): is it the responses file of this data?');
+    }
     responseOf = (it) => {
       const text = given.get(it.id);
       return text === undefined ? null : { text, extra: {} };
@@ -120,7 +139,9 @@ export async function runEval(taskName: TaskName, o: EvalTaskOptions): Promise<E
     // llama2.c's TinyStories models mark story boundaries with BOS (as `mixtune generate` stops on it).
     const extraStopIds = format === 'llama2c' && tok.bosId >= 0 ? [tok.bosId] : [];
     responseOf = (it) => {
-      const g = generateAnswer(model, tok, template, task.messages(it, { shots, system: o.system }, dataPath), { maxNewTokens, extraStopIds });
+      const msgs = task.messages(it, { shots, system: o.system }, dataPath);
+      if (o.promptTemplate !== undefined) msgs[msgs.length - 1] = { role: 'user', content: fillPromptTemplate(o.promptTemplate, it.record, `${dataPath}: item ${it.id}`) };
+      const g = generateAnswer(model, tok, template, msgs, { maxNewTokens, extraStopIds });
       return { text: g.text, extra: { prompt_tokens: g.promptTokens, new_tokens: g.newTokens, stopped_by: g.stoppedBy } };
     };
   }
@@ -171,6 +192,7 @@ export async function runEval(taskName: TaskName, o: EvalTaskOptions): Promise<E
     responses: settings.responses,
     shots,
     system: o.system ?? null,
+    prompt_template: o.promptTemplate ?? null,
     prompt: PROMPTS[taskName],
     max_new_tokens: settings.max_new_tokens,
     ...(task.kind === 'math' ? { extraction: countBy(rows, 'method') } : {}),

@@ -1,7 +1,7 @@
 // Autoregressive generation with a KV cache (or, for testing, full recomputation each step).
 import type { LlamaModel } from '../model/llama.js';
 import { Rng } from '../util/rng.js';
-import { type SamplingOptions, argmax, sampleToken } from './sample.js';
+import { type SamplingOptions, argmax, checkFiniteLogits, sampleToken } from './sample.js';
 
 export interface GenerateOptions extends Partial<SamplingOptions> {
   maxNewTokens: number;
@@ -28,7 +28,10 @@ export function generate(model: LlamaModel, prompt: readonly number[], opts: Gen
   const out: number[] = [];
   const seq = [...prompt];
   if (seq.length >= maxLen) return { tokens: out, stoppedBy: 'context' };
-  const pick = (logits: Float32Array): number => (sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng));
+  const pick = (logits: Float32Array): number => {
+    checkFiniteLogits(logits, model.source, `at generated token ${out.length + 1}`);
+    return sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng);
+  };
 
   // The cache holds what this call can reach, not the model's whole context (128k for Llama 3).
   const cache = opts.useCache === false ? null : model.newCache(Math.min(maxLen, seq.length + Math.max(0, opts.maxNewTokens)));

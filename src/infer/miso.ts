@@ -13,7 +13,7 @@ import type { AttentionLayout, Weighting } from '../tensor/ops.js';
 import { MixtuneError } from '../util/errors.js';
 import { Rng } from '../util/rng.js';
 import type { GenerateOptions, GenerateResult } from './generate.js';
-import { type SamplingOptions, argmax, sampleToken } from './sample.js';
+import { type SamplingOptions, argmax, checkFiniteLogits, sampleToken } from './sample.js';
 
 import { MISO_POSITIONS, misoPositions, type MisoPositions } from '../data/recipes/groups.js';
 export { MISO_POSITIONS, misoPositions, type MisoPositions };
@@ -88,6 +88,7 @@ export function misoScore(model: LlamaModel, inputs: readonly (readonly number[]
   }
   const layout: AttentionLayout = { group: new Int32Array(T), part, nInputs: Int32Array.of(n), weighting: [o.weighting ?? 'uniform'] };
   const logits = model.logits(tokens, 1, pos, layout);
+  checkFiniteLogits(logits.subarray(nIn * model.config.vocabSize), model.source, 'for the output');
   const V = model.config.vocabSize;
   const logprobs: number[] = [];
   for (let j = 1; j < output.length; j++) logprobs.push(logProb(logits.subarray((nIn + j - 1) * V, (nIn + j) * V), output[j]!));
@@ -180,7 +181,10 @@ export function misoGenerate(model: LlamaModel, inputs: readonly (readonly numbe
   const { outputStart } = misoPositions(inputs.map((x) => x.length), opts.positions ?? 'para');
   // As in generate: the sequence (last position + 1) never grows beyond the model's context.
   if (outputStart + prefix.length >= maxLen) return { tokens: out, stoppedBy: 'context' };
-  const pick = (logits: Float32Array): number => (sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng));
+  const pick = (logits: Float32Array): number => {
+    checkFiniteLogits(logits, model.source, `at generated token ${out.length + 1}`);
+    return sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng);
+  };
 
   // Output tokens ever fed: at most the prefix + maxNewTokens - 1, and never beyond the context.
   const dec = new MisoDecoder(model, inputs, Math.min(prefix.length + opts.maxNewTokens, maxLen), opts);

@@ -1,5 +1,6 @@
 // Next-token selection: greedy argmax, or temperature + top-k + top-p (nucleus) sampling.
 import type { Rng } from '../util/rng.js';
+import { MixtuneError } from '../util/errors.js';
 
 export interface SamplingOptions {
   /** 0 = greedy (argmax). */
@@ -75,4 +76,16 @@ function sampleFrom(probs: Float64Array, r: number): number {
     if (r < acc) return i;
   }
   return probs.length - 1;
+}
+
+/**
+ * Non-finite logits (NaN / Inf weights, an overflow) would make argmax pick token 0 and sampling
+ * misbehave silently: they are an error naming the model.
+ */
+export function checkFiniteLogits(logits: ArrayLike<number>, source: string, where: string): void {
+  for (let i = 0; i < logits.length; i++) {
+    if (!Number.isFinite(logits[i]!)) {
+      throw new MixtuneError(`${source}: the model computes non-finite logits (${logits[i]}) ${where}; its weights contain NaN or Inf values, or overflow`);
+    }
+  }
 }

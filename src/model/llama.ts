@@ -57,7 +57,8 @@ export class LlamaModel {
     readonly config: LlamaConfig,
     public kernels: Kernels,
     weights?: Map<string, Float32Array>,
-    source = 'model',
+    /** Where the weights came from (a path), for error messages. */
+    readonly source = 'model',
   ) {
     validateConfig(config, source);
     for (const [name, shape] of parameterShapes(config)) {

@@ -4,7 +4,7 @@
 import { appendFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import cliProgress from 'cli-progress';
+import { MovingRate, startProgress } from '../util/progress.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Row } from '../data/pack.js';
@@ -191,13 +191,8 @@ export class Trainer {
     }
     const metricsPath = join(o.outputDir, 'metrics.jsonl');
     const showBar = o.progress ?? Boolean(process.stderr.isTTY);
-    const bar = showBar
-      ? new cliProgress.SingleBar(
-          { format: 'train [{bar}] {value}/{total} steps | loss {loss} | lr {lr} | {tps} tok/s | ETA {eta_formatted}', hideCursor: true, stream: process.stderr },
-          cliProgress.Presets.shades_classic,
-        )
-      : null;
-    bar?.start(o.totalSteps, this.state.step, { loss: '-', lr: '-', tps: '-' });
+    const bar = showBar ? startProgress('train', o.totalSteps, this.state.step, { bar: true }) : null;
+    const rate = new MovingRate(10);
     const startWall = performance.now();
     const elapsedBefore = this.state.elapsedSeconds;
     const losses: number[] = [];
@@ -239,7 +234,8 @@ export class Trainer {
         appendFileSync(metricsPath, JSON.stringify(m) + '\n');
         if (!bar) this.log(`step ${step}/${o.totalSteps} loss ${m.loss.toFixed(4)} lr ${lr.toExponential(2)} grad_norm ${m.grad_norm.toFixed(3)} ${m.tokens_per_s} tok/s`);
       }
-      bar?.update(step, { loss: loss.toFixed(4), lr: lr.toExponential(2), tps: m.tokens_per_s });
+      // the bar shows tok/s averaged over the last 10 steps (one step's figure jumps around)
+      bar?.tick(`loss ${loss.toFixed(4)} | lr ${lr.toExponential(1)} | ${Math.round(rate.add(stepTokens, secs))} tok/s`, step);
       if (o.evalEvery > 0 && (step % o.evalEvery === 0 || step === o.totalSteps) && this.evalRows.length) {
         lastEval = this.evaluate();
         appendFileSync(metricsPath, JSON.stringify({ step, eval_loss: lastEval === null ? null : round(lastEval, 6) }) + '\n');

@@ -168,6 +168,10 @@ export async function runIfevalEval(o: IfevalRunOptions): Promise<IfevalSummary>
   const responses = readResponses(responsesPath, { tolerateTruncatedLast: !!o.model });
   const nlp = o.nlp ?? defaultIfevalNlp();
   const { strict, loose, missing, scoredItems } = scoreItems(items, responses, nlp);
+  if (strict.length === 0 && items.length > 0) {
+    throw new MixtuneError(`${responsesPath}: no response matches any of the ${items.length} prompts of ${source} ` +
+      '(responses are joined to prompts by their exact "prompt" text): is it the responses file of this input?');
+  }
   writeAtomic(join(o.out, 'eval_results_strict.jsonl'), strict.map((r) => JSON.stringify(r) + '\n').join(''));
   writeAtomic(join(o.out, 'eval_results_loose.jsonl'), loose.map((r) => JSON.stringify(r) + '\n').join(''));
   const summary: IfevalSummary = {
