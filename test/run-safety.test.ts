@@ -154,3 +154,14 @@ test('disk full: the error names the file and says ENOSPC; no half checkpoint is
   assert.match(r.stderr, /^mixtune: .*checkpoint-1.*\/(model|optimizer)\.safetensors: cannot write safetensors: ENOSPC \(no space left on the device\)/m);
   assert.doesNotMatch(r.stdout, /\.checkpoint-1\.tmp/);
 });
+
+test('an output_dir that cannot be written is a one-line error before any data preparation', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-notdir-'));
+  const cfg = config(dir);
+  writeFileSync(join(dir, 'out'), 'a file where the folder should be');
+  const t0 = Date.now();
+  const r = run('train', '--config', cfg);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^mixtune: output_dir .*out: not a writable folder \((EEXIST|ENOTDIR)\)\n$/);
+  assert.ok(Date.now() - t0 < 5000);
+});
