@@ -332,7 +332,7 @@ void add_tiles(LayoutPlan& pl, int64_t b, int64_t T, int64_t a, int64_t e, int32
   }
 }
 
-// Validates the layout (TypeError naming the first problem) and plans it. Rules (DESIGN.md §2):
+// Validates the layout (TypeError naming the first problem) and plans it. Rules (docs/design.md §2):
 // group ids in [0, G) with G = nInputs.length, each group's tokens one contiguous run inside one
 // row; nInputs[g] in [1, maxInputs]; weighting[g] in {0, 1, 2}; an n = 1 group has parts 0 or -1
 // (one causal part); an n >= 2 group holds input parts 0, 1, ..., n-1 (each non-empty, in order)

@@ -68,7 +68,7 @@ void attention_exp_avx2(const float* x, float* out, int64_t n);
 void attention_exp_portable(const float* x, float* out, int64_t n);
 
 // ---------------------------------------------------------------------------------------------
-// Layout-aware attention (DESIGN.md §2). The glue (attention.cpp) validates the layout and plans
+// Layout-aware attention (docs/design.md §2). The glue (attention.cpp) validates the layout and plans
 // it into per-token arrays and a list of query tiles; the leaf kernels only follow that plan.
 //
 // Query tiles (at most ATTN_BQ consecutive queries of one row) are of two kinds:

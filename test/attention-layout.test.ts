@@ -1,4 +1,4 @@
-// Layout-aware attention (DESIGN.md §2): the five equivalences in forward and backward, native
+// Layout-aware attention (docs/design.md §2): the five equivalences in forward and backward, native
 // (every ISA path, both backward work partitions) against the reference, the reference against
 // central finite differences, and layout validation.
 import { test } from 'node:test';

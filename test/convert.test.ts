@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ const tok = join(fx, 'tok512.bin');
 const expected = readFileSync(join(fx, 'expected_greedy_200.txt'), 'utf8') + '\n';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mixtune-convert-'));
+after(() => rmSync(tmp, { recursive: true, force: true }));
 
 test('convert: stories260K -> HF folder; greedy 200 tokens from the folder equal the .bin output', () => {
   const dir = join(tmp, 'stories');
@@ -85,6 +86,3 @@ test('convert: refuses a non-empty output folder unless --overwrite; one-line er
   assertOneLineError(run('generate', '--model', tmp, '--tokenizer', tok), [join(tmp, 'config.json')]);
 });
 
-test('convert: cleanup', () => {
-  rmSync(tmp, { recursive: true, force: true });
-});

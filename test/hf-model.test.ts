@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,7 @@ import { assertClose } from './util.js';
 const fx = join(sharedDir(), 'fixtures', 'stories260K');
 const K = nativeKernels();
 const tmpRoot = mkdtempSync(join(tmpdir(), 'mixtune-hf-'));
+after(() => rmSync(tmpRoot, { recursive: true, force: true }));
 let tmpN = 0;
 const tmp = (): string => join(tmpRoot, `d${tmpN++}`);
 
@@ -510,6 +511,3 @@ test('hf: loadTokenizer finds the tokenizer inside a model folder', () => {
   assert.throws(() => loadTokenizer(undefined, d, 512), /tokenizer\.json/);
 });
 
-test('hf: cleanup', () => {
-  rmSync(tmpRoot, { recursive: true, force: true });
-});

@@ -111,7 +111,7 @@ test('model: a tiny random model memorizes a few sequences (loss < 0.05)', () =>
   assert.ok(final < 0.05, `final loss ${final} after training`);
 });
 
-test('model: positions are honoured (two packed rows == each row alone)', () => {
+test('model: batch rows are independent (two rows == each row alone)', () => {
   const cfg = tinyConfig();
   const model = LlamaModel.random(cfg, nativeKernels(), 2, 0.2);
   const rng = new Rng(4);
@@ -122,6 +122,22 @@ test('model: positions are honoured (two packed rows == each row alone)', () => 
     const alone = model.logits(inputs.subarray(b * 6, b * 6 + 6), 1);
     assertClose(both.subarray(b * 6 * V, (b + 1) * 6 * V), alone, 1e-5, 1e-6, `row ${b}`);
   }
+});
+
+test('model: explicit positions are honoured: shifting them all leaves the logits unchanged (RoPE is relative), a gap changes them', () => {
+  const cfg = tinyConfig();
+  const model = LlamaModel.random(cfg, nativeKernels(), 5, 0.3);
+  const { inputs } = batchOf(new Rng(6), 1, 8, cfg.vocabSize);
+  const base = model.logits(inputs, 1); // default positions 0..7
+  const explicit = model.logits(inputs, 1, Int32Array.from({ length: 8 }, (_, t) => t));
+  assertClose(explicit, base, 1e-6, 1e-7, 'positions 0..7 given explicitly');
+  const shifted = model.logits(inputs, 1, Int32Array.from({ length: 8 }, (_, t) => t + 17));
+  assertClose(shifted, base, 2e-4, 2e-5, 'positions 17..24');
+  const gap = model.logits(inputs, 1, Int32Array.of(0, 1, 2, 3, 20, 21, 22, 23));
+  let maxDiff = 0;
+  for (let i = 4 * cfg.vocabSize; i < gap.length; i++) maxDiff = Math.max(maxDiff, Math.abs(gap[i]! - base[i]!));
+  assert.ok(maxDiff > 1e-3, `a gap in the positions changed the logits by only ${maxDiff}`);
+  assertClose(gap.subarray(0, 4 * cfg.vocabSize), base.subarray(0, 4 * cfg.vocabSize), 1e-6, 1e-7, 'tokens before the gap');
 });
 
 test('model: a packed row (layout) gives each example exactly the loss and gradients it has alone', () => {

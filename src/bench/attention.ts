@@ -4,7 +4,7 @@
 // that (QKᵀ recompute, dO·Vᵀ, dV, dK, dQ). Also times one KV-cache decode step (Tq = 1).
 // Overrides: b=, t=, heads=, kv_heads=, d=, reps=, decode_t=.
 //
-// With layout=causal|packed|miso it instead times the layout-aware kernel (DESIGN.md §2) against
+// With layout=causal|packed|miso it instead times the layout-aware kernel (docs/design.md §2) against
 // the causal kernel on rows of the same size, in one run (interleaved, best of reps):
 //   causal: one n = 1 group per row (the path every SFT/MoI training step takes);
 //   packed: groups= (default 8) n = 1 groups of random lengths per row;

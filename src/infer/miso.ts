@@ -1,4 +1,4 @@
-// MISO inference (DESIGN.md §2): several inputs, one output.
+// MISO inference (docs/design.md §2): several inputs, one output.
 //
 // - `misoScore`: log-probabilities of an output given a group of inputs, from ONE layout-aware
 //   forward of the group [input_0; ...; input_{n-1}; output] (the training definition).

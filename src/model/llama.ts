@@ -17,7 +17,7 @@ export const IGNORE_INDEX = -100;
 export interface ForwardOptions {
   /** Per-token RoPE positions [B*T]; default 0..T-1 in every row. */
   positions?: Int32Array;
-  /** Packed groups / MISO parts (DESIGN.md §2); absent = every row is one causal sequence. */
+  /** Packed groups / MISO parts (docs/design.md §2); absent = every row is one causal sequence. */
   layout?: op.AttentionLayout;
   /** Record a tape for `backward()` (default true). */
   grad?: boolean;
@@ -237,7 +237,7 @@ export class LlamaModel {
   }
 
   /**
-   * MISO decoding (DESIGN.md §2) with one KV cache per input: caches[i] holds input i's keys
+   * MISO decoding (docs/design.md §2) with one KV cache per input: caches[i] holds input i's keys
    * (prefilled, with their own positions) followed by the output keys so far. Runs `tokens` (the
    * next output tokens, RoPE positions `positions`) through the model, appends their keys/values to
    * EVERY cache, and returns the logits of the last token [vocab]. Each query attends per input i to

@@ -15,11 +15,8 @@
 //   moi           recipe moi, mix balanced, per-domain system prompts, mask chunk.
 //   moi-full      as moi with mask full       (mask ablation: cross-attention over the whole row).
 //   moi-isolated  as moi with mask isolated   (mask ablation: every instruction its own group).
-//                 The moi recipe's balanced chunks always hold the domains in the same order
-//                 (round-robin in dataset order: chat, code, math, tool), so in training a tool
-//                 call is always the 4th instruction of its chunk and never starts a sequence.
-//                 This variant is built here in the study from the recipe's own pieces (same
-//                 prompts, same chunks, same packing); it is a proposed change, not the recipe.
+// The moi recipe shuffles the instruction order inside each balanced chunk (seeded), so no domain
+// always opens a sequence — this study found that a fixed order left tool calls at 0%.
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { nativeKernels } from '../tensor/native.js';
@@ -55,7 +52,6 @@ export interface MoiConfigSpec {
   mask?: 'chunk' | 'isolated' | 'full';
   /** Train with per-domain system prompts (else every example has the default prompt). */
   domainPrompts: boolean;
-  /** Shuffle the instruction order inside each chunk (study-local variant of the moi recipe). */
 }
 
 export const MOI_STUDY_CONFIGS: Record<string, MoiConfigSpec> = {

@@ -74,7 +74,7 @@ export interface Kernels {
   ): void;
 
   /**
-   * Layout-aware attention (DESIGN.md §2): the generalization used for training rows that hold
+   * Layout-aware attention (docs/design.md §2): the generalization used for training rows that hold
    * packed groups (SFT/MoI) and multi-input MISO groups. q [B, T, nHeads*D], k/v [B, T, nKvHeads*D].
    * Per token: group[B*T] (global group id; a group's tokens are contiguous inside one row, input
    * parts first in order, then the output part) and part[B*T] (0..n-1 = input part, -1 = output

@@ -114,7 +114,7 @@ export interface AttentionShape {
 export type Weighting = 'uniform' | 'fid' | 'vanilla';
 export const WEIGHTING_CODE: Record<Weighting, number> = { uniform: 0, fid: 1, vanilla: 2 };
 
-/** Which tokens see which (DESIGN.md §2); see Kernels.attentionLayoutForward. */
+/** Which tokens see which (docs/design.md §2); see Kernels.attentionLayoutForward. */
 export interface AttentionLayout {
   /** Global group id per token ([B*T]); a group's tokens are contiguous within one row. */
   group: Int32Array;

@@ -1,5 +1,5 @@
 // Group builders shared by the recipes: the prompt/output split of an encoded conversation and the
-// MISO group layout of DESIGN §2 (parts, positions, targets).
+// MISO group layout of docs/design.md §2 (parts, positions, targets).
 import { IGNORE, causalGroup, type Group, type Weighting } from '../pack.js';
 import { MixtuneError } from '../../util/errors.js';
 import type { EncodedExample } from './types.js';
@@ -59,7 +59,7 @@ export function misoPositions(inputLengths: readonly number[], mode: MisoPositio
 }
 
 /**
- * A group of n >= 2 input parts and one output part (DESIGN §2):
+ * A group of n >= 2 input parts and one output part (docs/design.md §2):
  * tokens = [input_0; ...; input_{n-1}; output], parts = [0.., 1.., ..., -1..]; input positions
  * predict nothing; output position j predicts output[j+1] when its label is trained; the last
  * output position predicts nothing. Positions: "para" = every input starts at 0 and the output at

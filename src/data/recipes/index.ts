@@ -1,4 +1,4 @@
-// The recipes (DESIGN §3): examples -> groups. `buildGroups` runs the selected recipe on the
+// The recipes (docs/design.md §3): examples -> groups. `buildGroups` runs the selected recipe on the
 // training examples; `evalGroups` builds the eval set, which is always plain SFT groups of the
 // original examples (what the model sees at inference), so eval losses compare across recipes.
 import type { Example } from '../readers.js';

@@ -1,4 +1,4 @@
-// MISO recipes (DESIGN §3): miso-para (multi-constraint data: full / single-constraint / bare
+// MISO recipes (docs/design.md §3): miso-para (multi-constraint data: full / single-constraint / bare
 // instruction as inputs, one output), miso-augment-only (the same augmented inputs as separate
 // SFT groups: the "no MISO" ablation) and miso-succ (the prompt split into k successive chunks).
 import { composeInstruction, type Example } from '../readers.js';

@@ -1,4 +1,4 @@
-// MoI, Mixture-of-Instructions (DESIGN §3): per-domain system-prompt pools, chunks of nMix
+// MoI, Mixture-of-Instructions (docs/design.md §3): per-domain system-prompt pools, chunks of nMix
 // instructions mixed over domains (balanced round-robin, proportional, or concatenated), and the
 // chunk attention mask (one n = 1 group per chunk; "isolated" and "full" are the ablations).
 import type { Example } from '../readers.js';

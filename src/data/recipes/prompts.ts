@@ -1,4 +1,4 @@
-// Built-in per-domain system-prompt pools for MoI (DESIGN §3). A recipe config may replace the
+// Built-in per-domain system-prompt pools for MoI (docs/design.md §3). A recipe config may replace the
 // pool of any domain (recipe.system_prompts.<domain>) or add pools for new domains. Domains
 // without a pool (neither built-in nor configured) keep their examples without a system prompt.
 

@@ -1,4 +1,4 @@
-// Reference (test-oracle) layout-aware attention (DESIGN.md §2): plain fp64 loops, one query at
+// Reference (test-oracle) layout-aware attention (docs/design.md §2): plain fp64 loops, one query at
 // a time with its visible keys listed explicitly. O(B·H·T·T·D): small shapes only.
 // Semantics and the stats layout: src/tensor/kernels.ts (attentionLayoutForward).
 import type { Kernels } from '../kernels.js';
