@@ -39,7 +39,8 @@ export function buildEvalCommand(): Command {
         .option('--timeout <s>', 'time limit per program in seconds', numArg(0.1), 10)
         .option('--memory-mb <n>', 'address-space limit per program in MiB (0 = none)', intArg(0), 1024)
         .option('--jobs <n>', 'programs run in parallel (with --responses)', intArg(1), 1)
-        .option('--no-netns', 'do not run programs in a network namespace (the socket guard stays)');
+        .option('--no-netns', 'unsafe mode only: do not run programs in a network namespace (the socket guard stays)')
+        .option('--unsafe-no-sandbox', 'run generated code without the bubblewrap sandbox when bwrap is unavailable (Python-level guards only; the summary says so)');
     }
     if (name === 'mbpp') cmd.addOption(new Option('--split <name>', 'MBPP split by task id').choices(Object.keys(MBPP_SPLITS)).default('test'));
     cmd.action(async (opts: EvalTaskOptions) => {

@@ -1,6 +1,16 @@
 // Sandboxed execution of generated Python for MBPP / HumanEval pass@1.
 //
-// Every program runs in its own child `python3 -I -B` process:
+// Isolation (`bwrap`, Debian's bubblewrap; the default, and required unless the user passes
+// --unsafe-no-sandbox): every program runs in fresh user, PID, mount, IPC, UTS, cgroup and network
+// namespaces (`--unshare-all --die-with-parent --new-session`) as uid/gid 65534 from the start;
+// the root filesystem is read-only, /tmp, /var/tmp, /dev/shm, /run, /root and /home are private
+// empty tmpfs, the program and the preamble are a read-only bind of a folder the parent wrote, and
+// the only writable place is the task's own empty work folder (each task has its own folders,
+// mode 0700, that no other task sees). All descendants die with the task (PID namespace). There is
+// no network (a new network namespace: no interfaces up, no abstract AF_UNIX sockets of the host).
+//
+// Without bwrap (`--unsafe-no-sandbox`, reported in the summary) the old, weaker isolation below
+// is all there is. In both modes every program runs in its own child `python3 -I -B` process:
 // - a fresh temporary working folder (mkdtemp; removed afterwards), HOME/TMPDIR pointing there,
 //   a minimal environment (PATH, LANG, PYTHONHASHSEED=0);
 // - stdin: the runner writes one line (a random per-run nonce) and closes the pipe; the preamble
@@ -27,7 +37,7 @@
 // program that calls sys.exit(0) / os._exit(0) before the tests, or dies, does not pass.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MixtuneError } from '../util/errors.js';
@@ -39,6 +49,7 @@ _fd = os.open(os.devnull, os.O_RDONLY)
 os.dup2(_fd, 0)
 os.close(_fd)
 _mem, _cpu, _fsize, _uid = (int(a) for a in sys.argv[1:5])
+_prog = sys.argv[5]
 if _mem > 0:
     resource.setrlimit(resource.RLIMIT_AS, (_mem, _mem))
     try:
@@ -48,7 +59,7 @@ if _mem > 0:
 resource.setrlimit(resource.RLIMIT_CPU, (_cpu, _cpu + 1))
 resource.setrlimit(resource.RLIMIT_FSIZE, (_fsize, _fsize))
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-with open('prog.py', encoding='utf-8') as _f:
+with open(_prog, encoding='utf-8') as _f:
     _src = _f.read()
 if _uid >= 0:
     os.setgroups([])
@@ -126,12 +137,16 @@ export interface SandboxOptions {
   maxOutputBytes?: number;
   /** python executable (default: $MIXTUNE_PYTHON or python3). */
   python?: string;
-  /** Network namespace: 'auto' (use unshare when it works) or 'off' (preamble only). */
+  /** Network namespace: 'auto' (use unshare when it works) or 'off' (preamble only). Unsafe mode only. */
   netns?: 'auto' | 'off';
+  /** Run without bubblewrap (weak isolation) when bwrap is unavailable, instead of refusing. */
+  unsafeNoSandbox?: boolean;
 }
 
 export interface Isolation {
-  /** 'unshare -n', 'unshare -rn' or 'none' (socket monkeypatch only). */
+  /** 'bwrap' (kernel namespaces, see the file comment) or 'unsafe' (--unsafe-no-sandbox). */
+  sandbox: 'bwrap' | 'unsafe';
+  /** Unsafe mode: 'unshare -n', 'unshare -rn' or 'none' (socket monkeypatch only). */
   netns: 'unshare -n' | 'unshare -rn' | 'none';
   /** uid the program runs as after the preamble drops privileges (-1: unchanged). */
   dropToUid: number;
@@ -145,11 +160,21 @@ const isolationCache = new Map<string, Isolation>();
 export function probeIsolation(o?: SandboxOptions): Isolation {
   const python = o?.python ?? process.env.MIXTUNE_PYTHON ?? 'python3';
   const netnsWanted = o?.netns ?? 'auto';
-  const key = `${python}\0${netnsWanted}`;
+  const key = `${python}\0${netnsWanted}\0${o?.unsafeNoSandbox ? 1 : 0}`;
   const cached = isolationCache.get(key);
   if (cached) return cached;
   const v = spawnSync(python, ['-c', 'import sys; print(sys.version.split()[0])'], { encoding: 'utf8', timeout: 20_000 });
   if (v.error || v.status !== 0) throw new MixtuneError(`${python}: cannot run Python (needed to execute generated code): ${v.error?.message ?? v.stderr.trim().split('\n').pop()}`);
+  const bw = bwrapWorks(python);
+  if (bw === true) {
+    const iso: Isolation = { sandbox: 'bwrap', netns: 'none', dropToUid: -1, python, pythonVersion: v.stdout.trim() };
+    isolationCache.set(key, iso);
+    return iso;
+  }
+  if (!o?.unsafeNoSandbox) {
+    throw new MixtuneError(`code evaluation needs the bubblewrap sandbox (bwrap) and it does not work here (${bw}); ` +
+      'install it (Debian: apt-get install bubblewrap; user namespaces must be allowed), or pass --unsafe-no-sandbox to run generated code with weak, Python-level isolation');
+  }
   const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
   let netns: Isolation['netns'] = 'none';
   if (netnsWanted === 'auto') {
@@ -160,9 +185,68 @@ export function probeIsolation(o?: SandboxOptions): Isolation {
     if (isRoot && works(['-n'])) netns = 'unshare -n';
     else if (works(['-rn'])) netns = 'unshare -rn';
   }
-  const iso: Isolation = { netns, dropToUid: isRoot && netns !== 'unshare -rn' ? 65534 : -1, python, pythonVersion: v.stdout.trim() };
+  const iso: Isolation = { sandbox: 'unsafe', netns, dropToUid: isRoot && netns !== 'unshare -rn' ? 65534 : -1, python, pythonVersion: v.stdout.trim() };
   isolationCache.set(key, iso);
   return iso;
+}
+
+/** true when bwrap can start python in the sandbox this file uses; else why not. */
+function bwrapWorks(python: string): true | string {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-bwrap-probe-'));
+  try {
+    const r = spawnSync('bwrap', [...bwrapArgs(dir, dir), python, '-I', '-c', 'import os; print(os.getuid())'], { encoding: 'utf8', timeout: 20_000 });
+    if (r.error) return (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'bwrap is not installed' : r.error.message;
+    if (r.status !== 0) return (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200);
+    return r.stdout.trim() === String(SANDBOX_UID) ? true : `unexpected uid ${r.stdout.trim()}`;
+  } finally {
+    removeTree(dir);
+  }
+}
+
+/** The uid / gid programs run as inside the sandbox. */
+const SANDBOX_UID = 65534;
+
+/**
+ * bubblewrap arguments: `code` (read-only, holds sandbox.py and prog.py) appears at /tmp/task, `work`
+ * (the only writable place) at /tmp/work, which is also the working and home folder.
+ */
+function bwrapArgs(code: string, work: string): string[] {
+  return [
+    '--unshare-all', '--die-with-parent', '--new-session',
+    '--uid', String(SANDBOX_UID), '--gid', String(SANDBOX_UID),
+    '--ro-bind', '/', '/',
+    '--tmpfs', '/tmp', '--tmpfs', '/var/tmp', '--tmpfs', '/dev/shm', '--tmpfs', '/run', '--tmpfs', '/root', '--tmpfs', '/home',
+    '--proc', '/proc', '--dev', '/dev',
+    '--ro-bind', code, '/tmp/task',
+    '--bind', work, '/tmp/work',
+    '--chdir', '/tmp/work',
+    '--clearenv',
+    '--setenv', 'PATH', '/usr/local/bin:/usr/bin:/bin', '--setenv', 'LANG', 'C.UTF-8', '--setenv', 'LC_ALL', 'C.UTF-8',
+    '--setenv', 'PYTHONHASHSEED', '0', '--setenv', 'HOME', '/tmp/work', '--setenv', 'TMPDIR', '/tmp/work', '--setenv', 'PYTHONIOENCODING', 'utf-8',
+  ];
+}
+
+/**
+ * Removes a task's folders; a task can leave things that resist (40 nested long names, a chmod 000
+ * subfolder): that is logged and the evaluation goes on — the evaluator never dies of a task.
+ */
+export function removeTree(dir: string): void {
+  try {
+    rmSync(dir, { recursive: true, force: true, maxRetries: 2 });
+  } catch (e) {
+    try {
+      // make every level writable and searchable, then retry
+      spawnSync('chmod', ['-R', 'u+rwx', dir], { timeout: 20_000 });
+      spawnSync('rm', ['-rf', '--', dir], { timeout: 60_000 });
+    } catch {
+      /* reported below */
+    }
+    try {
+      rmSync(dir, { recursive: true, force: true });
+    } catch {
+      process.stderr.write(`mixtune: warning: could not remove ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); continuing\n`);
+    }
+  }
 }
 
 const KEEP = 4096;
@@ -173,18 +257,36 @@ export async function runPython(program: string, o?: SandboxOptions): Promise<Ex
   const timeoutS = o?.timeoutS ?? 10;
   const memoryMB = o?.memoryMB ?? 1024;
   const maxOut = o?.maxOutputBytes ?? 1 << 20;
+  // One folder per task (mkdtemp: 0700, no other task can read it): code/ is written here and
+  // mounted read-only; work/ is the task's only writable place.
   const dir = mkdtempSync(join(tmpdir(), 'mixtune-exec-'));
   const t0 = performance.now();
   try {
-    writeFileSync(join(dir, 'prog.py'), program);
-    writeFileSync(join(dir, 'sandbox.py'), PREAMBLE);
-    if (iso.dropToUid >= 0) chownSync(dir, iso.dropToUid, iso.dropToUid);
+    const bw = iso.sandbox === 'bwrap';
+    const codeDir = bw ? join(dir, 'code') : dir;
+    const workDir = bw ? join(dir, 'work') : dir;
+    if (bw) {
+      mkdirSync(codeDir);
+      mkdirSync(workDir);
+    }
+    writeFileSync(join(codeDir, 'prog.py'), program);
+    writeFileSync(join(codeDir, 'sandbox.py'), PREAMBLE);
+    if (bw) {
+      chmodSync(join(codeDir, 'prog.py'), 0o444);
+      chmodSync(join(codeDir, 'sandbox.py'), 0o444);
+    } else if (iso.dropToUid >= 0) chownSync(dir, iso.dropToUid, iso.dropToUid);
     const nonce = `__mixtune_done_${randomBytes(16).toString('hex')}__`;
-    const pyArgs = ['-I', '-B', 'sandbox.py', String(memoryMB * 1024 * 1024), String(Math.ceil(timeoutS) + 1), String(16 * 1024 * 1024), String(iso.dropToUid)];
-    const [cmd, args] = iso.netns === 'none' ? [iso.python, pyArgs] : ['unshare', [...iso.netns.slice('unshare '.length).split(' '), iso.python, ...pyArgs]];
-    const env = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', PYTHONHASHSEED: '0', HOME: dir, TMPDIR: dir, PYTHONIOENCODING: 'utf-8' };
+    const limits = [String(memoryMB * 1024 * 1024), String(Math.ceil(timeoutS) + 1), String(16 * 1024 * 1024)];
+    let cmd: string;
+    let args: string[];
+    if (bw) [cmd, args] = ['bwrap', [...bwrapArgs(codeDir, workDir), iso.python, '-I', '-B', '/tmp/task/sandbox.py', ...limits, '-1', '/tmp/task/prog.py']];
+    else {
+      const pyArgs = ['-I', '-B', 'sandbox.py', ...limits, String(iso.dropToUid), 'prog.py'];
+      [cmd, args] = iso.netns === 'none' ? [iso.python, pyArgs] : ['unshare', [...iso.netns.slice('unshare '.length).split(' '), iso.python, ...pyArgs]];
+    }
+    const env = { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8', LC_ALL: 'C.UTF-8', PYTHONHASHSEED: '0', HOME: workDir, TMPDIR: workDir, PYTHONIOENCODING: 'utf-8' };
     return await new Promise<ExecResult>((resolve) => {
-      const child = spawn(cmd, args, { cwd: dir, env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
+      const child = spawn(cmd, args, { cwd: bw ? dir : workDir, env, detached: true, stdio: ['pipe', 'pipe', 'pipe'] });
       let out = Buffer.alloc(0);
       let err = Buffer.alloc(0);
       let tail = '';
@@ -264,7 +366,7 @@ export async function runPython(program: string, o?: SandboxOptions): Promise<Ex
       });
     });
   } finally {
-    rmSync(dir, { recursive: true, force: true });
+    removeTree(dir);
   }
 }
 

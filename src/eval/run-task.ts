@@ -27,6 +27,8 @@ export function fillPromptTemplate(template: string, record: Record<string, unkn
 }
 
 export interface EvalTaskOptions {
+  /** Code tasks: run without bubblewrap when it is unavailable (weak isolation; said in the summary). */
+  unsafeNoSandbox?: boolean;
   /** The user turn as a template over the item's fields ({question}, {problem}, {text}, {prompt}). */
   promptTemplate?: string;
   model?: string;
@@ -98,7 +100,9 @@ export async function runEval(taskName: TaskName, o: EvalTaskOptions): Promise<E
   const all = task.load(dataPath, o.split);
   const items = applyLimit(all, o.limit);
   const maxNewTokens = o.maxNewTokens ?? task.defaultMaxNewTokens;
-  const sandbox: SandboxOptions = { timeoutS: o.timeout ?? 10, memoryMB: o.memoryMb ?? 1024, netns: o.netns === false ? 'off' : 'auto' };
+  const sandbox: SandboxOptions = {
+    timeoutS: o.timeout ?? 10, memoryMB: o.memoryMb ?? 1024, netns: o.netns === false ? 'off' : 'auto', ...(o.unsafeNoSandbox ? { unsafeNoSandbox: true } : {}),
+  };
   const isolation = task.kind === 'code' ? probeIsolation(sandbox) : undefined;
 
   const settings: Record<string, unknown> = {

@@ -231,7 +231,7 @@ export async function evaluateMoi(
       }
       case 'code': {
         const c = it.check as CodeCheck;
-        const r = await runPython(codeTestProgram(extractCode(text, c.entry), c), { timeoutS: 5, memoryMB: 512 });
+        const r = await runPython(codeTestProgram(extractCode(text, c.entry), c), { timeoutS: 5, memoryMB: 512, ...(unsafeSandbox() ? { unsafeNoSandbox: true } : {}) });
         return r.passed;
       }
     }
@@ -315,6 +315,11 @@ async function runOne(name: string, seed: number, o: MoiStudyOptions, files: Rec
   return res;
 }
 
+/** MIXTUNE_UNSAFE_NO_SANDBOX=1: the code domain's checks run without bubblewrap (weak isolation). */
+function unsafeSandbox(): boolean {
+  return process.env.MIXTUNE_UNSAFE_NO_SANDBOX === '1';
+}
+
 /** Aggregates runs over seeds. */
 export function aggregate(description: string, runs: MoiRunResult[]): MoiConfigResult {
   const domains = {} as DomainScores;
@@ -373,7 +378,7 @@ export async function runMoiStudy(opts: Partial<MoiStudyOptions> & { out: string
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   for (const c of o.configs) if (!MOI_STUDY_CONFIGS[c]) throw new MixtuneError(`--configs: unknown configuration ${c} (known: ${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`);
   if (o.configs.length === 0) throw new MixtuneError('--configs: no configuration given');
-  probeIsolation(); // python3 must exist for the code checks; fail before training
+  probeIsolation(unsafeSandbox() ? { unsafeNoSandbox: true } : {}); // python3 and the sandbox must work for the code checks; fail before training
   const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
   preflightDemo(modelPath, tokPath, o.out); // and the model, its tokenizer and --out, before any data
   const t0 = performance.now();
