@@ -3,6 +3,7 @@
 import { statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import type { LlamaConfig } from '../model/config.js';
+import type { Tokenizer } from '../tokenizer.js';
 import { MixtuneError } from '../util/errors.js';
 import { writeTextAtomic } from '../util/fs.js';
 import { loadHfModel } from './hf-model.js';
@@ -22,6 +23,8 @@ export interface ExportModelGgufOptions {
   overwrite?: boolean;
   /** Also write an Ollama Modelfile beside the GGUF file. */
   modelfile?: boolean;
+  /** The already loaded tokenizer (skips finding and loading it again). */
+  tokenizerInstance?: Tokenizer;
 }
 
 export interface ExportModelGgufResult {
@@ -58,7 +61,7 @@ export function exportModelGguf(o: ExportModelGgufOptions): ExportModelGgufResul
   const modelfilePath = join(dirname(o.out), 'Modelfile');
   if (o.modelfile) checkModelfile(modelfilePath, o.overwrite ?? false);
   const { config, weights, path } = loadModelWeights(o.model);
-  const tok = loadTokenizer(o.tokenizer, o.model, config.vocabSize);
+  const tok = o.tokenizerInstance ?? loadTokenizer(o.tokenizer, o.model, config.vocabSize);
   const vocab = ggufVocabFromTokenizer(tok, config.vocabSize);
   exportGguf(o.out, { config, weights }, vocab, { dtype, name: modelName(o.model, path), overwrite: o.overwrite ?? false });
   const result: ExportModelGgufResult = { path: o.out, config, vocab, arch: config.qkvBias ? 'qwen2' : 'llama', dtype };
