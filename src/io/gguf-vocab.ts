@@ -170,7 +170,7 @@ function fromHf(tok: HfTokenizer): GgufVocab {
       const id = vocab[a + b];
       if (id !== undefined && !made[id]) {
         made[id] = 1;
-        scores[id] = -rank;
+        scores[id] = 0 - rank; // (not -rank: no -0 in the file)
       }
     });
     const types = new Int32Array(n);
