@@ -15,6 +15,7 @@ import { registerIfevalCommand } from './eval-ifeval.js';
 import { runSynthConstraints } from './synth.js';
 import { runDemoCli, DEMO_DEFAULTS } from './demo.js';
 import { buildStudyCommand, registerMisoStudy, registerMoiStudy } from './study.js';
+import { buildExportCommand } from './export.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -174,6 +175,8 @@ export function buildProgram(): Command {
   program.addCommand(evalCmd);
 
   program.addCommand(registerMisoStudy(registerMoiStudy(buildStudyCommand())));
+
+  program.addCommand(buildExportCommand());
 
   polishHelp(program);
   return program;

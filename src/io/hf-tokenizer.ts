@@ -363,6 +363,11 @@ export class HfTokenizer implements Tokenizer {
     return this.wrap(this.full.encode(text, { add_special_tokens: false }).ids, opts);
   }
 
+  /** The tokenizer.json this tokenizer was built from (read-only; e.g. for GGUF export). */
+  get tokenizerJson(): Readonly<Json> {
+    return this.json;
+  }
+
   tokenToId(token: string): number | undefined {
     return this.full.token_to_id(token);
   }
