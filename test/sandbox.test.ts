@@ -8,7 +8,8 @@ import { createServer } from 'node:net';
 import { existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { probeIsolation, runPool, runPython } from '../src/eval/code.js';
+import { probeIsolation, runFunctionTests, runPool, runPython } from '../src/eval/code.js';
+import { runnerProgram } from '../src/eval/verdict.py.js';
 import { packageRoot } from '../src/util/paths.js';
 
 // A fresh `posix` module from the builtin importer: the preamble's patched os/posix functions are
@@ -78,4 +79,39 @@ test('the evaluator survives tasks whose folders resist removal (deep long names
   assert.deepEqual(results.map((r) => r.status), ['passed', 'passed', 'passed'], results.map((r) => r.reason).join(' | '));
   const after = readdirSync(tmpdir()).filter((n) => n.startsWith('mixtune-exec-')).length;
   assert.ok(after <= before, 'task folders were left behind');
+});
+
+// Issue 18, item 1: the verdict is decided outside the candidate's process.
+const ADD_TESTS = 'assert add(2, 3) == 5\nassert add(10, 1) == 11\n';
+const addTask = (solution: string) => ({ solution, tests: ADD_TESTS, entries: ['add'], check: false, program: `${solution}\n${ADD_TESTS}` });
+
+test('verdict outside the sandbox: correct passes, wrong fails, and forged passes fail', async () => {
+  const ok = await runFunctionTests(addTask('def add(a, b):\n    return a + b\n'), { timeoutS: 20 });
+  assert.equal(ok.passed, true, ok.reason);
+  assert.equal(ok.verdict, 'outside');
+  const adversarial: Record<string, string> = {
+    wrong: 'def add(a, b):\n    return a - b\n',
+    'always-equal object': 'class E:\n    def __eq__(self, o):\n        return True\ndef add(a, b):\n    return E()\n',
+    'int subclass equal to everything': 'class I(int):\n    def __eq__(self, o):\n        return True\n    __hash__ = int.__hash__\ndef add(a, b):\n    return I(0)\n',
+    'exit 0 before the tests': 'import os\nprint("done")\nos._exit(0)\n',
+    'sys.exit(0) at import': 'import sys\nsys.exit(0)\n',
+    'excepthook printing a marker': 'import sys\nsys.excepthook = lambda *a: print("__mixtune_done__")\ndef add(a, b):\n    raise ValueError()\n',
+    'settrace / frame tampering': 'import sys\ndef add(a, b):\n    f = sys._getframe(1)\n    f.f_globals["enc"] = lambda *a, **k: {"i": "5"}\n    return None\n',
+    'unserializable result': 'def add(a, b):\n    return lambda: a + b\n',
+  };
+  for (const [name, sol] of Object.entries(adversarial)) {
+    const r = await runFunctionTests(addTask(sol), { timeoutS: 20 });
+    assert.equal(r.passed, false, `${name} passed (${r.reason})`);
+  }
+});
+
+test('verdict outside the sandbox: the candidate never sees the expected values; HumanEval-style check(candidate)', async () => {
+  // the sandboxed program holds the solution and the recorded arguments, never the tests' answers
+  const prog = runnerProgram('def add(a, b):\n    return a + b\n', [{ fn: 'add', args: { l: [{ i: '2' }, { i: '3' }] } }, { fn: 'add', args: { l: [{ i: '10' }, { i: '1' }] } }]);
+  assert.doesNotMatch(prog, /\b11\b|== 5/);
+  const tests = 'import math\n\ndef check(candidate):\n    for x in range(5):\n        assert candidate(x) == x * x\n    assert math.isclose(candidate(1.5), 2.25)\n';
+  const good = await runFunctionTests({ solution: 'def sq(x):\n    return x * x\n', tests, entries: ['sq'], check: true, program: '' }, { timeoutS: 20 });
+  assert.equal(good.passed, true, good.reason);
+  const bad = await runFunctionTests({ solution: 'def sq(x):\n    return x + x\n', tests, entries: ['sq'], check: true, program: '' }, { timeoutS: 20 });
+  assert.equal(bad.passed, false);
 });

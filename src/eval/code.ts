@@ -41,6 +41,7 @@ import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { MixtuneError } from '../util/errors.js';
+import { RESULTS_MARKER, VERDICT_PY, runnerProgram } from './verdict.py.js';
 
 const PREAMBLE = String.raw`
 import os, sys, resource
@@ -126,6 +127,8 @@ export interface ExecResult {
   stdout: string;
   stderr: string;
   seconds: number;
+  /** Function tests: 'outside' = decided by the trusted replay; 'in-sandbox' = by the program's own run (fallback). */
+  verdict?: 'outside' | 'in-sandbox';
 }
 
 export interface SandboxOptions {
@@ -141,6 +144,8 @@ export interface SandboxOptions {
   netns?: 'auto' | 'off';
   /** Run without bubblewrap (weak isolation) when bwrap is unavailable, instead of refusing. */
   unsafeNoSandbox?: boolean;
+  /** Keep all of stdout (up to maxOutputBytes) instead of its first 4 KiB. */
+  fullStdout?: boolean;
 }
 
 export interface Isolation {
@@ -307,7 +312,8 @@ export async function runPython(program: string, o?: SandboxOptions): Promise<Ex
       const onData = (which: 'out' | 'err') => (chunk: Buffer) => {
         total += chunk.length;
         if (which === 'out') {
-          if (out.length < KEEP) out = Buffer.concat([out, chunk.subarray(0, KEEP - out.length)]);
+          const keep = o?.fullStdout ? maxOut : KEEP;
+          if (out.length < keep) out = Buffer.concat([out, chunk.subarray(0, keep - out.length)]);
           tail = (tail + chunk.toString('latin1')).slice(-256);
         } else if (err.length < KEEP) err = Buffer.concat([err, chunk.subarray(0, KEEP - err.length)]);
         if (total > maxOut && !killedFor) {
@@ -439,9 +445,89 @@ export interface HumanEvalItem {
  * definition wins); then the tests and check(entry_point).
  */
 export function humanevalProgram(item: HumanEvalItem, completion: string): string {
+  return `${humanevalSolution(item, completion)}\n\n${item.test}\n\ncheck(${item.entry_point})\n`;
+}
+
+/** The candidate's code for a HumanEval item: the prompt plus the completion (see humanevalProgram). */
+export function humanevalSolution(item: HumanEvalItem, completion: string): string {
   const code = completion.replace(/\r\n/g, '\n');
   const firstLine = code.split('\n').find((l) => l.trim() !== '') ?? '';
   const body = /^[ \t]+\S/.test(firstLine) && !new RegExp(`\\bdef\\s+${item.entry_point}\\s*\\(`).test(code);
-  const solution = body ? item.prompt + code : item.prompt + '\n' + code;
-  return `${solution}\n\n${item.test}\n\ncheck(${item.entry_point})\n`;
+  return body ? item.prompt + code : item.prompt + '\n' + code;
+}
+
+/** The functions MBPP's tests call: the reference solution's top-level functions named in the asserts. */
+export function mbppEntries(item: MbppItem): string[] {
+  const defs = [...item.code.matchAll(/^def\s+(\w+)\s*\(/gm)].map((m) => m[1]!);
+  const tests = item.test_list.join('\n') + '\n' + (item.test_setup_code ?? '');
+  return defs.filter((d) => new RegExp(`\\b${d}\\s*\\(`).test(tests));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts decided outside the candidate (docs: src/eval/verdict.py.ts)
+
+/**
+ * `program`: the whole test program (solution + tests), for the few tasks whose tests cannot be run
+ * without the solution (they build arguments from its classes); those run the old way, with the
+ * verdict from inside the sandbox, and say so in `reason` / `verdict`.
+ */
+export interface FunctionTests {
+  program: string;
+  /** The candidate's code (it defines the tested functions). */
+  solution: string;
+  /** The task's test code: asserts calling the functions by name (MBPP), or `def check(candidate)` (HumanEval). */
+  tests: string;
+  /** The tested function names (the first one is passed to check()). */
+  entries: string[];
+  /** HumanEval: call check(entries[0]) after running the test code. */
+  check: boolean;
+}
+
+function trustedPython(python: string, mode: 'probe' | 'replay', job: unknown): { ok: true; out: Record<string, unknown> } | { ok: false; why: string } {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-verdict-'));
+  try {
+    const path = join(dir, 'job.json');
+    writeFileSync(path, JSON.stringify(job));
+    const r = spawnSync(python, ['-I', '-B', '-c', VERDICT_PY, mode, path], { encoding: 'utf8', timeout: 60_000, maxBuffer: 64 << 20, cwd: dir, env: { PATH: '/usr/local/bin:/usr/bin:/bin', LANG: 'C.UTF-8' } });
+    if (r.error || r.status !== 0) return { ok: false, why: `${mode}: ${r.error?.message ?? (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`)}`.slice(0, 300) };
+    return { ok: true, out: JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown> };
+  } finally {
+    removeTree(dir);
+  }
+}
+
+/**
+ * Runs function tests so that the program under test never decides its verdict: the trusted side
+ * records which calls the tests make, the sandbox computes only the candidate's results for them
+ * (strictly serialized built-in values), and the trusted side replays the tests on those results.
+ */
+export async function runFunctionTests(t: FunctionTests, o?: SandboxOptions): Promise<ExecResult> {
+  const iso = probeIsolation(o);
+  const t0 = performance.now();
+  const fail = (reason: string, base?: Partial<ExecResult>): ExecResult => ({
+    status: 'failed', passed: false, exitCode: null, signal: null, stdout: '', stderr: '', seconds: (performance.now() - t0) / 1000, ...base, reason,
+  });
+  const probe = trustedPython(iso.python, 'probe', { entries: t.entries, tests: t.tests, check: t.check });
+  if (!probe.ok) return fail(`the tests could not be probed (${probe.why})`);
+  const unsupported = probe.out.unsupported as string[];
+  if (t.entries.length === 0 || unsupported.length > 0) {
+    // the tests cannot run apart from the solution: the whole program in the sandbox (weaker verdict)
+    const r = await runPython(t.program, o);
+    return { ...r, verdict: 'in-sandbox', reason: r.passed ? '' : r.reason };
+  }
+  const calls = probe.out.calls as unknown[];
+  const r = await runPython(runnerProgram(t.solution, calls), { ...o, fullStdout: true });
+  if (r.status === 'timeout' || r.status === 'output-limit') return { ...r, passed: false };
+  const at = r.stdout.lastIndexOf(RESULTS_MARKER);
+  if (at < 0) return fail(r.reason || 'the program ended before its results were written', r);
+  let results: unknown;
+  try {
+    results = JSON.parse(r.stdout.slice(at + RESULTS_MARKER.length).split('\n')[0]!);
+  } catch {
+    return fail('malformed results', r);
+  }
+  const verdict = trustedPython(iso.python, 'replay', { entries: t.entries, tests: t.tests, check: t.check, results });
+  if (!verdict.ok) return fail(verdict.why, r);
+  const passed = verdict.out.passed === true;
+  return { ...r, status: passed ? 'passed' : 'failed', passed, reason: passed ? '' : String(verdict.out.reason ?? 'failed'), verdict: 'outside' };
 }

@@ -23,7 +23,7 @@ import { gunzipSync } from 'node:zlib';
 import type { ChatMessage } from '../io/chat.js';
 import { MixtuneError } from '../util/errors.js';
 import { sharedDir } from '../util/paths.js';
-import { type HumanEvalItem, type MbppItem, type SandboxOptions, extractCode, humanevalProgram, mbppProgram, runPython } from './code.js';
+import { type HumanEvalItem, type MbppItem, type SandboxOptions, extractCode, humanevalProgram, humanevalSolution, mbppEntries, mbppProgram, runFunctionTests } from './code.js';
 import { extractGsm8kAnswer, extractMathAnswer, gsm8kEquiv, gsm8kReference, lastBoxed, mathEquiv } from './math.js';
 
 export type TaskName = 'gsm8k' | 'math' | 'mbpp' | 'humaneval';
@@ -291,8 +291,11 @@ const mbpp: TaskDef = {
   async score(item, response, o) {
     const it = item.record as unknown as MbppItem;
     const code = extractCode(response);
-    const r = await runPython(mbppProgram({ ...it, test_setup_code: it.test_setup_code ?? '' }, code), o.sandbox);
-    return { correct: r.passed, fields: { code, status: r.status, reason: r.reason, seconds: Math.round(r.seconds * 1000) / 1000 } };
+    const full = { ...it, test_setup_code: it.test_setup_code ?? '' };
+    const r = await runFunctionTests({
+      solution: code, tests: [full.test_setup_code, ...it.test_list].join('\n'), entries: mbppEntries(full), check: false, program: mbppProgram(full, code),
+    }, o.sandbox);
+    return { correct: r.passed, fields: { code, status: r.status, reason: r.reason, verdict: r.verdict, seconds: Math.round(r.seconds * 1000) / 1000 } };
   },
 };
 
@@ -325,8 +328,11 @@ const humaneval: TaskDef = {
   async score(item, response, o) {
     const it = item.record as unknown as HumanEvalItem;
     const code = extractCode(response, it.entry_point);
-    const r = await runPython(humanevalProgram(it, code), o.sandbox);
-    return { correct: r.passed, fields: { code, status: r.status, reason: r.reason, seconds: Math.round(r.seconds * 1000) / 1000 } };
+    // the trusted side runs the dataset's own prompt (its helper functions) and tests, never the completion
+    const r = await runFunctionTests({
+      solution: humanevalSolution(it, code), tests: `${it.prompt}\n${it.test}`, entries: [it.entry_point], check: true, program: humanevalProgram(it, code),
+    }, o.sandbox);
+    return { correct: r.passed, fields: { code, status: r.status, reason: r.reason, verdict: r.verdict, seconds: Math.round(r.seconds * 1000) / 1000 } };
   },
 };
 
