@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -14,6 +14,9 @@ const humaneval = gunzipSync(readFileSync(join(sharedDir(), 'data', 'humaneval',
   .toString('utf8').trim().split('\n').map((l) => JSON.parse(l) as HumanEvalItem);
 /** ~20 items spread over the set (deterministic). */
 const sample = <T>(xs: T[], n = 20): T[] => Array.from({ length: n }, (_, i) => xs[Math.floor((i * xs.length) / n)]!);
+// A private temporary folder: task folders of other processes (a parallel eval) must not count.
+process.env.TMPDIR = mkdtempSync(join(tmpdir(), 'mixtune-test-tmp-'));
+
 const sandboxDirs = (): string[] => readdirSync(tmpdir()).filter((n) => n.startsWith('mixtune-exec-'));
 
 test('sandbox: isolation probe; --no-netns keeps the socket guard', async () => {

@@ -5,12 +5,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { probeIsolation, runFunctionTests, runPool, runPython } from '../src/eval/code.js';
 import { runnerProgram } from '../src/eval/verdict.py.js';
 import { packageRoot } from '../src/util/paths.js';
+
+// A private temporary folder: task folders of other processes (a parallel eval) must not count.
+process.env.TMPDIR = mkdtempSync(join(tmpdir(), 'mixtune-test-tmp-'));
 
 // A fresh `posix` module from the builtin importer: the preamble's patched os/posix functions are
 // gone, so only the kernel sandbox stands between the program and the machine.
@@ -33,7 +36,7 @@ test('sandbox (bwrap): runs as an unprivileged uid with a read-only root and pri
   assert.match(r.stdout, /^65534 65534\n/);
   assert.doesNotMatch(r.stdout, /WROTE/);
   assert.match(r.stdout, /\[\]\n?$/, 'another task or the host is visible in /tmp');
-  for (const d of [tmpdir(), '/var/tmp', '/dev/shm', join(packageRoot(), 'dist')]) assert.ok(!existsSync(join(d, tag)), `${d}/${tag} leaked to the host`);
+  for (const d of ['/tmp', tmpdir(), '/var/tmp', '/dev/shm', join(packageRoot(), 'dist')]) assert.ok(!existsSync(join(d, tag)), `${d}/${tag} leaked to the host`);
 });
 
 test('sandbox (bwrap): forked, setsid and posix_spawned children die with the task', async () => {
