@@ -20,7 +20,7 @@ import type { Tokenizer } from '../tokenizer.js';
 import { MixtuneError } from '../util/errors.js';
 import type { GgufKv, GgufString } from './gguf.js';
 import { Llama2cTokenizer } from './llama2c-tokenizer.js';
-import { HfTokenizer } from './hf-tokenizer.js';
+import { HfTokenizer, decoderTypes } from './hf-tokenizer.js';
 import { PLAIN_CHAT_TEMPLATE } from './chat.js';
 
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -186,15 +186,6 @@ function fromHf(tok: HfTokenizer): GgufVocab {
     return { model: 'llama', pre: 'default', tokens, scores, types, addSpacePrefix: spmAddsPrefix(json), ...common };
   }
   throw new MixtuneError(`${tok.source}: GGUF export supports SentencePiece-style BPE (byte_fallback) and byte-level BPE tokenizers; this BPE is neither`);
-}
-
-function decoderTypes(d: unknown, out: Json[] = []): Json[] {
-  if (d && typeof d === 'object') {
-    const o = d as Json;
-    if (o.type === 'Sequence' && Array.isArray(o.decoders)) for (const x of o.decoders) decoderTypes(x, out);
-    else out.push(o);
-  }
-  return out;
 }
 
 function flatten(node: unknown, listKey: string): Json[] {

@@ -88,7 +88,8 @@ function byteLevelDecoder(): Map<string, number> {
 
 type DecodeMode = 'bytelevel' | 'spm' | 'generic';
 
-function decoderTypes(d: unknown, out: Json[] = []): Json[] {
+/** The decoders of a tokenizer.json decoder block, Sequence flattened (also used by GGUF export). */
+export function decoderTypes(d: unknown, out: Json[] = []): Json[] {
   if (d && typeof d === 'object') {
     const o = d as Json;
     if (o.type === 'Sequence' && Array.isArray(o.decoders)) for (const x of o.decoders) decoderTypes(x, out);
