@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createServer } from 'node:net';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { probeIsolation, runFunctionTests, runPool, runPython } from '../src/eval/code.js';
@@ -117,4 +117,19 @@ test('verdict outside the sandbox: the candidate never sees the expected values;
   assert.equal(good.passed, true, good.reason);
   const bad = await runFunctionTests({ solution: 'def sq(x):\n    return x + x\n', tests, entries: ['sq'], check: true, program: '' }, { timeoutS: 20 });
   assert.equal(bad.passed, false);
+});
+
+test('without a working bwrap, code evaluation refuses unless --unsafe-no-sandbox (and the summary says so)', () => {
+  const bin = join(packageRoot(), 'bin', 'mixtune.js');
+  const out = mkdtempSync(join(tmpdir(), 'mixtune-nobwrap-'));
+  const responses = join(out, 'r.jsonl');
+  writeFileSync(responses, '{"task_id": "HumanEval/0", "completion": "    return False\\n"}\n');
+  const env = { ...process.env, MIXTUNE_BWRAP: '/nonexistent/bwrap' };
+  const args = ['eval', 'humaneval', '--responses', responses, '--limit', '1', '--no-progress'];
+  const refused = spawnSync(process.execPath, [bin, ...args, '--out', join(out, 'a')], { env, encoding: 'utf8' });
+  assert.equal(refused.status, 1);
+  assert.match(refused.stderr, /^mixtune: code evaluation needs the bubblewrap sandbox \(bwrap\) and it does not work here \(bwrap is not installed\).*--unsafe-no-sandbox/);
+  const unsafe = spawnSync(process.execPath, [bin, ...args, '--out', join(out, 'b'), '--unsafe-no-sandbox'], { env, encoding: 'utf8' });
+  assert.equal(unsafe.status, 0, unsafe.stderr);
+  assert.equal(JSON.parse(readFileSync(join(out, 'b', 'summary.json'), 'utf8')).isolation.sandbox, 'unsafe');
 });

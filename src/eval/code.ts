@@ -199,13 +199,18 @@ export function probeIsolation(o?: SandboxOptions): Isolation {
 function bwrapWorks(python: string): true | string {
   const dir = mkdtempSync(join(tmpdir(), 'mixtune-bwrap-probe-'));
   try {
-    const r = spawnSync('bwrap', [...bwrapArgs(dir, dir), python, '-I', '-c', 'import os; print(os.getuid())'], { encoding: 'utf8', timeout: 20_000 });
+    const r = spawnSync(bwrapBin(), [...bwrapArgs(dir, dir), python, '-I', '-c', 'import os; print(os.getuid())'], { encoding: 'utf8', timeout: 20_000 });
     if (r.error) return (r.error as NodeJS.ErrnoException).code === 'ENOENT' ? 'bwrap is not installed' : r.error.message;
     if (r.status !== 0) return (r.stderr.trim().split('\n').pop() ?? `exit ${r.status}`).slice(0, 200);
     return r.stdout.trim() === String(SANDBOX_UID) ? true : `unexpected uid ${r.stdout.trim()}`;
   } finally {
     removeTree(dir);
   }
+}
+
+/** The bubblewrap executable ($MIXTUNE_BWRAP, default bwrap on PATH). */
+function bwrapBin(): string {
+  return process.env.MIXTUNE_BWRAP ?? 'bwrap';
 }
 
 /** The uid / gid programs run as inside the sandbox. */
@@ -284,7 +289,7 @@ export async function runPython(program: string, o?: SandboxOptions): Promise<Ex
     const limits = [String(memoryMB * 1024 * 1024), String(Math.ceil(timeoutS) + 1), String(16 * 1024 * 1024)];
     let cmd: string;
     let args: string[];
-    if (bw) [cmd, args] = ['bwrap', [...bwrapArgs(codeDir, workDir), iso.python, '-I', '-B', '/tmp/task/sandbox.py', ...limits, '-1', '/tmp/task/prog.py']];
+    if (bw) [cmd, args] = [bwrapBin(), [...bwrapArgs(codeDir, workDir), iso.python, '-I', '-B', '/tmp/task/sandbox.py', ...limits, '-1', '/tmp/task/prog.py']];
     else {
       const pyArgs = ['-I', '-B', 'sandbox.py', ...limits, String(iso.dropToUid), 'prog.py'];
       [cmd, args] = iso.netns === 'none' ? [iso.python, pyArgs] : ['unshare', [...iso.netns.slice('unshare '.length).split(' '), iso.python, ...pyArgs]];
