@@ -37,3 +37,7 @@ export { findTokenizer, modelVocabSize, checkModelAndTokenizer } from './io/load
 export { templateFor, chatEncoder, encoderFor, totalStepsOf, trainerOptionsOf, preflightTrain } from './train/setup.js';
 export { trainFromConfig, type TrainRunOptions, type TrainSummary } from './train/run.js';
 export { runEval, type EvalTaskOptions, type EvalSummary } from './eval/run-task.js';
+export { generateSteps, type DecodeSteps } from './infer/generate.js';
+export { misoGenerateSteps } from './infer/miso.js';
+export { ServedModel, type ServedModelOptions } from './serve/engine.js';
+export { MixtuneServer, type ServerOptions } from './serve/server.js';

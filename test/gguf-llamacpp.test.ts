@@ -18,12 +18,11 @@ import { exportModelGguf } from '../src/io/gguf-model.js';
 import { readGguf, ggufTensorBytes } from '../src/io/gguf.js';
 import { loadModel, loadTokenizer } from '../src/io/load.js';
 import { saveHfModel } from '../src/io/hf-model.js';
-import { type LlamaConfig, parameterShapes } from '../src/model/config.js';
+import type { LlamaConfig } from '../src/model/config.js';
 import type { LlamaModel } from '../src/model/llama.js';
 import { nativeKernels } from '../src/tensor/native.js';
 import type { Tokenizer } from '../src/tokenizer.js';
-import { Rng } from '../src/util/rng.js';
-import { runCli } from './util.js';
+import { randomWeights, runCli } from './util.js';
 
 const where = nodeLlamaCppPath();
 const inCi = process.env.CI === 'true' || process.env.CI === '1';
@@ -252,20 +251,6 @@ test('stories260K f32: greedy text of llama.cpp equals mixtune until the first n
 
 // ---------------------------------------------------------------------------------------------
 // random HF models with real tokenizers
-
-/** Random weights with the right shapes: embeddings/linears ~ N(0, s²), norms ~ 1 ± 0.1, biases ~ N(0, 0.1²). */
-function randomWeights(config: LlamaConfig, seed: number): Map<string, Float32Array> {
-  const rng = new Rng(seed);
-  const w = new Map<string, Float32Array>();
-  for (const [name, shape] of parameterShapes(config)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const a = new Float32Array(n);
-    const std = name.endsWith('.bias') ? 0.1 : name.endsWith('norm.weight') ? 0.1 : name.includes('embed') || name.startsWith('lm_head') ? 0.5 : 1 / Math.sqrt(shape[1]!);
-    for (let i = 0; i < n; i++) a[i] = rng.normal() * std + (name.endsWith('norm.weight') ? 1 : 0);
-    w.set(name, a);
-  }
-  return w;
-}
 
 function fixtureFiles(dir: string, names: string[]): Record<string, Uint8Array> {
   return Object.fromEntries(names.map((n) => [n, readFileSync(join(fx, dir, n))]));

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot, sharedDir } from '../src/util/paths.js';
@@ -66,4 +66,31 @@ test('memory: a run that cannot fit under ulimit -v is refused at once, before d
   const forced = run('--force');
   assert.equal(forced.status, 1);
   assert.doesNotMatch(forced.stderr, /exceeds/);
+});
+
+test('memory: generate, serve and eval refuse a model that cannot fit under ulimit -v at once, with the fixes of each command', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-mem-'));
+  const model = bigModelFolder(dir);
+  const data = join(dir, 'gsm8k.jsonl');
+  writeFileSync(data, '{"question": "2+2?", "answer": "#### 4"}\n');
+  const run = (args: string) => spawnSync('sh', ['-c', `ulimit -v 4000000 && exec "${process.execPath}" "${bin}" ${args}`], { encoding: 'utf8', timeout: 60_000 });
+  const cases: [string, RegExp][] = [
+    [`generate --model "${model}" --prompt hi`, /^mixtune: generate: estimated peak memory [\d.]+ GiB \(weights [\d.]+ GiB, .*kv cache .*\) exceeds the [\d.]+ (GiB|MiB) available \(ulimit -v\); lower --max-new-tokens.*--force/],
+    [`serve --model "${model}" --port 0`, /^mixtune: serve: estimated peak memory [\d.]+ GiB \(weights [\d.]+ GiB, .*kv cache .*\) exceeds the [\d.]+ (GiB|MiB) available \(ulimit -v\); lower --context .*--max-inputs .*--force/],
+    [`eval gsm8k --model "${model}" --data "${data}" --out "${join(dir, 'ev')}"`, /^mixtune: eval gsm8k: estimated peak memory [\d.]+ GiB .*exceeds .*--force/],
+  ];
+  for (const [args, want] of cases) {
+    const t0 = Date.now();
+    const r = run(args);
+    assert.equal(r.status, 1, `${args}\n${r.stderr}`);
+    assert.equal(r.signal, null);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, want);
+    assert.ok(Date.now() - t0 < 10_000, `${args}: the refusal took too long`);
+  }
+  // serve --force gets past the preflight (and then fails on the missing weights, not on memory)
+  const forced = run(`serve --model "${model}" --port 0 --force`);
+  assert.equal(forced.status, 1);
+  assert.doesNotMatch(forced.stderr, /exceeds/);
+  rmSync(dir, { recursive: true, force: true });
 });

@@ -6,6 +6,7 @@ import { packageRoot } from '../src/util/paths.js';
 import { Rng } from '../src/util/rng.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { bestIsa, setIsa, type Isa } from '../src/native.js';
+import { type LlamaConfig, parameterShapes } from '../src/model/config.js';
 
 export function randArray(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -152,4 +153,18 @@ export function assertWellFormedSvg(svg: string): void {
   assert.equal(roots, 1);
   assert.ok(/^\s*<svg /.test(body), 'root is svg');
   assert.ok(!/&(?!(amp|lt|gt|quot|apos);)/.test(body), 'unescaped &');
+}
+
+/** Random weights with the right shapes: embeddings/linears ~ N(0, s²), norms ~ 1 ± 0.1, biases ~ N(0, 0.1²). */
+export function randomWeights(config: LlamaConfig, seed: number): Map<string, Float32Array> {
+  const rng = new Rng(seed);
+  const w = new Map<string, Float32Array>();
+  for (const [name, shape] of parameterShapes(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const a = new Float32Array(n);
+    const std = name.endsWith('.bias') ? 0.1 : name.endsWith('norm.weight') ? 0.1 : name.includes('embed') || name.startsWith('lm_head') ? 0.5 : 1 / Math.sqrt(shape[1]!);
+    for (let i = 0; i < n; i++) a[i] = rng.normal() * std + (name.endsWith('norm.weight') ? 1 : 0);
+    w.set(name, a);
+  }
+  return w;
 }

@@ -16,6 +16,7 @@ import { runSynthConstraints } from './synth.js';
 import { runDemoCli, DEMO_DEFAULTS } from './demo.js';
 import { buildStudyCommand, registerMisoStudy, registerMoiStudy } from './study.js';
 import { buildExportCommand } from './export.js';
+import { runServe } from './serve.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -177,6 +178,24 @@ export function buildProgram(): Command {
   program.addCommand(registerMisoStudy(registerMoiStudy(buildStudyCommand())));
 
   program.addCommand(buildExportCommand());
+
+  program
+    .command('serve')
+    .description('Serve a model over an OpenAI-compatible HTTP API (chat completions, completions, MISO generation), one request at a time')
+    .requiredOption('--model <path>', 'model: a llama2.c .bin checkpoint, a Hugging Face model folder (e.g. a run\'s final/), or stories260K')
+    .option('--tokenizer <path>', "tokenizer (default: the model's own)")
+    .option('--host <addr>', 'address to listen on (other than loopback, use --api-key)', '127.0.0.1')
+    .option('--port <n>', 'port (0 = any free port; the address is printed)', intArg(0), 8080)
+    .option('--max-queue <n>', 'requests that may wait behind the running one; more are answered 429', intArg(0), 64)
+    .option('--api-key <key>', 'require "Authorization: Bearer <key>" on /v1 requests (default: $MIXTUNE_API_KEY if set)')
+    .option('--name <id>', "the model id clients see (default: the model's file or folder name)")
+    .option('--context <n>', "longest prompt + completion per request, in tokens (default: the model's context)", intArg(2))
+    .option('--max-inputs <n>', 'most MISO inputs per request ("mixtune": {"inputs": [...]})', intArg(1), 8)
+    .option('--quiet', 'no request log on stderr')
+    .option('--force', 'serve even when the memory estimate exceeds the memory available')
+    .action(async (opts) => {
+      await runServe(opts);
+    });
 
   polishHelp(program);
   return program;

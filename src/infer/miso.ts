@@ -11,9 +11,8 @@
 import type { KvCache, LlamaModel } from '../model/llama.js';
 import type { AttentionLayout, Weighting } from '../tensor/ops.js';
 import { MixtuneError } from '../util/errors.js';
-import { Rng } from '../util/rng.js';
-import type { GenerateOptions, GenerateResult } from './generate.js';
-import { type SamplingOptions, argmax, checkFiniteLogits, sampleToken } from './sample.js';
+import { type DecodeSteps, type GenerateOptions, type GenerateResult, drive, tokenPicker } from './generate.js';
+import { checkFiniteLogits } from './sample.js';
 
 import { MISO_POSITIONS, misoPositions, type MisoPositions } from '../data/recipes/groups.js';
 export { MISO_POSITIONS, misoPositions, type MisoPositions };
@@ -164,6 +163,11 @@ export interface MisoGenerateOptions extends GenerateOptions, MisoOptions {
  * `useCache` is ignored (MISO decoding always uses the caches).
  */
 export function misoGenerate(model: LlamaModel, inputs: readonly (readonly number[])[], opts: MisoGenerateOptions): GenerateResult {
+  return drive(misoGenerateSteps(model, inputs, opts), opts.onToken);
+}
+
+/** `misoGenerate` as decoding steps (see generateSteps): yields every new token id. */
+export function* misoGenerateSteps(model: LlamaModel, inputs: readonly (readonly number[])[], opts: Omit<MisoGenerateOptions, 'onToken'>): DecodeSteps {
   const prefix = opts.outputPrefix ?? [];
   checkGroup(model, inputs, null, opts, 'generate');
   if (prefix.length === 0 && inputs.length > 1) {
@@ -173,26 +177,21 @@ export function misoGenerate(model: LlamaModel, inputs: readonly (readonly numbe
   prefix.forEach((id, t) => {
     if (!Number.isInteger(id) || id < 0 || id >= V) throw new MixtuneError(`generate: output prefix token ${t} has id ${id}, outside the vocabulary [0, ${V})`);
   });
-  const sampling: SamplingOptions = { temperature: opts.temperature ?? 0, topK: opts.topK ?? 0, topP: opts.topP ?? 1 };
-  const rng = new Rng(opts.seed ?? 0);
+  const pick = tokenPicker(model, opts);
   const stop = new Set(opts.stopIds ?? []);
   const maxLen = model.config.maxSeqLen;
   const out: number[] = [];
   const { outputStart } = misoPositions(inputs.map((x) => x.length), opts.positions ?? 'para');
   // As in generate: the sequence (last position + 1) never grows beyond the model's context.
   if (outputStart + prefix.length >= maxLen) return { tokens: out, stoppedBy: 'context' };
-  const pick = (logits: Float32Array): number => {
-    checkFiniteLogits(logits, model.source, `at generated token ${out.length + 1}`);
-    return sampling.temperature <= 0 ? argmax(logits) : sampleToken(logits, sampling, rng);
-  };
 
   // Output tokens ever fed: at most the prefix + maxNewTokens - 1, and never beyond the context.
   const dec = new MisoDecoder(model, inputs, Math.min(prefix.length + opts.maxNewTokens, maxLen), opts);
   let logits = prefix.length > 0 ? dec.feed(prefix) : dec.logits!;
   for (let i = 0; i < opts.maxNewTokens; i++) {
-    const next = pick(logits);
+    const next = pick(logits, out.length);
     out.push(next);
-    opts.onToken?.(next);
+    yield next;
     if (stop.has(next)) return { tokens: out, stoppedBy: 'stop' };
     if (i + 1 === opts.maxNewTokens) break;
     if (outputStart + prefix.length + out.length >= maxLen) return { tokens: out, stoppedBy: 'context' };

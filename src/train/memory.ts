@@ -184,8 +184,10 @@ export const TRAIN_MEMORY_FIXES = 'try LoRA (lora: {rank: 16}), a smaller traini
 
 export const GENERATE_MEMORY_FIXES = 'lower --max-new-tokens, or use a smaller model';
 
+export const SERVE_MEMORY_FIXES = 'lower --context (the longest prompt + completion a request may use) or --max-inputs (MISO inputs per request, each with its own KV cache), or use a smaller model';
+
 /** Refuses generation that cannot fit: the weights plus the KV caches for `contextTokens` each. */
-export function checkGenerateMemory(c: LlamaConfig, o: { contextTokens: number; sequences?: number; force?: boolean; what: string }): void {
+export function checkGenerateMemory(c: LlamaConfig, o: { contextTokens: number; sequences?: number; force?: boolean; what: string; fixes?: string }): void {
   const e = estimateGenerateMemory(c, { contextTokens: Math.min(c.maxSeqLen, o.contextTokens), ...(o.sequences !== undefined ? { sequences: o.sequences } : {}) });
-  checkMemory(e, o.what, { ...(o.force ? { force: true } : {}), fixes: GENERATE_MEMORY_FIXES });
+  checkMemory(e, o.what, { ...(o.force ? { force: true } : {}), fixes: o.fixes ?? GENERATE_MEMORY_FIXES });
 }
