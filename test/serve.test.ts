@@ -436,3 +436,30 @@ describe('serve with a slow model', () => {
     await assert.rejects(fetch(`${slow.url}/models`));
   });
 });
+
+test('serve: an HF model with a real chat template (Qwen2 shape, Qwen2.5 tokenizer): chat and MISO answers equal the CLI', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-serve-qwen-'));
+  const config: LlamaConfig = {
+    vocabSize: 151936, dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, headDim: 8, maxSeqLen: 1024,
+    normEps: 1e-6, ropeTheta: 1000000, tiedEmbeddings: true, qkvBias: true,
+  };
+  const fx = join(sharedDir(), 'fixtures', 'qwen2.5');
+  const files = Object.fromEntries(['vocab.json', 'merges.txt', 'tokenizer_config.json'].map((n) => [n, readFileSync(join(fx, n))]));
+  const model = join(dir, 'qwen');
+  saveHfModel(model, { config, weights: randomWeights(config, 11) }, { arch: 'qwen2', tokenizerFiles: files });
+  const s = await startServer(['--model', model, '--quiet']);
+  try {
+    const api = client(s);
+    assert.deepEqual((await api.models.list()).data.map((m) => m.id), ['qwen']);
+    const want = cliGenerate('--model', model, '--chat', '--system', 'Be brief.', '--prompt', 'Name three colours.', '--max-new-tokens', '25');
+    const r = await api.chat.completions.create({ model: 'qwen', messages: [{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: 'Name three colours.' }], max_tokens: 25, temperature: 0 });
+    assert.equal(r.choices[0]!.message.content, want);
+    const inputs = ['Name three colours. Answer in French.', 'Name three colours.'];
+    const wantMiso = cliGenerate('--model', model, '--chat', ...inputs.flatMap((x) => ['--input', x]), '--max-new-tokens', '25');
+    const m = await api.chat.completions.create({ model: 'qwen', messages: [], max_tokens: 25, temperature: 0, mixtune: { inputs: inputs.map((x) => [{ role: 'user', content: x }]) } } as never) as OpenAI.ChatCompletion;
+    assert.equal(m.choices[0]!.message.content, wantMiso);
+  } finally {
+    assert.equal(await s.stop(), 0);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
