@@ -107,29 +107,8 @@ export class Trainer {
     (this.o.log ?? ((s: string) => process.stderr.write(s + '\n')))(line);
   }
 
-  /** Row order of an epoch: a seeded shuffle, the same whenever the epoch is replayed. */
-  private epochOrder(epoch: number): number[] {
-    const order = this.rows.map((_, i) => i);
-    if (this.o.shuffle === false) return order;
-    return new Rng((this.o.seed * 1000003 + epoch * 7919) >>> 0).shuffle(order);
-  }
-
   private nextMicroBatches(): MicroBatch[] {
-    const out: MicroBatch[] = [];
-    let order = this.epochOrder(this.state.epoch);
-    for (let a = 0; a < this.o.gradAccum; a++) {
-      const picked: Row[] = [];
-      while (picked.length < this.o.microBatchSize) {
-        if (this.state.cursor >= order.length) {
-          this.state.epoch++;
-          this.state.cursor = 0;
-          order = this.epochOrder(this.state.epoch);
-        }
-        picked.push(this.rows[order[this.state.cursor++]!]!);
-      }
-      out.push(makeMicroBatch(picked, this.o.padId));
-    }
-    return out;
+    return drawMicroBatches(this.rows.length, this.o, this.state).map((idx) => makeMicroBatch(idx.map((i) => this.rows[i]!), this.o.padId));
   }
 
   resume(dir: string): void {
@@ -287,7 +266,38 @@ export class Trainer {
   }
 }
 
-function fingerprintRows(rows: Row[]): string {
+/** Row order of an epoch: a seeded shuffle, the same whenever the epoch is replayed. */
+export function epochOrder(nRows: number, seed: number, epoch: number, shuffle = true): number[] {
+  const order = Array.from({ length: nRows }, (_, i) => i);
+  if (!shuffle) return order;
+  return new Rng((seed * 1000003 + epoch * 7919) >>> 0).shuffle(order);
+}
+
+/**
+ * The row indices of the next optimizer step's micro-batches (gradAccum lists of microBatchSize
+ * rows), drawn from shuffled epochs; advances `pos`. Every engine draws its steps with this.
+ */
+export function drawMicroBatches(
+  nRows: number, o: { seed: number; shuffle?: boolean; microBatchSize: number; gradAccum: number }, pos: { epoch: number; cursor: number },
+): number[][] {
+  const out: number[][] = [];
+  let order = epochOrder(nRows, o.seed, pos.epoch, o.shuffle !== false);
+  for (let a = 0; a < o.gradAccum; a++) {
+    const picked: number[] = [];
+    while (picked.length < o.microBatchSize) {
+      if (pos.cursor >= order.length) {
+        pos.epoch++;
+        pos.cursor = 0;
+        order = epochOrder(nRows, o.seed, pos.epoch, o.shuffle !== false);
+      }
+      picked.push(order[pos.cursor++]!);
+    }
+    out.push(picked);
+  }
+  return out;
+}
+
+export function fingerprintRows(rows: Row[]): string {
   const h = createHash('sha256');
   h.update(String(rows.length));
   for (const r of rows) {
