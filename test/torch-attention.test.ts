@@ -9,17 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng } from '../src/util/rng.js';
 import { nativeKernels } from '../src/tensor/native.js';
-import { findTorchPython, torchEnginePath } from '../src/torch/python.js';
+import { torchEnginePath } from '../src/torch/python.js';
 import { buildLayout, randomRow, type Spec } from './layouts.js';
-import { assertClose, randArray } from './util.js';
+import { assertClose, randArray, torchPythonForTests } from './util.js';
 
-let python: string | null = null;
-try {
-  python = findTorchPython().python;
-} catch (e) {
-  if (process.env.CI) throw e; // CI installs python3-torch: the engine must be tested there
-}
-const skip = python === null ? 'PyTorch is not installed (apt-get install -y python3-torch)' : false;
+const { python, skip } = torchPythonForTests();
 
 const CASES: Array<{ name: string; rows: Spec[][] | null; B: number; T: number; H: number; Hkv: number; D: number; block: number; maxN?: number; seed?: number }> = [
   { name: 'causal', rows: [[{ len: 48 }], [{ len: 48 }]], B: 2, T: 48, H: 4, Hkv: 4, D: 16, block: 16 },

@@ -15,17 +15,11 @@ import { readSafetensors } from '../src/io/safetensors.js';
 import { LlamaModel } from '../src/model/llama.js';
 import type { LlamaConfig } from '../src/model/config.js';
 import { WEIGHTING_CODE } from '../src/tensor/ops.js';
-import { findTorchPython, torchEnginePath } from '../src/torch/python.js';
+import { torchEnginePath } from '../src/torch/python.js';
 import { buildLayout, randomRow, type Spec } from './layouts.js';
-import { randomWeights } from './util.js';
+import { randomWeights, torchPythonForTests } from './util.js';
 
-let python: string | null = null;
-try {
-  python = findTorchPython().python;
-} catch (e) {
-  if (process.env.CI) throw e;
-}
-const skip = python === null ? 'PyTorch is not installed (apt-get install -y python3-torch)' : false;
+const { python, skip } = torchPythonForTests();
 
 const W_NAME = ['uniform', 'fid', 'vanilla'] as const;
 

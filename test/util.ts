@@ -7,6 +7,7 @@ import { Rng } from '../src/util/rng.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { bestIsa, setIsa, type Isa } from '../src/native.js';
 import { type LlamaConfig, parameterShapes } from '../src/model/config.js';
+import { findTorchPython } from '../src/torch/python.js';
 
 export function randArray(rng: Rng, n: number, scale = 1): Float32Array {
   const a = new Float32Array(n);
@@ -167,4 +168,17 @@ export function randomWeights(config: LlamaConfig, seed: number): Map<string, Fl
     w.set(name, a);
   }
   return w;
+}
+
+/**
+ * The Python with PyTorch the torch-engine tests run, and the skip reason when there is none. In CI
+ * (which installs python3-torch) a missing torch is an error: the engine must be tested there.
+ */
+export function torchPythonForTests(): { python: string | null; skip: string | false } {
+  try {
+    return { python: findTorchPython().python, skip: false };
+  } catch (e) {
+    if (process.env.CI) throw e;
+    return { python: null, skip: 'PyTorch is not installed (apt-get install -y python3-torch)' };
+  }
 }

@@ -35,6 +35,7 @@ class Layout:
         self.uniform_out = multi_out & (self.w_tok == UNIFORM)
         self.fid_out = multi_out & (self.w_tok == FID)
         self.sets = int(self.n_tok[self.uniform_out].max().item()) if bool(self.uniform_out.any()) else 1
+        self._cache = {}
 
     @staticmethod
     def causal(B, T, device):
@@ -43,13 +44,25 @@ class Layout:
         return Layout(group, z, torch.ones(B, dtype=torch.long), torch.zeros(B, dtype=torch.long))
 
     def block(self, q0, q1, s):
-        """Mask [B,1,bq,T] of keys visible to queries q0..q1 in set s, the logit bias, and weights [B,1,bq,1]."""
-        T = self.group.shape[1]
+        """Keys k0..q1 that queries q0..q1 may see in set s: mask [B,1,bq,q1-k0], logit bias, weights [B,1,bq,1].
+
+        Keys before k0 (the earliest group start among these queries) and after q1 (causality) are
+        never visible, so they are not computed. Cached: every layer, forward and backward, reuses
+        the same masks (1 byte per query-key pair of a block, shared by all heads).
+        """
+        key = (q0, q1, s)
+        if key not in self._cache:
+            self._cache[key] = self._block(q0, q1, s)
+        return self._cache[key]
+
+    def _block(self, q0, q1, s):
         dev = self.group.device
+        first = self.group[:, q0:q0 + 1]
+        k0 = int((self.group == first).float().argmax(1).min().item()) if q0 > 0 else 0
         qi = torch.arange(q0, q1, device=dev)
-        ki = torch.arange(T, device=dev)
+        ki = torch.arange(k0, q1, device=dev)
         qg, qp = self.group[:, q0:q1, None], self.part[:, q0:q1, None]
-        kg, kp = self.group[:, None, :], self.part[:, None, :]
+        kg, kp = self.group[:, None, k0:q1], self.part[:, None, k0:q1]
         base = (qg == kg) & (ki[None, None, :] <= qi[None, :, None])
         uq = self.uniform_out[:, q0:q1, None]
         n_q = self.n_tok[:, q0:q1, None]
@@ -62,11 +75,11 @@ class Layout:
             mask = uq & in_set
             weight = torch.where(uq & (s < n_q), 1.0 / n_q.float(), torch.zeros_like(n_q, dtype=torch.float32))
         bias = torch.where(self.fid_out[:, q0:q1, None] & (kp == -1), torch.log(n_q.float()), torch.zeros((), device=dev))
-        return mask[:, None], bias[:, None], weight[:, None]
+        return k0, mask[:, None], bias[:, None], weight[:, None]
 
 
-def _scores(q, k, q0, q1, scale, mask, bias):
-    s = torch.matmul(q[:, :, q0:q1], k.transpose(-1, -2)) * scale + bias.to(q.dtype)
+def _scores(q, k, q0, q1, k0, scale, mask, bias):
+    s = torch.matmul(q[:, :, q0:q1], k[:, :, k0:q1].transpose(-1, -2)) * scale + bias.to(q.dtype)
     return s.masked_fill(~mask, float("-inf"))
 
 
@@ -90,10 +103,10 @@ class LayoutAttention(torch.autograd.Function):
         for q0 in range(0, T, block):
             q1 = min(T, q0 + block)
             for s in range(layout.sets):
-                mask, bias, w = layout.block(q0, q1, s)
-                p, l = _probs(_scores(q, k, q0, q1, scale, mask, bias).float())
+                k0, mask, bias, w = layout.block(q0, q1, s)
+                p, l = _probs(_scores(q, k, q0, q1, k0, scale, mask, bias).float())
                 lse[s, :, :, q0:q1] = l
-                out[:, :, q0:q1] += (w * p).to(v.dtype) @ v
+                out[:, :, q0:q1] += (w * p).to(v.dtype) @ v[:, :, k0:q1]
         ctx.save_for_backward(q, k, v, lse)
         ctx.layout, ctx.scale, ctx.block = layout, scale, block
         return out
@@ -108,17 +121,18 @@ class LayoutAttention(torch.autograd.Function):
             q1 = min(T, q0 + block)
             g = d_out[:, :, q0:q1]
             for s in range(layout.sets):
-                mask, bias, w = layout.block(q0, q1, s)
-                sc = _scores(q, k, q0, q1, scale, mask, bias).float()
+                k0, mask, bias, w = layout.block(q0, q1, s)
+                kb, vb = k[:, :, k0:q1], v[:, :, k0:q1]
+                sc = _scores(q, k, q0, q1, k0, scale, mask, bias).float()
                 l = lse[s, :, :, q0:q1]
                 p = torch.where(mask, torch.exp(sc - torch.where(torch.isfinite(l), l, torch.zeros_like(l))), torch.zeros((), device=q.device))
-                a = p.to(v.dtype) @ v  # this set's attention result A_s
+                a = p.to(v.dtype) @ vb  # this set's attention result A_s
                 di = (g * a).sum(-1, keepdim=True)
-                dp = g @ v.transpose(-1, -2)
+                dp = g @ vb.transpose(-1, -2)
                 ds = (w * p * (dp.float() - di.float())).to(q.dtype)
-                dq[:, :, q0:q1] += scale * (ds @ k)
-                dk += scale * (ds.transpose(-1, -2) @ q[:, :, q0:q1])
-                dv += (w * p).to(v.dtype).transpose(-1, -2) @ g
+                dq[:, :, q0:q1] += scale * (ds @ kb)
+                dk[:, :, k0:q1] += scale * (ds.transpose(-1, -2) @ q[:, :, q0:q1])
+                dv[:, :, k0:q1] += (w * p).to(v.dtype).transpose(-1, -2) @ g
         return dq, dk, dv, None, None, None
 
 

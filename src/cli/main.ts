@@ -100,6 +100,15 @@ export function buildProgram(): Command {
     .option('--dry-run', 'print the estimated peak memory and what is available, then exit')
     .option('--force', 'train even when the memory estimate exceeds the memory available')
     .option('--overwrite', 'replace the run already in output_dir (finished or not) instead of refusing')
+    .addOption(new Option('--engine <engine>', 'native: this process\'s CPU kernels; torch: PyTorch (python/mixtune_torch) on CPUs or GPUs, torchrun for several processes').choices(['native', 'torch']).default('native'))
+    .option('--nproc <n>', 'torch engine: processes per machine (torchrun --nproc_per_node; one per GPU)', intArg(1))
+    .option('--nnodes <n>', 'torch engine: machines taking part (run the same command on each, with its --node-rank)', intArg(1))
+    .option('--node-rank <r>', 'torch engine: this machine\'s rank among --nnodes', intArg(0))
+    .option('--master-addr <addr>', 'torch engine: address of the machine with --node-rank 0')
+    .option('--master-port <port>', 'torch engine: its port (default 29500)', intArg(1))
+    .option('--python <path>', 'torch engine: the Python that has PyTorch >= 1.13 (default: $MIXTUNE_PYTHON, python3, /usr/bin/python3)')
+    .option('--cpu', 'torch engine: train on the CPU even when CUDA is available')
+    .option('--fsdp', 'torch engine: shard the model across processes (FSDP) — not implemented yet')
     .action(async (opts) => {
       const s = await runTrain(opts);
       // interrupted by Ctrl-C / SIGTERM: a checkpoint was written; the conventional exit code

@@ -7,6 +7,7 @@ import { trainFromConfig, type TrainSummary } from '../train/run.js';
 import { MixtuneError } from '../util/errors.js';
 import { trainMemoryEstimate } from '../train/setup.js';
 import { describeEstimate, formatBytes, memoryBudget } from '../train/memory.js';
+import type { TorchEngineOptions } from '../torch/engine.js';
 
 export interface TrainCliOptions {
   config: string;
@@ -25,6 +26,16 @@ export interface TrainCliOptions {
   force?: boolean;
   /** Replace a previous run in output_dir. */
   overwrite?: boolean;
+  engine?: 'native' | 'torch';
+  /** --nproc etc.: TorchEngineOptions as flags (all optional here). */
+  nproc?: number;
+  nnodes?: TorchEngineOptions['nnodes'];
+  nodeRank?: TorchEngineOptions['nodeRank'];
+  masterAddr?: TorchEngineOptions['masterAddr'];
+  masterPort?: TorchEngineOptions['masterPort'];
+  python?: TorchEngineOptions['python'];
+  cpu?: boolean;
+  fsdp?: boolean;
 }
 
 export async function runTrain(o: TrainCliOptions): Promise<TrainSummary | null> {
@@ -41,7 +52,24 @@ export async function runTrain(o: TrainCliOptions): Promise<TrainSummary | null>
       `available: ${budget ? `${formatBytes(budget.bytes)} (${budget.limitedBy})` : 'unknown (no /proc)'}\n`);
     return null;
   }
+  const torchFlags = ['nproc', 'nnodes', 'nodeRank', 'masterAddr', 'masterPort', 'python', 'cpu', 'fsdp'] as const;
+  const given = torchFlags.filter((k) => o[k] !== undefined);
+  if (o.engine !== 'torch' && given.length > 0) throw new MixtuneError(`--${given[0]!.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --engine torch`);
+  if (o.fsdp) throw new MixtuneError('--fsdp: sharded (FSDP) training is not implemented yet; the torch engine trains with DDP (every process holds the whole model)');
+  if ((o.nnodes ?? 1) > 1 && o.masterAddr === undefined) throw new MixtuneError('--nnodes > 1 needs --master-addr (the address of the machine with --node-rank 0)');
   return trainFromConfig(cfg, {
+    ...(o.engine ? { engine: o.engine } : {}),
+    ...(o.engine === 'torch' ? {
+      torch: {
+        nproc: o.nproc ?? 1,
+        ...(o.nnodes !== undefined ? { nnodes: o.nnodes } : {}),
+        ...(o.nodeRank !== undefined ? { nodeRank: o.nodeRank } : {}),
+        ...(o.masterAddr !== undefined ? { masterAddr: o.masterAddr } : {}),
+        ...(o.masterPort !== undefined ? { masterPort: o.masterPort } : {}),
+        ...(o.python !== undefined ? { python: o.python } : {}),
+        ...(o.cpu ? { cpu: true } : {}),
+      },
+    } : {}),
     command: `mixtune train --config ${o.config}${o.set.map((kv) => ` --set ${kv}`).join('')}${o.outputDir ? ` --output-dir ${o.outputDir}` : ''}`,
     ...(o.force ? { force: true } : {}),
     ...(o.overwrite ? { overwrite: true } : {}),

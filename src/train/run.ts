@@ -20,6 +20,10 @@ import { rmSync } from 'node:fs';
 import { checkContextLength, encoderFor, preflightTrain, resolveLearningRate, totalStepsOf, trainerOptionsOf, trainMemoryEstimate } from './setup.js';
 import { checkMemory, describeEstimate, formatBytes, TRAIN_MEMORY_FIXES } from './memory.js';
 import { writeJsonAtomic } from '../util/fs.js';
+import { trainWithTorch, type TorchEngineOptions } from '../torch/engine.js';
+import { findTorchPython } from '../torch/python.js';
+import { readSafetensors } from '../io/safetensors.js';
+import type { TrainResult } from './trainer.js';
 
 export interface TrainRunOptions {
   /** Continue from the newest complete checkpoint in output_dir ('latest') or from this folder. */
@@ -32,6 +36,9 @@ export interface TrainRunOptions {
   force?: boolean;
   /** Replace a previous run in output_dir (finished or not). */
   overwrite?: boolean;
+  /** native (default): this process's kernels; torch: python/mixtune_torch (torchrun for several processes). */
+  engine?: 'native' | 'torch';
+  torch?: TorchEngineOptions;
   /** How to resume, for messages ("mixtune train --config x.yaml"). */
   command?: string;
   progress?: boolean;
@@ -73,6 +80,13 @@ export function describePrepared(s: PrepareStats, maxLen: number): string {
 export async function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {}): Promise<TrainSummary> {
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const t0 = performance.now();
+  if (o.engine === 'torch') {
+    if (cfg.lora) throw new MixtuneError('--engine torch: LoRA is not supported by the torch engine yet; train LoRA with the native engine (--engine native)');
+    o = { ...o, torch: { nproc: 1, ...o.torch, found: findTorchPython(o.torch?.python) } };
+    // Rank r of N trains micro-batches r, r+N, ...: N processes with grad_accum g = one with N*g.
+    const world = (o.torch?.nproc ?? 1) * (o.torch?.nnodes ?? 1);
+    if (world > 1) cfg = { ...cfg, training: { ...cfg.training, grad_accum: cfg.training.grad_accum * world } };
+  }
   const preparedFile = o.prepared ?? cfg.data.prepared;
   preflightTrain(cfg, { prepared: preparedFile });
   const lrLine = resolveLearningRate(cfg);
@@ -133,13 +147,18 @@ async function trainLocked(
   log(`training ${totalSteps} steps (${per} rows/step, ${isLora ? `LoRA r=${cfg.lora!.rank} on ${cfg.lora!.targets.join(',')}` : 'full fine-tuning'}, ${lrLine}), output ${cfg.output_dir}`);
   const resumeCmd = `${o.command ?? 'mixtune train --config <config>'} --resume`;
   writeRunRecord(cfg.output_dir, ctx.record);
-  const r = await withStopSignals(log, () => trainer.runAsync(resume), stop);
+  let r: TrainResult;
+  if (o.engine === 'torch') {
+    r = await trainWithTorch({ model, prep, maxLen: cfg.data.max_len, o: trainer.o, torch: o.torch ?? { nproc: 1 }, writeExtras: trainer.o.checkpointExtras!, ...(resume ? { resume } : {}) });
+  } else {
+    r = await withStopSignals(log, () => trainer.runAsync(resume), stop);
+  }
 
   let exported: string | null = null;
   if (r.steps >= totalSteps) {
     // Keep the final state as a checkpoint until final/ exists: a failed export (disk full) must
-    // not lose the run.
-    const kept = trainer.checkpoint();
+    // not lose the run. (torch: the final state is Python's last checkpoint, exported by the same code.)
+    const kept = o.engine === 'torch' ? loadCheckpointWeights(model, join(cfg.output_dir, `checkpoint-${totalSteps}`)) : trainer.checkpoint();
     try {
       exported = exportModel(model, cfg, writeTok, log);
     } catch (e) {
@@ -174,6 +193,16 @@ async function trainLocked(
     `loss ${r.finalLoss.toFixed(4)}${r.evalLoss !== null ? `, eval loss ${r.evalLoss.toFixed(4)}` : ''}, peak RSS ${r.peakRssMb} MB` +
     (exported ? `; model saved to ${exported}` : r.steps < totalSteps ? `; stopped at step ${r.steps}${r.stoppedAt ? ` (checkpoint ${r.stoppedAt})` : ''}, continue with: ${resumeCmd}` : ''));
   return summary;
+}
+
+/** Copies a checkpoint's model.safetensors into the model's parameters; returns the folder. */
+function loadCheckpointWeights(model: LlamaModel, dir: string): string {
+  const w = readSafetensors(join(dir, WEIGHTS_FILE));
+  for (const [name, p] of model.params) {
+    if (!w.tensors.has(name)) throw new MixtuneError(`${join(dir, WEIGHTS_FILE)}: missing tensor ${name}`);
+    p.data.set(w.read(name));
+  }
+  return dir;
 }
 
 /** final/ (an HF folder; LoRA adapters saved to adapter/ and merged first). */
