@@ -158,11 +158,47 @@ class Decoder(nn.Module):
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
 
 
+class LoRALinear(nn.Module):
+    """y = base(x) + scale * B(A(dropout(x))), as mixtune's native LoRA and PEFT (A [r, in], B [out, r])."""
+
+    def __init__(self, base, a, b, scale, dropout):
+        super().__init__()
+        self.base = base
+        self.lora_A = nn.Parameter(a.clone())
+        self.lora_B = nn.Parameter(b.clone())
+        self.scale = scale
+        self.dropout = dropout
+
+    def forward(self, x):
+        xd = F.dropout(x, self.dropout, self.training) if self.dropout > 0 else x
+        return self.base(x) + self.scale * F.linear(F.linear(xd, self.lora_A), self.lora_B)
+
+
+def apply_lora(model, adapters, alpha, dropout):
+    """Freezes the model and wraps every linear layer named in `adapters` (PEFT names, e.g.
+    base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight). Returns [(PEFT name, parameter)]."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    prefixes = sorted({n[: -len(".lora_A.weight")] for n in adapters if n.endswith(".lora_A.weight")})
+    trained = []
+    for prefix in prefixes:
+        path = prefix[len("base_model.model."):].split(".")
+        parent = model
+        for part in path[:-1]:
+            parent = getattr(parent, part) if not part.isdigit() else parent[int(part)]
+        base = getattr(parent, path[-1])
+        a, b = adapters[prefix + ".lora_A.weight"], adapters[prefix + ".lora_B.weight"]
+        wrapped = LoRALinear(base, a.float(), b.float(), alpha / a.shape[0], dropout)
+        setattr(parent, path[-1], wrapped)
+        trained += [(prefix + ".lora_A.weight", wrapped.lora_A), (prefix + ".lora_B.weight", wrapped.lora_B)]
+    return trained
+
+
 def load_decoder(folder, dtype=torch.float32):
     c = Config.load(folder)
     m = Decoder(c)
     weights = read_model_weights(folder)
-    own = m.state_dict()
+    own = {k: v for k, v in m.state_dict().items()}
     missing = [k for k in own if k not in weights]
     unexpected = [k for k in weights if k not in own]
     if missing or unexpected:

@@ -29,7 +29,7 @@ import time
 import torch
 import torch.distributed as dist
 
-from .model import IGNORE, load_decoder
+from .model import IGNORE, apply_lora, load_decoder
 from .attention import Layout, WEIGHTING_CODES
 from .safetensors_io import read_safetensors, write_safetensors
 
@@ -129,12 +129,20 @@ def main(work):
         signal.signal(s, lambda *_: setattr(Stop, "requested", True))
 
     resume = run.get("resume")
-    model = load_decoder(run["init"]).to(device)
-    params = [(n, p) for n, p in model.named_parameters()]
+    model = load_decoder(run["init"])
+    lora = run.get("lora")
+    if lora:
+        # the adapters as mixtune initialized them (A random, B = 0), or as a checkpoint left them
+        adapters = read_safetensors(os.path.join(resume, run["weights_file"]) if resume else run["adapters"])
+        params = apply_lora(model, adapters, lora["alpha"], lora["dropout"])
+    else:
+        params = [(n, p) for n, p in model.named_parameters()]
+    model.to(device)
+    model.train(True)
     opt = AdamW(params, o["beta1"], o["beta2"], o["eps"], o["weight_decay"])
     state = {"step": 0, "tokensSeen": 0, "targetTokensSeen": 0, "elapsedSeconds": 0.0}
     if resume:
-        state = load_checkpoint(resume, model, opt, o, device)
+        state = load_checkpoint(resume, params, opt, o, device, run["weights_file"])
     rows, eval_rows = read_rows(run["rows"])
     with open(run["plan"]) as f:
         plan = [json.loads(line) for line in f if line.strip()]
@@ -180,6 +188,8 @@ def main(work):
             "dataFingerprint": o["data_fingerprint"], "tokensSeen": state["tokensSeen"] + step_tokens,
             "targetTokensSeen": state["targetTokensSeen"] + step_targets,
             "elapsedSeconds": elapsed_before + (time.time() - t_start),
+            # the dropout masks' generator (LoRA dropout), restored on resume
+            "extra": {"torch_rng": torch.get_rng_state().tolist()},
         }
         secs = time.time() - t0
         if rank == 0:
@@ -193,7 +203,7 @@ def main(work):
         stopping = step < total and (Stop.requested or (stop_after is not None and step >= stop_after))
         if (o["save_every"] > 0 and step % o["save_every"] == 0) or stopping or step == total:
             if rank == 0:
-                path = save_checkpoint(run["out"], run["extras"], state, params, opt, o["keep_last"])
+                path = save_checkpoint(run["out"], run["extras"], state, params, opt, o["keep_last"], run["weights_file"])
                 emit("checkpoint", step=step, path=path)
             if distributed:
                 dist.barrier()
@@ -224,21 +234,23 @@ def clip_grad_norm(params, max_norm):
 
 @torch.no_grad()
 def evaluate(model, rows, micro_batch_size, pad, device, loss_sum):
+    model.train(False)  # no LoRA dropout
     total, count = 0.0, 0
     for i in range(0, len(rows), micro_batch_size):
         mb = micro_batch(rows[i:i + micro_batch_size], pad, device)
         total += float(loss_sum(mb))
         count += mb[4]
+    model.train(True)
     return total / count if count else None
 
 
-def save_checkpoint(out, extras, state, params, opt, keep_last):
+def save_checkpoint(out, extras, state, params, opt, keep_last, weights_file):
     """checkpoint-N/ in the native engine's format, written under a temporary name and renamed."""
     final = os.path.join(out, f"checkpoint-{state['step']}")
     tmp = os.path.join(out, f".checkpoint-{state['step']}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    write_safetensors(os.path.join(tmp, "model.safetensors"), {n: p.detach().float() for n, p in params}, {"format": "pt", "step": str(state["step"])})
+    write_safetensors(os.path.join(tmp, weights_file), {n: p.detach().float() for n, p in params}, {"format": "pt", "step": str(state["step"])})
     moments = {}
     for n, _ in params:
         moments[f"{n}.exp_avg"] = opt.m[n].float()
@@ -257,20 +269,24 @@ def save_checkpoint(out, extras, state, params, opt, keep_last):
     return final
 
 
-def load_checkpoint(path, model, opt, o, device):
+def load_checkpoint(path, params, opt, o, device, weights_file):
+    """A checkpoint of either engine: weights, AdamW moments and step count, and the RNG if it has ours."""
     state = json.load(open(os.path.join(path, "trainer_state.json")))
     if state.get("dataFingerprint") != o["data_fingerprint"]:
         raise SystemExit(f"mixtune torch engine: {path} was trained on different prepared data; resume with the same config and data")
-    w = read_safetensors(os.path.join(path, "model.safetensors"))
+    w = read_safetensors(os.path.join(path, weights_file))
     m = read_safetensors(os.path.join(path, "optimizer.safetensors"))
     with torch.no_grad():
-        for n, p in model.named_parameters():
+        for n, p in params:
             if n not in w:
-                raise SystemExit(f"mixtune torch engine: {path}/model.safetensors has no tensor {n}")
+                raise SystemExit(f"mixtune torch engine: {path}/{weights_file} has no tensor {n}")
             p.copy_(w[n].to(device))
             opt.m[n].copy_(m[f"{n}.exp_avg"].to(device))
             opt.v[n].copy_(m[f"{n}.exp_avg_sq"].to(device))
     opt.steps = state["optimizerSteps"]
+    rng = (state.get("extra") or {}).get("torch_rng")
+    if rng is not None:
+        torch.set_rng_state(torch.tensor(rng, dtype=torch.uint8))
     return state
 
 

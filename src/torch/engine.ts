@@ -12,6 +12,8 @@ import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { saveHfModel } from '../io/hf-model.js';
+import { writeSafetensors } from '../io/safetensors.js';
+import type { Tensor } from '../tensor/tensor.js';
 import type { LlamaModel } from '../model/llama.js';
 import type { Row } from '../data/pack.js';
 import { savePrepared, type Prepared } from '../train/prepare.js';
@@ -56,6 +58,12 @@ export async function trainWithTorch(a: {
   torch: TorchEngineOptions;
   /** Files every checkpoint holds besides weights and state (config.json, tokenizer). */
   writeExtras: (dir: string) => void;
+  /** What is trained (all parameters, or the LoRA adapters under PEFT names) and how it is stored. */
+  trainable: Map<string, Tensor>;
+  weightsFile: string;
+  lora?: { alpha: number; dropout: number };
+  /** The model's HF folder when it is one (read in place); else the weights are written for Python. */
+  modelFolder?: string;
   resume?: string;
 }): Promise<TrainResult> {
   const { o, prep } = a;
@@ -64,13 +72,21 @@ export async function trainWithTorch(a: {
   rmSync(work, { recursive: true, force: true });
   mkdirSync(join(work, 'extras'), { recursive: true });
   a.writeExtras(join(work, 'extras'));
-  if (!a.resume) saveHfModel(join(work, 'init'), a.model, { overwrite: true });
+  // The base model: an HF folder is read where it is; a llama2.c checkpoint is written as one.
+  const init = a.modelFolder ?? join(work, 'init');
+  if (!a.modelFolder) {
+    const base = new Map([...a.model.params].map(([n, t]) => [n, t.data] as [string, Float32Array]));
+    saveHfModel(init, { config: a.model.config, weights: base }, { overwrite: true });
+  }
+  // LoRA: the adapters as mixtune initialized them (so both engines start from the same A)
+  if (a.lora) writeSafetensors(join(work, a.weightsFile), new Map([...a.trainable].map(([n, t]) => [n, { shape: t.shape, data: t.data }])));
   savePrepared(join(work, 'rows.jsonl'), prep, a.maxLen);
   writePlan(join(work, 'plan.jsonl'), prep.train, o);
   const world = a.torch.nproc * (a.torch.nnodes ?? 1);
   writeFileSync(join(work, 'run.json'), JSON.stringify({
     rows: join(work, 'rows.jsonl'), plan: join(work, 'plan.jsonl'),
-    init: a.resume ?? join(work, 'init'), resume: a.resume ?? null, out: o.outputDir, extras: join(work, 'extras'),
+    init, adapters: a.lora ? join(work, a.weightsFile) : null, resume: a.resume ?? null, out: o.outputDir, extras: join(work, 'extras'),
+    weights_file: a.weightsFile, lora: a.lora ?? null,
     options: {
       total_steps: o.totalSteps, micro_batch_size: o.microBatchSize, pad_id: o.padId, seed: o.seed,
       beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weightDecay, max_grad_norm: o.maxGradNorm,
@@ -152,6 +168,8 @@ export async function trainWithTorch(a: {
     process.removeListener('SIGINT', onSignal);
     process.removeListener('SIGTERM', onSignal);
     if (child.exitCode === null) child.kill('SIGKILL');
+    // everything in it is derived (rows, plan, a copy of the weights); kept for MIXTUNE_DEBUG=1
+    if (!process.env.MIXTUNE_DEBUG) rmSync(work, { recursive: true, force: true });
   }
   const d = done as Event;
   const steps = d.steps as number;

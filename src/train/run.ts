@@ -16,7 +16,7 @@ import { Trainer } from './trainer.js';
 import { resolveResume, ADAPTER_FILE, WEIGHTS_FILE } from './checkpoint.js';
 import { claimRunDir, lockRunDir, removeStaleTemporaries, writeRunRecord, type RunRecord } from './run-dir.js';
 import { MixtuneError } from '../util/errors.js';
-import { rmSync } from 'node:fs';
+import { rmSync, statSync } from 'node:fs';
 import { checkContextLength, encoderFor, preflightTrain, resolveLearningRate, totalStepsOf, trainerOptionsOf, trainMemoryEstimate } from './setup.js';
 import { checkMemory, describeEstimate, formatBytes, TRAIN_MEMORY_FIXES } from './memory.js';
 import { writeJsonAtomic } from '../util/fs.js';
@@ -24,6 +24,7 @@ import { trainWithTorch, type TorchEngineOptions } from '../torch/engine.js';
 import { findTorchPython } from '../torch/python.js';
 import { readSafetensors } from '../io/safetensors.js';
 import type { TrainResult } from './trainer.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 export interface TrainRunOptions {
   /** Continue from the newest complete checkpoint in output_dir ('latest') or from this folder. */
@@ -81,7 +82,6 @@ export async function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {})
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const t0 = performance.now();
   if (o.engine === 'torch') {
-    if (cfg.lora) throw new MixtuneError('--engine torch: LoRA is not supported by the torch engine yet; train LoRA with the native engine (--engine native)');
     o = { ...o, torch: { nproc: 1, ...o.torch, found: findTorchPython(o.torch?.python) } };
     // Rank r of N trains micro-batches r, r+N, ...: N processes with grad_accum g = one with N*g.
     const world = (o.torch?.nproc ?? 1) * (o.torch?.nnodes ?? 1);
@@ -135,7 +135,11 @@ async function trainLocked(
       if (!isLora) writeJsonAtomic(join(dir, 'config.json'), configToHf(model.config));
       writeTok(dir);
     },
-    ...(isLora ? { extraState: { save: () => ({ loraRng: loraRngState(model) }), restore: (x: unknown) => setLoraRngState(model, (x as { loraRng: number[] }).loraRng) } } : {}),
+    ...(isLora ? { extraState: { save: () => ({ loraRng: loraRngState(model) }), restore: (x: unknown) => {
+      // a torch-engine checkpoint carries torch's generator instead: the dropout masks then differ
+      const rng = (x as { loraRng?: number[] } | undefined)?.loraRng;
+      if (rng) setLoraRngState(model, rng);
+    } } } : {}),
     ...(o.stopAfter !== undefined ? { stopAfter: o.stopAfter } : {}),
     ...(o.progress === false ? { progress: false } : {}),
     shouldStop: () => stop.requested,
@@ -149,7 +153,12 @@ async function trainLocked(
   writeRunRecord(cfg.output_dir, ctx.record);
   let r: TrainResult;
   if (o.engine === 'torch') {
-    r = await trainWithTorch({ model, prep, maxLen: cfg.data.max_len, o: trainer.o, torch: o.torch ?? { nproc: 1 }, writeExtras: trainer.o.checkpointExtras!, ...(resume ? { resume } : {}) });
+    r = await trainWithTorch({
+      model, prep, maxLen: cfg.data.max_len, o: trainer.o, torch: o.torch ?? { nproc: 1 }, writeExtras: trainer.o.checkpointExtras!,
+      trainable, weightsFile: isLora ? ADAPTER_FILE : WEIGHTS_FILE, ...(cfg.lora ? { lora: { alpha: cfg.lora.alpha, dropout: cfg.lora.dropout } } : {}),
+      ...(resume ? { resume } : {}),
+      ...(statSync(modelPathOf(cfg.model)).isDirectory() ? { modelFolder: modelPathOf(cfg.model) } : {}),
+    });
   } else {
     r = await withStopSignals(log, () => trainer.runAsync(resume), stop);
   }
@@ -158,7 +167,7 @@ async function trainLocked(
   if (r.steps >= totalSteps) {
     // Keep the final state as a checkpoint until final/ exists: a failed export (disk full) must
     // not lose the run. (torch: the final state is Python's last checkpoint, exported by the same code.)
-    const kept = o.engine === 'torch' ? loadCheckpointWeights(model, join(cfg.output_dir, `checkpoint-${totalSteps}`)) : trainer.checkpoint();
+    const kept = o.engine === 'torch' ? loadCheckpointWeights(trainable, join(cfg.output_dir, `checkpoint-${totalSteps}`), isLora ? ADAPTER_FILE : WEIGHTS_FILE) : trainer.checkpoint();
     try {
       exported = exportModel(model, cfg, writeTok, log);
     } catch (e) {
@@ -195,11 +204,11 @@ async function trainLocked(
   return summary;
 }
 
-/** Copies a checkpoint's model.safetensors into the model's parameters; returns the folder. */
-function loadCheckpointWeights(model: LlamaModel, dir: string): string {
-  const w = readSafetensors(join(dir, WEIGHTS_FILE));
-  for (const [name, p] of model.params) {
-    if (!w.tensors.has(name)) throw new MixtuneError(`${join(dir, WEIGHTS_FILE)}: missing tensor ${name}`);
+/** Copies a checkpoint's trained tensors (all weights, or the LoRA adapters) into the model; returns the folder. */
+function loadCheckpointWeights(trainable: Map<string, Tensor>, dir: string, weightsFile: string): string {
+  const w = readSafetensors(join(dir, weightsFile));
+  for (const [name, p] of trainable) {
+    if (!w.tensors.has(name)) throw new MixtuneError(`${join(dir, weightsFile)}: missing tensor ${name}`);
     p.data.set(w.read(name));
   }
   return dir;
