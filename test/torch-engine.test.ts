@@ -3,6 +3,7 @@
 // accumulation; resume exactness (and a torch checkpoint resumed by the native engine); errors.
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -100,11 +101,21 @@ test('torch engine: LoRA (r=4, every target) on an HF folder: per-step losses wi
   assert.ok(!existsSync(join(dir, 'lora-torch', 'torch-work')), 'the work folder is removed');
 });
 
-test('torch engine: --nproc 2 with grad_accum 1 trains as --nproc 1 with grad_accum 2 (within 1e-4)', { skip }, () => {
+test('torch engine: --nproc 2 with grad_accum 1 trains as --nproc 1 with grad_accum 2 (within 1e-4); so does --nnodes 2', { skip }, async () => {
   const one = train(config('sft', 'max_steps: 4, micro_batch_size: 2, grad_accum: 2, lr: 0.002'), join(dir, 'np1'), '--engine', 'torch');
   const two = train(config('sft', 'max_steps: 4, micro_batch_size: 2, grad_accum: 1, lr: 0.002'), join(dir, 'np2'), '--engine', 'torch', '--nproc', '2');
   assertCloseSeries(losses(two), losses(one), 1e-4, 'loss');
   assertCloseSeries(two.map((s) => s.grad_norm ?? 0), one.map((s) => s.grad_norm ?? 0), 1e-4, 'grad norm');
+  // two "machines" (two mixtune commands on this one, --nnodes 2) train as --nproc 2
+  const cfg = config('sft', 'max_steps: 4, micro_batch_size: 2, grad_accum: 1, lr: 0.002');
+  const port = String(29500 + Math.floor(Math.random() * 400));
+  const node = (rank: number) => spawn(process.execPath, [join(packageRoot(), 'bin', 'mixtune.js'), 'train', '--config', cfg, '--output-dir', join(dir, `nodes-${rank}`),
+    '--no-progress', '--engine', 'torch', '--nnodes', '2', '--node-rank', String(rank), '--master-addr', '127.0.0.1', '--master-port', port], { stdio: 'ignore' });
+  const exits = await Promise.all([node(1), node(0)].map((p) => new Promise<number | null>((r) => p.on('exit', r))));
+  assert.deepEqual(exits, [0, 0]);
+  const nodes = readFileSync(join(dir, 'nodes-0', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Step);
+  assertCloseSeries(losses(nodes), losses(two), 1e-4, '--nnodes 2 loss');
+  assert.ok(existsSync(join(dir, 'nodes-0', 'final', 'model.safetensors')) && !existsSync(join(dir, 'nodes-1', 'final')), 'rank 0\'s machine writes final/');
 });
 
 test('torch engine: stop and resume is exact; a torch checkpoint resumes on the native engine', { skip }, () => {

@@ -211,9 +211,10 @@ def main(work):
             break
     if eval_rows and last_eval is None:
         last_eval = evaluate(model, eval_rows, o["micro_batch_size"], pad, device, loss_sum)
-    if rank == 0:
+    # every machine's first process reports the end (its mixtune waits for it); rank 0 also wrote the files
+    if rank == 0 or int(os.environ.get("LOCAL_RANK", "0")) == 0:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        emit("done", steps=state["step"], tokens=state["tokensSeen"], target_tokens=state["targetTokensSeen"],
+        emit("done", rank=rank, steps=state["step"], tokens=state["tokensSeen"], target_tokens=state["targetTokensSeen"],
              seconds=state["elapsedSeconds"], final_loss=loss, eval_loss=last_eval, peak_rss_mb=round(peak),
              interrupted=Stop.requested and state["step"] < total,
              peak_cuda_mb=round(torch.cuda.max_memory_allocated() / 2**20) if cuda else None)

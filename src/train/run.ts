@@ -164,7 +164,10 @@ async function trainLocked(
   }
 
   let exported: string | null = null;
-  if (r.steps >= totalSteps) {
+  // several machines: the machine of rank 0 writes the checkpoints and final/; the others only compute
+  const helperNode = o.engine === 'torch' && (o.torch?.nodeRank ?? 0) > 0;
+  if (helperNode) log(`node ${o.torch!.nodeRank} finished its part; the checkpoints and final/ are on the machine with --node-rank 0`);
+  if (r.steps >= totalSteps && !helperNode) {
     // Keep the final state as a checkpoint until final/ exists: a failed export (disk full) must
     // not lose the run. (torch: the final state is Python's last checkpoint, exported by the same code.)
     const kept = o.engine === 'torch' ? loadCheckpointWeights(trainable, join(cfg.output_dir, `checkpoint-${totalSteps}`), isLora ? ADAPTER_FILE : WEIGHTS_FILE) : trainer.checkpoint();
