@@ -11,6 +11,7 @@ import os
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 from .attention import Layout, layout_attention
 from .safetensors_io import read_model_weights
@@ -141,13 +142,19 @@ class Decoder(nn.Module):
         if not c.tied:
             self.lm_head = nn.Linear(c.dim, c.vocab, bias=False)
         self.register_buffer("inv_freq", rope_inv_freq(c), persistent=False)
+        # activation checkpointing (training.gradient_checkpointing): recompute each layer in backward
+        self.checkpointing = False
 
     def logits(self, tokens, positions, layout):
         x = self.model.embed_tokens(tokens)
         f = positions.float()[:, None, :, None] * self.inv_freq.to(x.device)[None, None, None, :]
         cos, sin = torch.cos(f).to(x.dtype), torch.sin(f).to(x.dtype)
         for layer in self.model.layers:
-            x = layer(x, cos, sin, layout)
+            if self.checkpointing and torch.is_grad_enabled():
+                # preserve_rng_state (the default) replays LoRA dropout masks in the recomputation
+                x = torch.utils.checkpoint.checkpoint(layer, x, cos, sin, layout, use_reentrant=False)
+            else:
+                x = layer(x, cos, sin, layout)
         x = self.model.norm(x)
         w = self.model.embed_tokens.weight if self.c.tied else self.lm_head.weight
         return x @ w.t()

@@ -139,6 +139,7 @@ def main(work):
         params = [(n, p) for n, p in model.named_parameters()]
     model.to(device)
     model.train(True)
+    model.checkpointing = bool(o.get("checkpointing"))
     opt = AdamW(params, o["beta1"], o["beta2"], o["eps"], o["weight_decay"])
     state = {"step": 0, "tokensSeen": 0, "targetTokensSeen": 0, "elapsedSeconds": 0.0}
     if resume:

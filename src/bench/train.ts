@@ -26,6 +26,7 @@ import { IGNORE, buildRow, type Group, type Row } from '../data/pack.js';
 import { misoGroup } from '../data/recipes/groups.js';
 import { makeMicroBatch } from '../train/batch.js';
 import { checkMemory, estimateTrainMemory } from '../train/memory.js';
+import { applyLora, trainableParams } from '../model/lora.js';
 
 export const TRAIN_DEFAULTS = { vocab: 8192, dim: 512, layers: 8, heads: 8, kv_heads: 8, ffn: 1408, seq: 512, batch: 4, steps: 6 };
 
@@ -34,19 +35,35 @@ const BENCH_RECIPES = ['sft', 'moi', 'miso-para', 'miso-succ'] as const;
 
 export function benchTrain(params: Record<string, string>): Record<string, unknown> {
   if (params.recipe !== undefined) return benchTrainRecipe(params);
-  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force']);
+  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'checkpointing', 'lora', 'tied', 'bias', 'base_dtype', 'precision']);
+  const flag = (k: string): boolean => {
+    const v = params[k] ?? '0';
+    if (v !== '0' && v !== '1') throw new MixtuneError(`bench train: ${k} must be 0 or 1, got '${v}'`);
+    return v === '1';
+  };
+  const checkpointing = flag('checkpointing');
+  const loraRank = params.lora === undefined ? 0 : Number(params.lora);
+  if (!Number.isInteger(loraRank) || loraRank < 0) throw new MixtuneError(`bench train: lora must be a rank >= 0 (0 = full fine-tuning), got '${params.lora}'`);
+  if ((params.base_dtype ?? 'f32') !== 'f32') throw new MixtuneError('bench train: base_dtype=bf16 (a bf16 frozen base for LoRA) is not implemented yet');
+  if ((params.precision ?? 'fp32') !== 'fp32') throw new MixtuneError('bench train: precision=bf16 is not wired into training yet');
   const peerMode = params.peer ?? 'auto';
   if (!['auto', '0', '1'].includes(peerMode)) throw new MixtuneError(`bench train: peer must be auto, 0 or 1, got '${peerMode}'`);
   const k = nativeKernels();
   const config = {
     vocabSize: cfg.vocab, dim: cfg.dim, hiddenDim: cfg.ffn, nLayers: cfg.layers, nHeads: cfg.heads, nKvHeads: cfg.kv_heads,
-    headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: false, qkvBias: false,
+    headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: flag('tied'), qkvBias: flag('bias'),
   };
-  checkMemory(estimateTrainMemory(config, { tokensPerMicroBatch: cfg.batch * cfg.seq }), 'bench train', {
+  const loraTargets = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
+  const estimate = estimateTrainMemory(config, {
+    tokensPerMicroBatch: cfg.batch * cfg.seq, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 ? { lora: { rank: loraRank, targets: loraTargets } } : {}),
+  });
+  checkMemory(estimate, 'bench train', {
     force: params.force === '1', fixes: 'use a smaller shape (vocab, dim, layers, ffn, seq, batch)',
   });
   const model = LlamaModel.random(config, k, 0);
-  const opt = new AdamW(model.params, k, { weightDecay: 0.01 });
+  if (loraRank > 0) applyLora(model, { rank: loraRank, alpha: 2 * loraRank, targets: [...loraTargets] });
+  const trainable = trainableParams(model);
+  const opt = new AdamW(trainable, k, { weightDecay: 0.01 });
   const B = cfg.batch;
   const T = cfg.seq;
   const rng = new Rng(0);
@@ -63,8 +80,8 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   let loss = 0;
   for (let s = 0; s < cfg.steps; s++) {
     const t0 = performance.now();
-    model.zeroGrad();
-    loss = model.forward(inputs, targets, B).loss;
+    for (const t of trainable.values()) t.zeroGrad();
+    loss = model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss;
     model.backward();
     opt.step(1e-4);
     times.push((performance.now() - t0) / 1000);
@@ -88,10 +105,11 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     loss: round(loss, 4),
     // measured peak RSS of this process vs the preflight's estimate (src/train/memory.ts)
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
-    estimated_peak_mb: Math.round(estimateTrainMemory(model.config, { tokensPerMicroBatch: B * T }).total / 2 ** 20),
-    cfg,
+    estimated_peak_mb: Math.round(estimate.total / 2 ** 20),
+    trainable_params: [...trainable.values()].reduce((a, t) => a + t.size, 0),
+    cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0 },
   };
-  if (peerMode !== '0') {
+  if (peerMode !== '0' && loraRank === 0 && !checkpointing && !config.tiedEmbeddings && !config.qkvBias) {
     const peer = runTorchPeer(cfg, peerMode === '1');
     if (peer) {
       result.peer = peer;

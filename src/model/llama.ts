@@ -22,6 +22,12 @@ export interface ForwardOptions {
   /** Record a tape for `backward()` (default true). */
   grad?: boolean;
   /**
+   * Activation (gradient) checkpointing: keep only each layer's input and recompute the layer's
+   * activations during backward (~one extra forward per step; activation memory ~ 1 layer instead
+   * of all). Gradients are identical.
+   */
+  checkpointing?: boolean;
+  /**
    * The gradient is that of (sum of token losses) × lossScale. Default 1/count, i.e. the mean
    * token loss of this batch; gradient accumulation passes 1 / (labelled tokens in the whole step).
    */
@@ -50,6 +56,8 @@ export class LlamaModel {
   readonly params = new Map<string, Tensor>();
   /** LoRA hook: adapters by linear weight name (empty = plain model). */
   readonly adapters = new Map<string, LinearAdapter>();
+  /** The generator of random ops inside the layers (LoRA dropout), replayed by activation checkpointing. */
+  randomness: { get(): number[]; set(state: number[]): void } | null = null;
   readonly invFreq: Float32Array;
   private tape: Tape | null = null;
 
@@ -113,7 +121,7 @@ export class LlamaModel {
     const tape = opts.grad === false ? null : new Tape();
     const ctx: op.OpContext = { k: this.kernels, tape };
 
-    const logits = this.trunkLogits(ctx, inputs, positions, batch, T, opts.layout);
+    const logits = this.trunkLogits(ctx, inputs, positions, batch, T, opts.layout, opts.checkpointing === true);
     let count = 0;
     for (let i = 0; i < N; i++) if (targets[i] !== IGNORE_INDEX) count++;
     const scale = opts.lossScale ?? (count > 0 ? 1 / count : 0);
@@ -150,28 +158,57 @@ export class LlamaModel {
     return ad ? ad.forward(ctx, x, y) : y;
   }
 
-  private trunkLogits(ctx: op.OpContext, inputs: Int32Array, positions: Int32Array, batch: number, T: number, layout?: op.AttentionLayout): Tensor {
+  private trunkLogits(ctx: op.OpContext, inputs: Int32Array, positions: Int32Array, batch: number, T: number, layout?: op.AttentionLayout, checkpointing = false): Tensor {
     const c = this.config;
     checkTokenIds(inputs, c.vocabSize);
     let x = op.embedding(ctx, inputs, this.param('model.embed_tokens.weight'));
     const shape: op.AttentionShape = { batch, seq: T, nHeads: c.nHeads, nKvHeads: c.nKvHeads, headDim: c.headDim };
     for (let l = 0; l < c.nLayers; l++) {
-      const p = `model.layers.${l}.`;
-      const h = op.rmsnorm(ctx, x, this.param(p + 'input_layernorm.weight'), c.normEps);
-      const q = this.linear(ctx, h, p + 'self_attn.q_proj');
-      const k = this.linear(ctx, h, p + 'self_attn.k_proj');
-      const v = this.linear(ctx, h, p + 'self_attn.v_proj');
-      op.ropeInPlace(ctx, q, positions, c.nHeads, c.headDim, this.invFreq);
-      op.ropeInPlace(ctx, k, positions, c.nKvHeads, c.headDim, this.invFreq);
-      const a = op.attention(ctx, q, k, v, shape, layout);
-      x = op.add(ctx, x, this.linear(ctx, a, p + 'self_attn.o_proj'));
-      const h2 = op.rmsnorm(ctx, x, this.param(p + 'post_attention_layernorm.weight'), c.normEps);
-      const g = this.linear(ctx, h2, p + 'mlp.gate_proj');
-      const u = this.linear(ctx, h2, p + 'mlp.up_proj');
-      x = op.add(ctx, x, this.linear(ctx, op.swiglu(ctx, g, u), p + 'mlp.down_proj'));
+      x = checkpointing && ctx.tape ? this.checkpointedLayer(ctx, x, l, positions, shape, layout) : this.layer(ctx, x, l, positions, shape, layout);
     }
     const xf = op.rmsnorm(ctx, x, this.param('model.norm.weight'), c.normEps);
     return op.linear(ctx, xf, this.head());
+  }
+
+  /** One decoder layer: x + attn(norm x), then + mlp(norm x). */
+  private layer(ctx: op.OpContext, x: Tensor, l: number, positions: Int32Array, shape: op.AttentionShape, layout?: op.AttentionLayout): Tensor {
+    const c = this.config;
+    const p = `model.layers.${l}.`;
+    const h = op.rmsnorm(ctx, x, this.param(p + 'input_layernorm.weight'), c.normEps);
+    const q = this.linear(ctx, h, p + 'self_attn.q_proj');
+    const k = this.linear(ctx, h, p + 'self_attn.k_proj');
+    const v = this.linear(ctx, h, p + 'self_attn.v_proj');
+    op.ropeInPlace(ctx, q, positions, c.nHeads, c.headDim, this.invFreq);
+    op.ropeInPlace(ctx, k, positions, c.nKvHeads, c.headDim, this.invFreq);
+    const a = op.attention(ctx, q, k, v, shape, layout);
+    x = op.add(ctx, x, this.linear(ctx, a, p + 'self_attn.o_proj'));
+    const h2 = op.rmsnorm(ctx, x, this.param(p + 'post_attention_layernorm.weight'), c.normEps);
+    const g = this.linear(ctx, h2, p + 'mlp.gate_proj');
+    const u = this.linear(ctx, h2, p + 'mlp.up_proj');
+    return op.add(ctx, x, this.linear(ctx, op.swiglu(ctx, g, u), p + 'mlp.down_proj'));
+  }
+
+  /**
+   * The layer run without recording its activations; its backward recomputes them from the saved
+   * input with a private tape and backpropagates through it. Randomness inside the layer (LoRA
+   * dropout) is replayed: the generator state before the layer is restored for the recomputation.
+   */
+  private checkpointedLayer(ctx: op.OpContext, x: Tensor, l: number, positions: Int32Array, shape: op.AttentionShape, layout?: op.AttentionLayout): Tensor {
+    const rngBefore = this.randomness?.get();
+    // dropout must run as in training although nothing is recorded: a tape that is dropped at once
+    const y = this.layer({ k: ctx.k, tape: new Tape() }, x, l, positions, shape, layout);
+    const out = new Tensor(y.data, y.shape, true);
+    ctx.tape!.record(() => {
+      if (!out.grad) return;
+      const rngAfter = this.randomness?.get();
+      if (rngBefore !== undefined) this.randomness!.set(rngBefore);
+      const local = new Tape();
+      const yr = this.layer({ k: ctx.k, tape: local }, x, l, positions, shape, layout);
+      if (rngAfter !== undefined) this.randomness!.set(rngAfter);
+      yr.grad = out.grad;
+      local.backward();
+    });
+    return out;
   }
 
   // ---- inference with a KV cache ----

@@ -69,8 +69,24 @@ export class LoraAdapter implements LinearAdapter {
     const p = this.state.dropout;
     const xd = p > 0 && this.state.training && ctx.tape !== null ? dropout(ctx, x, p, this.state.rng) : x;
     const t = op.linear(ctx, xd, this.A); // [rows, r]
-    const d = op.linear(ctx, t, this.B); // [rows, out]
-    return addScaled(ctx, y, d, this.scale);
+    // y += scale · t Bᵀ in place: no [rows, out] temporaries (and no gradients of that size) per
+    // adapter. The base linear's own backward needs only y's gradient, never y itself.
+    const B = this.B;
+    const s = this.scale;
+    const r = this.rank;
+    const outF = B.shape[0]!;
+    const rows = t.size / r;
+    ctx.k.gemm(false, true, rows, outF, r, s, t.data, B.data, 1, y.data);
+    if (ctx.tape && (t.requiresGrad || B.requiresGrad)) {
+      y.requiresGrad = true;
+      ctx.tape.record(() => {
+        const g = y.grad;
+        if (!g) return;
+        if (B.requiresGrad) ctx.k.gemm(true, false, outF, r, rows, s, g, t.data, 1, B.gradBuffer());
+        if (t.requiresGrad) ctx.k.gemm(false, false, rows, r, outF, s, g, B.data, 1, t.gradBuffer());
+      });
+    }
+    return y;
   }
 
   addInto(k: Kernels, x: Float32Array, rows: number, out: Float32Array): void {
@@ -104,29 +120,6 @@ export function dropout(ctx: op.OpContext, x: Tensor, p: number, rng: Rng): Tens
   return out;
 }
 
-/** out = y + s · d (same shape). */
-export function addScaled(ctx: op.OpContext, y: Tensor, d: Tensor, s: number): Tensor {
-  const out = Tensor.zeros(y.shape);
-  const o = out.data;
-  for (let i = 0; i < o.length; i++) o[i] = y.data[i]! + s * d.data[i]!;
-  if (ctx.tape && (y.requiresGrad || d.requiresGrad)) {
-    out.requiresGrad = true;
-    ctx.tape.record(() => {
-      const g = out.grad;
-      if (!g) return;
-      if (d.requiresGrad) {
-        const dd = d.gradBuffer();
-        for (let i = 0; i < g.length; i++) dd[i]! += s * g[i]!;
-      }
-      if (y.requiresGrad) {
-        if (y.grad) for (let i = 0; i < g.length; i++) y.grad[i]! += g[i]!;
-        else y.grad = g; // out.grad is dead after this closure: hand the buffer over
-      }
-      out.grad = null;
-    });
-  }
-  return out;
-}
 
 // ---- applying, inspecting, merging ----
 
@@ -166,6 +159,8 @@ export function applyLora(model: LlamaModel, o: LoraOptions): Map<string, LoraAd
     frozen,
   };
   states.set(model, state);
+  // activation checkpointing replays the dropout masks of a recomputed layer from this generator
+  model.randomness = { get: () => state.rng.getState(), set: (st) => state.rng.setState(st) };
   const initRng = new Rng(o.seed ?? 0);
   const scale = o.alpha / o.rank;
   const out = new Map<string, LoraAdapter>();
@@ -271,4 +266,5 @@ export function removeLora(model: LlamaModel): void {
   const s = states.get(model);
   if (s) for (const [name, was] of s.frozen) model.param(name).requiresGrad = was;
   states.delete(model);
+  model.randomness = null;
 }

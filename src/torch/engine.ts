@@ -90,7 +90,7 @@ export async function trainWithTorch(a: {
     options: {
       total_steps: o.totalSteps, micro_batch_size: o.microBatchSize, pad_id: o.padId, seed: o.seed,
       beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weightDecay, max_grad_norm: o.maxGradNorm,
-      eval_every: o.evalEvery, save_every: o.saveEvery, keep_last: o.keepLast, stop_after: o.stopAfter ?? null,
+      eval_every: o.evalEvery, save_every: o.saveEvery, keep_last: o.keepLast, stop_after: o.stopAfter ?? null, checkpointing: o.checkpointing === true,
       data_fingerprint: fingerprintRows(prep.train), rng: [0, 0, 0, 0], cpu: a.torch.cpu === true,
       // CPU processes share the cores; CUDA processes use one thread each for the host side
       threads: Math.max(1, Math.floor(cpus().length / a.torch.nproc)),

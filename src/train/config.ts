@@ -123,6 +123,8 @@ export const trainConfigSchema = z
         eval_every: nonNegInt.default(0),
         save_every: nonNegInt.default(0),
         keep_last: positiveInt.default(2),
+        /** Recompute each layer's activations in backward instead of keeping them (less memory, ~1/3 more compute). */
+        gradient_checkpointing: z.boolean().default(false),
       })
       .strict()
       // prefault: an absent section is parsed as {} so its inner defaults apply (zod 4's

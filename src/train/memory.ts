@@ -60,7 +60,9 @@ function activationFloatsPerTokenLayer(c: LlamaConfig, maxInputs: number): numbe
 }
 
 /** Peak memory of training `tokensPerMicroBatch` tokens per forward/backward. */
-export function estimateTrainMemory(c: LlamaConfig, o: { tokensPerMicroBatch: number; lora?: { rank: number; targets: readonly string[] }; maxInputs?: number }): MemoryEstimate {
+export function estimateTrainMemory(
+  c: LlamaConfig, o: { tokensPerMicroBatch: number; lora?: { rank: number; targets: readonly string[] }; maxInputs?: number; checkpointing?: boolean },
+): MemoryEstimate {
   const params = parameterCount(c);
   const trained = o.lora ? loraParameterCount(c, o.lora.rank, o.lora.targets) : params;
   const perLayer = activationFloatsPerTokenLayer(c, o.maxInputs ?? 1);
@@ -69,8 +71,9 @@ export function estimateTrainMemory(c: LlamaConfig, o: { tokensPerMicroBatch: nu
     weights: (params + (o.lora ? trained : 0)) * F32,
     gradients: trained * F32,
     optimizer: 2 * trained * F32,
-    // every layer's saved tensors, plus one layer's gradients while backward runs through it
-    activations: T * (perLayer * (c.nLayers + 1) + 2 * c.dim) * F32,
+    // every layer's saved tensors, plus one layer's gradients while backward runs through it;
+    // checkpointing keeps each layer's input and one recomputed layer at a time
+    activations: T * (o.checkpointing ? c.dim * (c.nLayers + 1) + perLayer + 2 * c.dim : perLayer * (c.nLayers + 1) + 2 * c.dim) * F32,
     logits: T * c.vocabSize * F32,
     runtime: RUNTIME_BASE_BYTES,
     kv_cache: 0,

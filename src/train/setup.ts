@@ -59,6 +59,7 @@ export function trainerOptionsOf(cfg: TrainConfig, extras: TrainerExtras): Train
     schedule: t.schedule, minLrRatio: t.min_lr_ratio,
     weightDecay: t.weight_decay, beta1: t.beta1, beta2: t.beta2, eps: t.eps, maxGradNorm: t.max_grad_norm,
     logEvery: t.log_every, evalEvery: t.eval_every, saveEvery: t.save_every, keepLast: t.keep_last,
+    ...(t.gradient_checkpointing ? { checkpointing: true } : {}),
     ...extras,
   };
 }
@@ -104,6 +105,7 @@ export function trainMemoryEstimate(cfg: TrainConfig): MemoryEstimate {
   return estimateTrainMemory(modelConfigOf(cfg.model), {
     tokensPerMicroBatch: cfg.training.micro_batch_size * cfg.data.max_len,
     ...(cfg.lora ? { lora: { rank: cfg.lora.rank, targets: cfg.lora.targets } } : {}),
+    ...(cfg.training.gradient_checkpointing ? { checkpointing: true } : {}),
   });
 }
 

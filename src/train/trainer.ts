@@ -38,6 +38,8 @@ export interface TrainerOptions {
   /** Checkpoint weights file name and extra files (config.json, tokenizer...) written into each checkpoint. */
   weightsFile?: string;
   checkpointExtras?: (dir: string) => void;
+  /** Activation checkpointing (training.gradient_checkpointing): recompute layers in backward. */
+  checkpointing?: boolean;
   /** Shuffle the rows every epoch (default true); false trains them in the given order. */
   shuffle?: boolean;
   /** More state to checkpoint and restore exactly (e.g. the LoRA dropout RNG). */
@@ -192,6 +194,7 @@ export class Trainer {
         // Normalize by the labelled tokens of the whole optimizer step (accumulation-correct).
         const r = this.model.forward(mb.inputs, mb.targets, mb.batch, {
           positions: mb.positions, ...(mb.layout ? { layout: mb.layout } : {}), lossScale: stepTargets > 0 ? 1 / stepTargets : 0,
+          ...(o.checkpointing ? { checkpointing: true } : {}),
         });
         lossSum += r.lossSum;
         this.model.backward();
