@@ -214,6 +214,25 @@ void scale_c(int64_t M, int64_t N, float beta, float* C) {
 int64_t packed_kp(int64_t K) { return round_up(std::max<int64_t>(K, 1), kBf16PrepackKAlign); }
 int64_t packed_size(int64_t K, int64_t N) { return round_up(N, kBf16Nr) * packed_kp(K); }
 
+// Packs all of op(B) (K x N) into the prepacked layout (dst: packed_size(K, N) bf16), threaded
+// over the 32-column panels.
+void pack_b_full(PackBFn pack, const void* B, bool b_f32, bool tb, int64_t K, int64_t N, uint16_t* dst) {
+  const int64_t kp = packed_kp(K), ldb = tb ? K : N, panels = cdiv(N, kBf16Nr);
+  auto work = [&](int64_t b, int64_t e, int) {
+    const int64_t j0 = b * kBf16Nr, nc = std::min(N, e * kBf16Nr) - j0;
+    uint16_t* d = dst + j0 * kp;
+    if (K == 0) std::memset(d, 0, static_cast<size_t>((e - b) * kBf16Nr * kp) * 2);
+    else pack(B, b_f32, ldb, tb, 0, K, kp, j0, nc, d);
+  };
+  if (num_threads() > 1 && K * N >= (int64_t(1) << 16)) parallel_for(panels, std::max<int64_t>(1, panels / (8 * num_threads())), work);
+  else work(0, panels, 0);
+}
+
+// Largest op(B) that gemmBf16 packs whole before multiplying (a grow-only buffer of the calling
+// thread); beyond it, B is packed per tile and k slice.
+constexpr int64_t kFullPackMaxBytes = int64_t(64) << 20;
+thread_local AlignedU16 tl_full_b;
+
 // C = alpha * bf16(op(A)) . bf16(op(B)) + beta * C. B is either a source matrix (B, b_f32, tb) or,
 // when packed != nullptr, a prepacked op(B) with k extent packed_kp(K).
 void gemm_bf16_compute(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void* A,
@@ -225,6 +244,13 @@ void gemm_bf16_compute(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, i
   }
   const int64_t lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
   const int64_t mr = im.mr, nr = kBf16Nr, kalign = im.kalign;
+  // With more than one A block to multiply, pack op(B) whole once (each element converted once)
+  // and take the prepacked path: every A block is then packed once per k slice too.
+  if (!packed && M > 2 * mr && packed_size(K, N) * 2 <= kFullPackMaxBytes) {
+    uint16_t* full = tl_full_b.get(static_cast<size_t>(packed_size(K, N)));
+    pack_b_full(im.pack_b, B, b_f32, tb, K, N, full);
+    packed = full;
+  }
   const int64_t kcmax = std::max<int64_t>(32, g_kc.load() / 32 * 32);
   const int64_t mcb = std::max<int64_t>(mr, g_mc.load() / mr * mr), ncmax = std::max<int64_t>(nr, g_nc.load() / nr * nr);
   const int threads = num_threads();
@@ -233,7 +259,9 @@ void gemm_bf16_compute(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, i
 
   // Tile grid over C, as in the fp32 GEMM (gemm.cpp): independent tiles, one per parallel_for
   // item, each packing its own B block per k slice (unless B is prepacked) and its A sub-blocks.
-  int64_t nt = cdiv(N, ncmax), mt = 1;
+  // A prepacked B needs no L2-sized B blocks: tiles span all of N (split only for parallelism),
+  // so each A block is packed once per k slice and the B panels stream past it.
+  int64_t nt = packed ? 1 : cdiv(N, ncmax), mt = 1;
   if (parallel) {
     const int64_t want = g_tiles_per_thread.load() * int64_t(threads);
     const double ca = ta ? 2.0 : 1.0;
@@ -353,16 +381,7 @@ Napi::Value GemmBf16PackB(const Napi::CallbackInfo& info) {
   bool bf = true;
   const void* B = operand_arg(info, 3, K * N, fn, "B", &bf);
   uint16_t* dst = u16_arg(info, 4, packed_size(K, N), fn, "dst");
-  const int64_t kp = packed_kp(K), ldb = tb ? K : N, panels = cdiv(N, kBf16Nr);
-  const PackBFn pack = pack_b_any();
-  auto work = [&](int64_t b, int64_t e, int) {
-    const int64_t j0 = b * kBf16Nr, nc = std::min(N, e * kBf16Nr) - j0;
-    uint16_t* d = dst + j0 * kp;
-    if (K == 0) std::memset(d, 0, static_cast<size_t>((e - b) * kBf16Nr * kp) * 2);
-    else pack(B, bf, ldb, tb, 0, K, kp, j0, nc, d);
-  };
-  if (num_threads() > 1 && K * N >= (int64_t(1) << 16)) parallel_for(panels, std::max<int64_t>(1, panels / (8 * num_threads())), work);
-  else work(0, panels, 0);
+  pack_b_full(pack_b_any(), B, bf, tb, K, N, dst);
   return info.Env().Undefined();
 }
 
