@@ -4,7 +4,9 @@
 // layout (gemm_bf16_pack_b_avx512bf16), A is packed into row-major 16x32 bf16 tiles, and one
 // macro kernel computes 32x32 blocks of C with 4 accumulator tiles (2 A tiles x 2 B tiles per 32 k),
 // through a scratch block so that edges and alpha/beta are handled in plain code. The test suite
-// runs it (against the reference) only on a CPU that has AMX-BF16.
+// runs it against the reference on a CPU that has AMX-BF16; everywhere else it checks this file's
+// layouts, strides and edges under a software emulation of the tile instructions
+// (test/native/amx-emu.cpp) -- which cannot show how real hardware rounds or performs.
 #pragma GCC target("avx512f,avx512vl,avx512dq,avx512bw,avx512bf16,amx-tile,amx-bf16")
 // GCC 12 reports false "may be used uninitialized" inside avx512fintrin.h (_mm512_undefined_*).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"

@@ -7,6 +7,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Rng } from '../src/util/rng.js';
 import { native, bestIsa, setIsa, numThreads, setNumThreads } from '../src/native.js';
 import { MixtuneError } from '../src/util/errors.js';
@@ -487,4 +490,22 @@ test('measureBf16Peak: about twice the fp32 FMA peak per instruction width', { s
   const r = addon.measureBf16Peak(0.05) as { gflops: number; threads: number };
   assert.ok(r.gflops > 0 && Number.isFinite(r.gflops));
   assert.equal(r.threads, numThreads());
+});
+
+test('the AMX path (untestable on CPUs without AMX) matches the reference under a software emulation of the tile instructions', { skip: bestIsa() !== 'avx512' && 'the emulation harness packs B with AVX-512' }, () => {
+  const gxx = spawnSync('g++', ['--version'], { encoding: 'utf8' });
+  if (gxx.status !== 0) assert.fail('g++ is needed to build the AMX emulation harness (it builds the addon too)');
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-amx-'));
+  try {
+    const exe = join(dir, 'amx-emu');
+    const root = packageRoot();
+    const c = spawnSync('g++', ['-O1', '-std=c++17', `-I${join(root, 'native')}`, join(root, 'test', 'native', 'amx-emu.cpp'),
+      join(root, 'native', 'gemm_bf16_avx512.cpp'), '-o', exe], { encoding: 'utf8' });
+    assert.equal(c.status, 0, c.stderr);
+    const r = spawnSync(exe, [], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stdout + r.stderr);
+    assert.match(r.stdout, /all AMX emulation trials ok/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
