@@ -303,8 +303,10 @@ void gemm_bf16_compute(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, i
           pb = pbuf;
           pb_stride = nr * kcp;
         }
-        for (int64_t ii = 0; ii < mtile; ii += mcs) {
-          const int64_t mc = std::min(mcs, mtile - ii);
+        // equal A sub-blocks (no short last block): ceil(mtile / mcs) of them
+        const int64_t sub = round_up(cdiv(mtile, cdiv(mtile, mcs)), mr);
+        for (int64_t ii = 0; ii < mtile; ii += sub) {
+          const int64_t mc = std::min(sub, mtile - ii);
           im.pack_a(A, a_f32, lda, ta, i0 + ii, mc, p0, kk, kcp, pa);
           im.macro(mc, nc, kcp, pa, pb, pb_stride, C + (i0 + ii) * ldc + j0, ldc, alpha, b0);
         }
