@@ -509,3 +509,24 @@ test('the AMX path (untestable on CPUs without AMX) matches the reference under 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('mixtune bench gemm precision=bf16: one JSON line with the speedup over the fp32 GEMM; without bf16 a one-line error', () => {
+  const bin = join(packageRoot(), 'bin', 'mixtune.js');
+  const run = (env: Record<string, string>, ...args: string[]) =>
+    spawnSync(process.execPath, [bin, 'bench', 'gemm', ...args], { encoding: 'utf8', env: { ...process.env, ...env } });
+  const small = ['m=64', 'k=64,96', 'n=64', 'trans=nt,tn', 'seconds=0.02', 'peakSeconds=0.05', 'localPeakSeconds=0.01'];
+  const r = run({ MIXTUNE_BF16: 'portable' }, 'precision=bf16', 'operands=packed', ...small);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.precision, 'bf16');
+  assert.equal(j.bf16, 'portable');
+  assert.equal(j.operands, 'packed');
+  assert.equal(j.shapes.length, 4);
+  for (const s of j.shapes) assert.ok(s.gflops > 0 && s.fp32Gflops > 0 && s.speedup > 0 && s.ratio > 0, JSON.stringify(s));
+  assert.ok(j.geomeanSpeedup > 0 && j.minSpeedup > 0);
+  const none = run({ MIXTUNE_BF16: 'none' }, 'precision=bf16', ...small);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr.trim(), /^mixtune: bench gemm precision=bf16 is unavailable: disabled by MIXTUNE_BF16=none$/);
+  const bad = run({}, 'precision=fp16', ...small);
+  assert.match(bad.stderr.trim(), /^mixtune: bench gemm: precision must be fp32 or bf16, got 'fp16'$/);
+});
