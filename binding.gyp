@@ -18,7 +18,11 @@
         "native/attention.cpp",
         "native/attention_avx512.cpp",
         "native/attention_avx2.cpp",
-        "native/attention_portable.cpp"
+        "native/attention_portable.cpp",
+        "native/gemm_bf16.cpp",
+        "native/gemm_bf16_avx512.cpp",
+        "native/gemm_bf16_amx.cpp",
+        "native/gemm_bf16_portable.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS"],

@@ -109,5 +109,6 @@ void register_gemm(Napi::Env env, Napi::Object exports);
 void register_peak(Napi::Env env, Napi::Object exports);
 void register_ops(Napi::Env env, Napi::Object exports);
 void register_attention(Napi::Env env, Napi::Object exports);
+void register_gemm_bf16(Napi::Env env, Napi::Object exports);
 
 }  // namespace mt

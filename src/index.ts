@@ -15,6 +15,7 @@ export { AdamW, clipGradNorm } from './train/adamw.js';
 export { Rng } from './util/rng.js';
 export { MixtuneError } from './util/errors.js';
 export { bestIsa, currentIsa, setIsa, numThreads, setNumThreads } from './native.js';
+export { bf16Support, hasBf16, requireBf16, setBf16Impl, f32ToBf16, bf16ToF32, gemmBf16, gemmBf16Packed, packBf16B, PackedBf16, type Bf16Impl, type Bf16Support, type Bf16Operand } from './tensor/bf16.js';
 export { loadHfModel, saveHfModel } from './io/hf-model.js';
 export { configFromHf, configToHf } from './io/hf-config.js';
 export { readSafetensors, writeSafetensors } from './io/safetensors.js';
