@@ -27,6 +27,8 @@ import { misoGroup } from '../data/recipes/groups.js';
 import { makeMicroBatch } from '../train/batch.js';
 import { checkMemory, estimateTrainMemory } from '../train/memory.js';
 import { applyLora, trainableParams } from '../model/lora.js';
+import { requireBf16 } from '../tensor/bf16.js';
+import { Bf16Weights } from '../tensor/bf16-weights.js';
 
 export const TRAIN_DEFAULTS = { vocab: 8192, dim: 512, layers: 8, heads: 8, kv_heads: 8, ffn: 1408, seq: 512, batch: 4, steps: 6 };
 
@@ -45,7 +47,9 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const loraRank = params.lora === undefined ? 0 : Number(params.lora);
   if (!Number.isInteger(loraRank) || loraRank < 0) throw new MixtuneError(`bench train: lora must be a rank >= 0 (0 = full fine-tuning), got '${params.lora}'`);
   if ((params.base_dtype ?? 'f32') !== 'f32') throw new MixtuneError('bench train: base_dtype=bf16 (a bf16 frozen base for LoRA) is not implemented yet');
-  if ((params.precision ?? 'fp32') !== 'fp32') throw new MixtuneError('bench train: precision=bf16 is not wired into training yet');
+  const precision = params.precision ?? 'fp32';
+  if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
+  if (precision === 'bf16') requireBf16('bench train precision=bf16');
   const peerMode = params.peer ?? 'auto';
   if (!['auto', '0', '1'].includes(peerMode)) throw new MixtuneError(`bench train: peer must be auto, 0 or 1, got '${peerMode}'`);
   const k = nativeKernels();
@@ -63,6 +67,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const model = LlamaModel.random(config, k, 0);
   if (loraRank > 0) applyLora(model, { rank: loraRank, alpha: 2 * loraRank, targets: [...loraTargets] });
   const trainable = trainableParams(model);
+  if (precision === 'bf16') model.bf16 = new Bf16Weights();
   const opt = new AdamW(trainable, k, { weightDecay: 0.01 });
   const B = cfg.batch;
   const T = cfg.seq;
@@ -84,6 +89,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     loss = model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss;
     model.backward();
     opt.step(1e-4);
+    model.bf16?.invalidate();
     times.push((performance.now() - t0) / 1000);
   }
   const steady = times.length > 1 ? times.slice(1) : times;
@@ -107,9 +113,11 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     estimated_peak_mb: Math.round(estimate.total / 2 ** 20),
     trainable_params: [...trainable.values()].reduce((a, t) => a + t.size, 0),
+    precision,
     cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0 },
   };
   if (peerMode !== '0' && loraRank === 0 && !checkpointing && !config.tiedEmbeddings && !config.qkvBias) {
+    // the peer runs fp32: ratio_vs_peer of a bf16 step is bf16 mixtune against fp32 PyTorch
     const peer = runTorchPeer(cfg, peerMode === '1');
     if (peer) {
       result.peer = peer;

@@ -7,6 +7,7 @@
 // - `step` (inference): a few new tokens against a KV cache, no tape, logits of the last token.
 import type { Kernels } from '../tensor/kernels.js';
 import { Tape, Tensor } from '../tensor/tensor.js';
+import type { Bf16Weights } from '../tensor/bf16-weights.js';
 import * as op from '../tensor/ops.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
@@ -56,6 +57,8 @@ export class LlamaModel {
   readonly params = new Map<string, Tensor>();
   /** LoRA hook: adapters by linear weight name (empty = plain model). */
   readonly adapters = new Map<string, LinearAdapter>();
+  /** training.precision bf16: packed bf16 copies of the weights for training forwards (null: fp32). */
+  bf16: Bf16Weights | null = null;
   /** The generator of random ops inside the layers (LoRA dropout), replayed by activation checkpointing. */
   randomness: { get(): number[]; set(state: number[]): void } | null = null;
   readonly invFreq: Float32Array;
@@ -119,7 +122,8 @@ export class LlamaModel {
     if (targets.length !== N) throw new Error(`forward: ${targets.length} targets for ${N} inputs`);
     const positions = opts.positions ?? defaultPositions(batch, T);
     const tape = opts.grad === false ? null : new Tape();
-    const ctx: op.OpContext = { k: this.kernels, tape };
+    // bf16 applies to training forwards; evaluation, scoring and generation stay fp32
+    const ctx: op.OpContext = { k: this.kernels, tape, bf16: tape ? this.bf16 : null };
 
     const logits = this.trunkLogits(ctx, inputs, positions, batch, T, opts.layout, opts.checkpointing === true);
     let count = 0;
@@ -196,14 +200,14 @@ export class LlamaModel {
   private checkpointedLayer(ctx: op.OpContext, x: Tensor, l: number, positions: Int32Array, shape: op.AttentionShape, layout?: op.AttentionLayout): Tensor {
     const rngBefore = this.randomness?.get();
     // dropout must run as in training although nothing is recorded: a tape that is dropped at once
-    const y = this.layer({ k: ctx.k, tape: new Tape() }, x, l, positions, shape, layout);
+    const y = this.layer({ k: ctx.k, tape: new Tape(), bf16: ctx.bf16 ?? null }, x, l, positions, shape, layout);
     const out = new Tensor(y.data, y.shape, true);
     ctx.tape!.record(() => {
       if (!out.grad) return;
       const rngAfter = this.randomness?.get();
       if (rngBefore !== undefined) this.randomness!.set(rngBefore);
       const local = new Tape();
-      const yr = this.layer({ k: ctx.k, tape: local }, x, l, positions, shape, layout);
+      const yr = this.layer({ k: ctx.k, tape: local, bf16: ctx.bf16 ?? null }, x, l, positions, shape, layout);
       if (rngAfter !== undefined) this.randomness!.set(rngAfter);
       yr.grad = out.grad;
       local.backward();

@@ -3,11 +3,15 @@
 // input gradients (always "+=", so a tensor consumed twice, like the residual stream, sums both).
 import type { Kernels } from './kernels.js';
 import { Tape, Tensor } from './tensor.js';
+import { gemmBf16, gemmBf16Packed } from './bf16.js';
+import type { Bf16Weights } from './bf16-weights.js';
 
 export interface OpContext {
   k: Kernels;
   /** null: inference, nothing is recorded. */
   tape: Tape | null;
+  /** training.precision bf16: the linear layers' GEMMs on bf16 operands (fp32 accumulation). */
+  bf16?: Bf16Weights | null;
 }
 
 function tracks(ctx: OpContext, ...inputs: (Tensor | null | undefined)[]): boolean {
@@ -61,7 +65,9 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
   const [outF, inF] = W.shape as [number, number];
   const rows = x.size / inF;
   const y = Tensor.zeros([rows, outF]);
-  ctx.k.gemm(false, true, rows, outF, inF, 1, x.data, W.data, 0, y.data);
+  const packs = ctx.bf16?.of(W);
+  if (packs) gemmBf16Packed(false, rows, outF, inF, 1, x.data, packs.fwd, 0, y.data);
+  else ctx.k.gemm(false, true, rows, outF, inF, 1, x.data, W.data, 0, y.data);
   if (b) {
     const bd = b.data;
     const yd = y.data;
@@ -75,8 +81,13 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
     ctx.tape!.record(() => {
       const dY = y.grad;
       if (!dY) return;
-      if (x.requiresGrad) ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, 1, x.gradBuffer());
-      if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+      if (packs) {
+        if (x.requiresGrad) gemmBf16Packed(false, rows, inF, outF, 1, dY, packs.bwd, 1, x.gradBuffer());
+        if (W.requiresGrad) gemmBf16(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+      } else {
+        if (x.requiresGrad) ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, 1, x.gradBuffer());
+        if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+      }
       if (b?.requiresGrad) {
         const db = b.gradBuffer();
         for (let r = 0; r < rows; r++) {

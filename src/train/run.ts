@@ -23,6 +23,7 @@ import { writeJsonAtomic } from '../util/fs.js';
 import { trainWithTorch, type TorchEngineOptions } from '../torch/engine.js';
 import { findTorchPython } from '../torch/python.js';
 import { readSafetensors } from '../io/safetensors.js';
+import { Bf16Weights } from '../tensor/bf16-weights.js';
 import type { TrainResult } from './trainer.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -111,6 +112,7 @@ async function trainLocked(
   const { log, t0, preparedFile, lrLine, memLine } = ctx;
 
   const { model } = loadModel(cfg.model, nativeKernels());
+  if (cfg.training.precision === 'bf16') model.bf16 = new Bf16Weights();
   const tok = loadTokenizer(cfg.tokenizer, cfg.model, model.config.vocabSize);
   if (cfg.lora) applyLora(model, { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets, seed: cfg.seed });
   const trainable = trainableParams(model);

@@ -1,6 +1,7 @@
 // One path from a validated train config to the pieces every entry point needs (`mixtune train`,
 // `prepare`, the demo, the studies): the chat template, the example encoder, the step count and
 // the Trainer's options. Entry points must not map config keys to components by hand.
+import { requireBf16 } from '../tensor/bf16.js';
 import { existsSync } from 'node:fs';
 import { checkModelAndTokenizer, modelConfigOf } from '../io/load.js';
 import { estimateTrainMemory, parameterCount, type MemoryEstimate } from './memory.js';
@@ -71,6 +72,7 @@ export function trainerOptionsOf(cfg: TrainConfig, extras: TrainerExtras): Train
  */
 export function preflightTrain(cfg: TrainConfig, o: { prepared?: string | undefined } = {}): Tokenizer {
   ensureWritableDir(cfg.output_dir, 'output_dir');
+  if (cfg.training.precision === 'bf16') requireBf16('training.precision: bf16');
   const files = o.prepared ? [o.prepared] : [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])].map((d) => d.path);
   for (const f of files) if (!existsSync(f)) throw new MixtuneError(`${f}: data file not found`);
   const tok = checkModelAndTokenizer(cfg.model, cfg.tokenizer);

@@ -118,6 +118,7 @@ export class Trainer {
     if (st.dataFingerprint !== this.fingerprint) {
       throw new MixtuneError(`${dir}: the checkpoint was trained on different prepared data (fingerprint mismatch); resume with the same config and data`);
     }
+    this.model.bf16?.invalidate();
     this.state = st;
     this.rng.setState(st.rng);
     if (st.extra !== undefined) this.o.extraState?.restore(st.extra);
@@ -203,6 +204,7 @@ export class Trainer {
       if (!Number.isFinite(loss)) throw new MixtuneError(`step ${step}: the loss is ${loss}; stopping (lower the learning rate?)`);
       const gradNorm = clipGradNorm(this.trainable.values(), o.maxGradNorm);
       this.opt.step(lr);
+      this.model.bf16?.invalidate(); // bf16 copies are packed again from the new fp32 weights
       this.state.step = step;
       this.state.optimizerSteps = this.opt.stepCount;
       this.state.tokensSeen += stepTokens;
