@@ -26,6 +26,8 @@ import { IGNORE, buildRow, type Group, type Row } from '../data/pack.js';
 import { misoGroup } from '../data/recipes/groups.js';
 import { makeMicroBatch } from '../train/batch.js';
 import { checkMemory, estimateTrainMemory } from '../train/memory.js';
+import { Profiler, profiledKernels, setPhase, setProfiler, timed } from '../tensor/profile.js';
+import { measurePeak } from './peak.js';
 
 export const TRAIN_DEFAULTS = { vocab: 8192, dim: 512, layers: 8, heads: 8, kv_heads: 8, ffn: 1408, seq: 512, batch: 4, steps: 6 };
 
@@ -34,10 +36,13 @@ const BENCH_RECIPES = ['sft', 'moi', 'miso-para', 'miso-succ'] as const;
 
 export function benchTrain(params: Record<string, string>): Record<string, unknown> {
   if (params.recipe !== undefined) return benchTrainRecipe(params);
-  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force']);
+  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'verbose']);
+  const verbose = params.verbose === '1';
   const peerMode = params.peer ?? 'auto';
   if (!['auto', '0', '1'].includes(peerMode)) throw new MixtuneError(`bench train: peer must be auto, 0 or 1, got '${peerMode}'`);
-  const k = nativeKernels();
+  // verbose=1: every kernel call and the ops' own loops / allocations are timed (src/tensor/profile.ts).
+  const prof = verbose ? new Profiler() : null;
+  const k = prof ? profiledKernels(nativeKernels()) : nativeKernels();
   const config = {
     vocabSize: cfg.vocab, dim: cfg.dim, hiddenDim: cfg.ffn, nLayers: cfg.layers, nHeads: cfg.heads, nKvHeads: cfg.kv_heads,
     headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: false, qkvBias: false,
@@ -59,18 +64,36 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
       targets[b * T + t] = row[t + 1]!;
     }
   }
+  // The FMA peak is measured right before and after the steps: with a shared machine the ratio
+  // of the two is what stays comparable between runs.
+  const peakBefore = measurePeak(0.6, currentIsa() === 'avx512' ? 'avx512' : undefined);
   const times: number[] = [];
+  const cpuTimes: number[] = [];
   let loss = 0;
   for (let s = 0; s < cfg.steps; s++) {
+    // The first step is a warm-up and is not profiled.
+    setProfiler(s > 0 ? prof : null);
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
-    model.zeroGrad();
-    loss = model.forward(inputs, targets, B).loss;
-    model.backward();
-    opt.step(1e-4);
+    setPhase('optimizer');
+    timed('total', () => timed('zero_grad', () => model.zeroGrad()));
+    setPhase('forward');
+    loss = timed('total', () => model.forward(inputs, targets, B).loss);
+    setPhase('backward');
+    timed('total', () => model.backward());
+    setPhase('optimizer');
+    timed('total', () => opt.step(1e-4));
     times.push((performance.now() - t0) / 1000);
+    const c1 = process.cpuUsage(c0);
+    cpuTimes.push((c1.user + c1.system) / 1e6);
   }
+  setProfiler(null);
+  const peakAfter = measurePeak(0.6, currentIsa() === 'avx512' ? 'avx512' : undefined);
   const steady = times.length > 1 ? times.slice(1) : times;
   const stepS = [...steady].sort((a, b) => a - b)[Math.floor(steady.length / 2)]!;
+  const bestS = Math.min(...steady);
+  const steadyCpu = cpuTimes.length > 1 ? cpuTimes.slice(1) : cpuTimes;
+  const cpuS = [...steadyCpu].sort((a, b) => a - b)[Math.floor(steadyCpu.length / 2)]!;
   const tokens = B * T;
   const nparams = model.numParams();
   const nonemb = nparams - cfg.vocab * cfg.dim;
@@ -85,12 +108,31 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     step_s: round(stepS, 4),
     tokens_per_s: round(tokens / stepS, 1),
     gflops: round(flops / stepS / 1e9, 1),
+    // Efficiency against the FMA peak (bench peak) measured in this run, before and after the steps.
+    peak_gflops: round((peakBefore.gflops + peakAfter.gflops) / 2, 1),
+    ratio_to_peak: round(flops / stepS / 1e9 / ((peakBefore.gflops + peakAfter.gflops) / 2), 3),
+    ratio_to_peak_best: round(flops / bestS / 1e9 / Math.max(peakBefore.gflops, peakAfter.gflops), 3),
+    // The same with CPU time instead of wall time (less sensitive to other processes on the cores):
+    // FLOPs per CPU-second of the step × threads over the uncontended peak (cpuGflops).
+    ratio_to_peak_cpu: round(((flops / cpuS) * numThreads()) / 1e9 / Math.max(peakBefore.cpuGflops, peakAfter.cpuGflops), 3),
+    cpu_s_per_step: round(cpuS, 4),
     loss: round(loss, 4),
     // measured peak RSS of this process vs the preflight's estimate (src/train/memory.ts)
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
     estimated_peak_mb: Math.round(estimateTrainMemory(model.config, { tokensPerMicroBatch: B * T }).total / 2 ** 20),
     cfg,
   };
+  if (prof) {
+    // Seconds per step by phase.kind; "other" is the phase's time outside every timed kind.
+    const n = steady.length;
+    for (const phase of ['forward', 'backward', 'optimizer']) {
+      let inner = 0;
+      for (const [key, s] of prof.seconds) if (key.startsWith(phase + '.') && !key.endsWith('total')) inner += s;
+      const total = prof.seconds.get(phase + '.total') ?? 0;
+      if (total > 0) prof.seconds.set(phase + '.other', Math.max(0, total - inner));
+    }
+    result.profile_s = prof.table(n);
+  }
   if (peerMode !== '0') {
     const peer = runTorchPeer(cfg, peerMode === '1');
     if (peer) {

@@ -7,6 +7,7 @@
 // - `step` (inference): a few new tokens against a KV cache, no tape, logits of the last token.
 import type { Kernels } from '../tensor/kernels.js';
 import { Tape, Tensor } from '../tensor/tensor.js';
+import { Workspace } from '../tensor/workspace.js';
 import * as op from '../tensor/ops.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
@@ -52,6 +53,8 @@ export class LlamaModel {
   readonly adapters = new Map<string, LinearAdapter>();
   readonly invFreq: Float32Array;
   private tape: Tape | null = null;
+  /** Activation / gradient buffers of training forwards, reused from step to step. */
+  readonly workspace = new Workspace();
 
   constructor(
     readonly config: LlamaConfig,
@@ -111,7 +114,9 @@ export class LlamaModel {
     if (targets.length !== N) throw new Error(`forward: ${targets.length} targets for ${N} inputs`);
     const positions = opts.positions ?? defaultPositions(batch, T);
     const tape = opts.grad === false ? null : new Tape();
-    const ctx: op.OpContext = { k: this.kernels, tape };
+    // A forward whose backward never ran leaves its buffers out: they are dead now.
+    if (this.tape) this.dropTape();
+    const ctx: op.OpContext = { k: this.kernels, tape, ws: tape ? this.workspace : null };
 
     const logits = this.trunkLogits(ctx, inputs, positions, batch, T, opts.layout);
     let count = 0;
@@ -126,7 +131,13 @@ export class LlamaModel {
   backward(): void {
     if (!this.tape) throw new Error('backward() needs a preceding forward() with grad enabled');
     this.tape.backward();
+    this.dropTape();
+  }
+
+  private dropTape(): void {
+    this.tape?.clear();
     this.tape = null;
+    this.workspace.giveAll();
   }
 
   zeroGrad(): void {
