@@ -7,6 +7,7 @@
 //   rmsnormForward(x, w, rows, dim, eps, out, rstd)
 //   rmsnormBackward(x, w, rstd, dOut, rows, dim, dX, dW)
 //   rope(x, pos, T, nHeads, headDim, invFreq, sign)
+//   add(a, b, n, out)
 //   swigluForward(gate, up, n, out)
 //   swigluBackward(gate, up, dOut, n, dGate, dUp)
 //   crossEntropy(logits, targets, N, V, ignoreIndex, losses, dLogits|null, gradScale)
@@ -41,6 +42,7 @@ struct OpsLeaf {
   decltype(&ops_portable::rmsnorm_fwd) rmsnorm_fwd;
   decltype(&ops_portable::rmsnorm_bwd) rmsnorm_bwd;
   decltype(&ops_portable::rope) rope;
+  decltype(&ops_portable::add) add;
   decltype(&ops_portable::swiglu_fwd) swiglu_fwd;
   decltype(&ops_portable::swiglu_bwd) swiglu_bwd;
   decltype(&ops_portable::cross_entropy) cross_entropy;
@@ -50,7 +52,7 @@ struct OpsLeaf {
 
 #define MT_OPS_TABLE(NS)                                                                              \
   OpsLeaf {                                                                                           \
-    NS::embed_fwd, NS::embed_bwd, NS::rmsnorm_fwd, NS::rmsnorm_bwd, NS::rope, NS::swiglu_fwd,         \
+    NS::embed_fwd, NS::embed_bwd, NS::rmsnorm_fwd, NS::rmsnorm_bwd, NS::rope, NS::add, NS::swiglu_fwd, \
         NS::swiglu_bwd, NS::cross_entropy, NS::adamw, NS::exp_vec                                     \
   }
 
@@ -205,6 +207,19 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// Elementwise sum; out may be a or b itself (in-place accumulation) but must not partially overlap them.
+Napi::Value Add(const Napi::CallbackInfo& info) {
+  const char* fn = "add";
+  Napi::Env env = info.Env();
+  const int64_t n = int_arg(info, 2, fn, "n", 0);
+  const float* a = f32_arg(info, 0, n, fn, "a");
+  const float* b = f32_arg(info, 1, n, fn, "b");
+  float* out = f32_arg(info, 3, n, fn, "out");
+  const OpsLeaf& L = leaf();
+  parallel_for(n, kGrain * 4, [&](int64_t i0, int64_t i1, int) { L.add(a, b, out, i0, i1); });
+  return env.Undefined();
+}
+
 Napi::Value SwigluForward(const Napi::CallbackInfo& info) {
   const char* fn = "swigluForward";
   Napi::Env env = info.Env();
@@ -306,6 +321,7 @@ void register_ops(Napi::Env env, Napi::Object exports) {
   export_fn<RmsnormForward>(env, exports, "rmsnormForward");
   export_fn<RmsnormBackward>(env, exports, "rmsnormBackward");
   export_fn<Rope>(env, exports, "rope");
+  export_fn<Add>(env, exports, "add");
   export_fn<SwigluForward>(env, exports, "swigluForward");
   export_fn<SwigluBackward>(env, exports, "swigluBackward");
   export_fn<CrossEntropy>(env, exports, "crossEntropy");

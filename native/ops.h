@@ -20,6 +20,8 @@
                    float* dw, int64_t r0, int64_t r1);                                                           \
   void rope(float* x, const int32_t* pos, int64_t n_heads, int64_t head_dim, const float* inv_freq, float sign,  \
             int64_t t0, int64_t t1);                                                                             \
+  /* out[i] = a[i] + b[i] for i in [i0, i1); out may alias a or b. */                                           \
+  void add(const float* a, const float* b, float* out, int64_t i0, int64_t i1);                                \
   void swiglu_fwd(const float* g, const float* u, float* out, int64_t i0, int64_t i1);                          \
   void swiglu_bwd(const float* g, const float* u, const float* dout, float* dg, float* du, int64_t i0,          \
                   int64_t i1);                                                                                   \

@@ -63,6 +63,42 @@ for (const variant of [
   });
 }
 
+test('model: training steps on reused (NaN-poisoned) workspace buffers equal steps on fresh buffers, bit for bit; forward without backward does not leak', () => {
+  for (const over of [{}, { nKvHeads: 4, tiedEmbeddings: true, qkvBias: true }]) {
+    const cfg = tinyConfig(over);
+    const rng = new Rng(3);
+    const batches = [0, 1, 2].map(() => batchOf(rng, 2, 9, cfg.vocabSize));
+    const run = (reuse: boolean): { losses: number[]; grads: Map<string, Float32Array>[] } => {
+      const m = LlamaModel.random(cfg, nativeKernels(), 5, 0.2);
+      const opt = new AdamW(m.params, m.kernels, { weightDecay: 0.1 });
+      const losses: number[] = [];
+      const grads: Map<string, Float32Array>[] = [];
+      for (const { inputs, targets } of [...batches, ...batches]) {
+        if (reuse) m.workspace.poisonFree(NaN);
+        else m.workspace.clear();
+        m.zeroGrad();
+        losses.push(m.forward(inputs, targets, 2).loss);
+        m.backward();
+        grads.push(gradsOf(m));
+        opt.step(1e-2);
+      }
+      if (reuse) {
+        const held = m.workspace.floats;
+        for (let i = 0; i < 3; i++) m.forward(batches[0]!.inputs, batches[0]!.targets, 2);
+        m.backward();
+        assert.equal(m.workspace.floats, held, 'forwards without backward reuse the same buffers');
+      }
+      return { losses, grads };
+    };
+    const a = run(true);
+    const b = run(false);
+    assert.deepEqual(a.losses, b.losses);
+    a.grads.forEach((g, i) => {
+      for (const [n, x] of g) assert.deepEqual(x, b.grads[i]!.get(n), `step ${i} ${n}`);
+    });
+  }
+});
+
 test('model: gradient matches finite differences of the loss (reference kernels)', () => {
   const cfg = tinyConfig({ qkvBias: true });
   const model = LlamaModel.random(cfg, referenceKernels, 3, 0.3);

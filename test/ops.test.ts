@@ -146,6 +146,28 @@ test('rope: native vs reference for both signs; rope(+1) then rope(-1) is the id
   });
 });
 
+test('add: native equals the reference exactly (chunk tails, parallel sizes), also in place (out === a, out === b)', () => {
+  const rng = new Rng(15);
+  forEachIsa((isa) => {
+    for (const n of [0, 1, 15, 16, 17, 1000, 70000, 300001]) {
+      const what = `${isa} n=${n}`;
+      const a = randArray(rng, n);
+      const b = randArray(rng, n);
+      const o1 = new Float32Array(n).fill(NaN);
+      const o2 = new Float32Array(n);
+      N.add(a, b, n, o1);
+      R.add(a, b, n, o2);
+      assert.deepEqual(o1, o2, what);
+      const a1 = a.slice();
+      N.add(a1, b, n, a1);
+      assert.deepEqual(a1, o2, `out === a ${what}`);
+      const b1 = b.slice();
+      N.add(a, b1, n, b1);
+      assert.deepEqual(b1, o2, `out === b ${what}`);
+    }
+  });
+});
+
 test('swiglu: native forward/backward vs reference, chunk tails, large |gate| without NaN', () => {
   const rng = new Rng(5);
   const special = [0, -0, 1e-30, -1e-30, 15, -15, 30, -30, 88, -88, 89, -89, 100, -100, 104, -104, 1e4, -1e4, 1e30, -1e30];
@@ -501,6 +523,8 @@ test('bad arguments throw TypeError (native and reference), never crash', () => 
       ['rope pos short', () => K.rope(f(8), i(0), 2, 1, 4, f(2), 1)],
       ['rope bad sign', () => K.rope(f(8), i(0, 1), 2, 1, 4, f(2), 2 as 1)],
       ['swiglu out short', () => K.swigluForward(f(4), f(4), 4, f(3))],
+      ['add b short', () => K.add(f(4), f(3), 4, f(4))],
+      ['add out short', () => K.add(f(4), f(4), 4, f(3))],
       ['swigluBackward dUp short', () => K.swigluBackward(f(4), f(4), f(4), 4, f(4), f(3))],
       ['crossEntropy target too large', () => K.crossEntropy(f(6), i(0, 3), 2, 3, -100, f(2), null, 1)],
       ['crossEntropy target negative', () => K.crossEntropy(f(6), i(0, -1), 2, 3, -100, f(2), null, 1)],

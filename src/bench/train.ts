@@ -29,6 +29,8 @@ import { checkMemory, estimateTrainMemory } from '../train/memory.js';
 import { applyLora, trainableParams } from '../model/lora.js';
 import { requireBf16 } from '../tensor/bf16.js';
 import { Bf16Weights } from '../tensor/bf16-weights.js';
+import { Profiler, profiledKernels, setPhase, setProfiler, timed } from '../tensor/profile.js';
+import { measurePeak } from './peak.js';
 
 export const TRAIN_DEFAULTS = { vocab: 8192, dim: 512, layers: 8, heads: 8, kv_heads: 8, ffn: 1408, seq: 512, batch: 4, steps: 6 };
 
@@ -37,7 +39,7 @@ const BENCH_RECIPES = ['sft', 'moi', 'miso-para', 'miso-succ'] as const;
 
 export function benchTrain(params: Record<string, string>): Record<string, unknown> {
   if (params.recipe !== undefined) return benchTrainRecipe(params);
-  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'checkpointing', 'lora', 'tied', 'bias', 'base_dtype', 'precision']);
+  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'verbose', 'checkpointing', 'lora', 'tied', 'bias', 'base_dtype', 'precision']);
   const flag = (k: string): boolean => {
     const v = params[k] ?? '0';
     if (v !== '0' && v !== '1') throw new MixtuneError(`bench train: ${k} must be 0 or 1, got '${v}'`);
@@ -50,9 +52,12 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const precision = params.precision ?? 'fp32';
   if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
   if (precision === 'bf16') requireBf16('bench train precision=bf16');
+  const verbose = params.verbose === '1';
   const peerMode = params.peer ?? 'auto';
   if (!['auto', '0', '1'].includes(peerMode)) throw new MixtuneError(`bench train: peer must be auto, 0 or 1, got '${peerMode}'`);
-  const k = nativeKernels();
+  // verbose=1: every kernel call and the ops' own loops / allocations are timed (src/tensor/profile.ts).
+  const prof = verbose ? new Profiler() : null;
+  const k = prof ? profiledKernels(nativeKernels()) : nativeKernels();
   const config = {
     vocabSize: cfg.vocab, dim: cfg.dim, hiddenDim: cfg.ffn, nLayers: cfg.layers, nHeads: cfg.heads, nKvHeads: cfg.kv_heads,
     headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: flag('tied'), qkvBias: flag('bias'),
@@ -81,19 +86,41 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
       targets[b * T + t] = row[t + 1]!;
     }
   }
+  // The FMA peak is measured right before and after the steps: with a shared machine the ratio
+  // of the two is what stays comparable between runs.
+  const peakBefore = measurePeak(0.6, currentIsa() === 'avx512' ? 'avx512' : undefined);
   const times: number[] = [];
+  const cpuTimes: number[] = [];
   let loss = 0;
   for (let s = 0; s < cfg.steps; s++) {
+    // The first step is a warm-up and is not profiled.
+    setProfiler(s > 0 ? prof : null);
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
-    for (const t of trainable.values()) t.zeroGrad();
-    loss = model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss;
-    model.backward();
-    opt.step(1e-4);
-    model.bf16?.invalidate();
+    setPhase('optimizer');
+    timed('total', () => timed('zero_grad', () => {
+      for (const t of trainable.values()) t.zeroGrad();
+    }));
+    setPhase('forward');
+    loss = timed('total', () => model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss);
+    setPhase('backward');
+    timed('total', () => model.backward());
+    setPhase('optimizer');
+    timed('total', () => {
+      opt.step(1e-4);
+      model.bf16?.invalidate();
+    });
     times.push((performance.now() - t0) / 1000);
+    const c1 = process.cpuUsage(c0);
+    cpuTimes.push((c1.user + c1.system) / 1e6);
   }
+  setProfiler(null);
+  const peakAfter = measurePeak(0.6, currentIsa() === 'avx512' ? 'avx512' : undefined);
   const steady = times.length > 1 ? times.slice(1) : times;
   const stepS = [...steady].sort((a, b) => a - b)[Math.floor(steady.length / 2)]!;
+  const bestS = Math.min(...steady);
+  const steadyCpu = cpuTimes.length > 1 ? cpuTimes.slice(1) : cpuTimes;
+  const cpuS = [...steadyCpu].sort((a, b) => a - b)[Math.floor(steadyCpu.length / 2)]!;
   const tokens = B * T;
   const nparams = model.numParams();
   const nonemb = nparams - cfg.vocab * cfg.dim;
@@ -108,6 +135,14 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     step_s: round(stepS, 4),
     tokens_per_s: round(tokens / stepS, 1),
     gflops: round(flops / stepS / 1e9, 1),
+    // Efficiency against the FMA peak (bench peak) measured in this run, before and after the steps.
+    peak_gflops: round((peakBefore.gflops + peakAfter.gflops) / 2, 1),
+    ratio_to_peak: round(flops / stepS / 1e9 / ((peakBefore.gflops + peakAfter.gflops) / 2), 3),
+    ratio_to_peak_best: round(flops / bestS / 1e9 / Math.max(peakBefore.gflops, peakAfter.gflops), 3),
+    // The same with CPU time instead of wall time (less sensitive to other processes on the cores):
+    // FLOPs per CPU-second of the step × threads over the uncontended peak (cpuGflops).
+    ratio_to_peak_cpu: round(((flops / cpuS) * numThreads()) / 1e9 / Math.max(peakBefore.cpuGflops, peakAfter.cpuGflops), 3),
+    cpu_s_per_step: round(cpuS, 4),
     loss: round(loss, 4),
     // measured peak RSS of this process vs the preflight's estimate (src/train/memory.ts)
     peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
@@ -116,6 +151,17 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     precision,
     cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0 },
   };
+  if (prof) {
+    // Seconds per step by phase.kind; "other" is the phase's time outside every timed kind.
+    const n = steady.length;
+    for (const phase of ['forward', 'backward', 'optimizer']) {
+      let inner = 0;
+      for (const [key, s] of prof.seconds) if (key.startsWith(phase + '.') && !key.endsWith('total')) inner += s;
+      const total = prof.seconds.get(phase + '.total') ?? 0;
+      if (total > 0) prof.seconds.set(phase + '.other', Math.max(0, total - inner));
+    }
+    result.profile_s = prof.table(n);
+  }
   if (peerMode !== '0' && loraRank === 0 && !checkpointing && !config.tiedEmbeddings && !config.qkvBias) {
     // the peer runs fp32: ratio_vs_peer of a bf16 step is bf16 mixtune against fp32 PyTorch
     const peer = runTorchPeer(cfg, peerMode === '1');

@@ -8,6 +8,7 @@
 import type { Kernels } from '../tensor/kernels.js';
 import { Tape, Tensor } from '../tensor/tensor.js';
 import type { Bf16Weights } from '../tensor/bf16-weights.js';
+import { Workspace } from '../tensor/workspace.js';
 import * as op from '../tensor/ops.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
@@ -63,6 +64,8 @@ export class LlamaModel {
   randomness: { get(): number[]; set(state: number[]): void } | null = null;
   readonly invFreq: Float32Array;
   private tape: Tape | null = null;
+  /** Activation / gradient buffers of training forwards, reused from step to step. */
+  readonly workspace = new Workspace();
 
   constructor(
     readonly config: LlamaConfig,
@@ -122,8 +125,10 @@ export class LlamaModel {
     if (targets.length !== N) throw new Error(`forward: ${targets.length} targets for ${N} inputs`);
     const positions = opts.positions ?? defaultPositions(batch, T);
     const tape = opts.grad === false ? null : new Tape();
+    // A forward whose backward never ran leaves its buffers out: they are dead now.
+    if (this.tape) this.dropTape();
     // bf16 applies to training forwards; evaluation, scoring and generation stay fp32
-    const ctx: op.OpContext = { k: this.kernels, tape, bf16: tape ? this.bf16 : null };
+    const ctx: op.OpContext = { k: this.kernels, tape, ws: tape ? this.workspace : null, bf16: tape ? this.bf16 : null };
 
     const logits = this.trunkLogits(ctx, inputs, positions, batch, T, opts.layout, opts.checkpointing === true);
     let count = 0;
@@ -138,7 +143,13 @@ export class LlamaModel {
   backward(): void {
     if (!this.tape) throw new Error('backward() needs a preceding forward() with grad enabled');
     this.tape.backward();
+    this.dropTape();
+  }
+
+  private dropTape(): void {
+    this.tape?.clear();
     this.tape = null;
+    this.workspace.giveAll();
   }
 
   zeroGrad(): void {
@@ -199,18 +210,23 @@ export class LlamaModel {
    */
   private checkpointedLayer(ctx: op.OpContext, x: Tensor, l: number, positions: Int32Array, shape: op.AttentionShape, layout?: op.AttentionLayout): Tensor {
     const rngBefore = this.randomness?.get();
+    const ws = ctx.ws ?? null;
+    const before = ws?.mark();
     // dropout must run as in training although nothing is recorded: a tape that is dropped at once
-    const y = this.layer({ k: ctx.k, tape: new Tape(), bf16: ctx.bf16 ?? null }, x, l, positions, shape, layout);
+    const y = this.layer({ k: ctx.k, tape: new Tape(), bf16: ctx.bf16 ?? null, ws }, x, l, positions, shape, layout);
+    if (ws) ws.releaseSince(before!, [y.data]); // only the output stays
     const out = new Tensor(y.data, y.shape, true);
     ctx.tape!.record(() => {
       if (!out.grad) return;
       const rngAfter = this.randomness?.get();
       if (rngBefore !== undefined) this.randomness!.set(rngBefore);
       const local = new Tape();
-      const yr = this.layer({ k: ctx.k, tape: local, bf16: ctx.bf16 ?? null }, x, l, positions, shape, layout);
+      const mark = ws?.mark();
+      const yr = this.layer({ k: ctx.k, tape: local, bf16: ctx.bf16 ?? null, ws }, x, l, positions, shape, layout);
       if (rngAfter !== undefined) this.randomness!.set(rngAfter);
       yr.grad = out.grad;
       local.backward();
+      if (ws) ws.releaseSince(mark!, [x.grad]); // the recomputed activations are dead; x's gradient is not
     });
     return out;
   }

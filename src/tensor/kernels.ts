@@ -49,6 +49,9 @@ export interface Kernels {
    */
   rope(x: Float32Array, pos: Int32Array, T: number, nHeads: number, headDim: number, invFreq: Float32Array, sign: 1 | -1): void;
 
+  /** out = a + b over n values (write); out may be a or b itself (in-place accumulation). */
+  add(a: Float32Array, b: Float32Array, n: number, out: Float32Array): void;
+
   /** out = silu(gate) * up, elementwise over n values (write). */
   swigluForward(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void;
   /** dGate, dUp written. */

@@ -13,6 +13,7 @@ export function createNativeKernels(): Kernels {
     rmsnormForward: (x, w, rows, dim, eps, out, rstd) => n.rmsnormForward!(x, w, rows, dim, eps, out, rstd),
     rmsnormBackward: (x, w, rstd, dOut, rows, dim, dX, dW) => n.rmsnormBackward!(x, w, rstd, dOut, rows, dim, dX, dW),
     rope: (x, pos, T, nHeads, headDim, invFreq, sign) => n.rope!(x, pos, T, nHeads, headDim, invFreq, sign),
+    add: (a, b, count, out) => n.add!(a, b, count, out),
     swigluForward: (gate, up, count, out) => n.swigluForward!(gate, up, count, out),
     swigluBackward: (gate, up, dOut, count, dGate, dUp) => n.swigluBackward!(gate, up, dOut, count, dGate, dUp),
     attentionForward: (q, k, v, out, lse, B, Tq, Tk, nH, nKv, D, scale, qOffset) =>

@@ -1,10 +1,18 @@
 // Differentiable ops over the Kernels interface. Each op computes its forward with a kernel and,
 // when a tape is active and an input needs a gradient, records a closure that accumulates the
 // input gradients (always "+=", so a tensor consumed twice, like the residual stream, sums both).
+//
+// Buffers: with a workspace in the context (training), activations and their gradients are
+// reused step after step (src/tensor/workspace.ts) and come back dirty, so every forward kernel
+// here overwrites its output completely, and a gradient is written (not added) when its tensor
+// has none yet. An op's backward is the last reader of its output's gradient and gives that
+// buffer back at once, which keeps the backward's peak memory at what it was with fresh buffers.
 import type { Kernels } from './kernels.js';
 import { Tape, Tensor } from './tensor.js';
 import { gemmBf16, gemmBf16Packed } from './bf16.js';
 import type { Bf16Weights } from './bf16-weights.js';
+import { Workspace } from './workspace.js';
+import { profEnd, profStart } from './profile.js';
 
 export interface OpContext {
   k: Kernels;
@@ -12,25 +20,68 @@ export interface OpContext {
   tape: Tape | null;
   /** training.precision bf16: the linear layers' GEMMs on bf16 operands (fp32 accumulation). */
   bf16?: Bf16Weights | null;
+  /** Reusable buffers for this forward / backward (training); absent = fresh arrays. */
+  ws?: Workspace | null;
 }
 
 function tracks(ctx: OpContext, ...inputs: (Tensor | null | undefined)[]): boolean {
   return ctx.tape !== null && inputs.some((t) => t?.requiresGrad);
 }
 
-function addInto(dst: Float32Array, src: Float32Array): void {
-  for (let i = 0; i < dst.length; i++) dst[i]! += src[i]!;
+/** A buffer of n floats with arbitrary contents (fresh and zeroed without a workspace). */
+function buf(ctx: OpContext, n: number): Float32Array {
+  if (ctx.ws) return ctx.ws.take(n);
+  const t0 = profStart();
+  const a = new Float32Array(n);
+  profEnd('alloc', t0);
+  return a;
+}
+
+function act(ctx: OpContext, shape: readonly number[]): Tensor {
+  return new Tensor(buf(ctx, shape.reduce((a, b) => a * b, 1)), shape);
+}
+
+/** Whether t's gradient buffer may be a workspace buffer (t is an activation of this step). */
+function isActivation(ctx: OpContext, t: Tensor): boolean {
+  return !!ctx.ws && ctx.ws.owns(t.data);
+}
+
+/**
+ * t.grad += d, where d is a dead buffer of this op: an activation without a gradient takes d
+ * over, otherwise d is added (native, multithreaded) and given back.
+ */
+function accumulate(ctx: OpContext, t: Tensor, d: Float32Array): void {
+  if (!t.requiresGrad) {
+    ctx.ws?.give(d);
+    return;
+  }
+  if (!t.grad && isActivation(ctx, t)) {
+    t.grad = d;
+    return;
+  }
+  const g = t.gradBuffer();
+  ctx.k.add(g, d, g.length, g);
+  ctx.ws?.give(d);
+}
+
+/** The op's output gradient is dead after its backward: back to the workspace. */
+function release(ctx: OpContext, out: Tensor): void {
+  if (ctx.ws && out.grad) {
+    ctx.ws.give(out.grad);
+    out.grad = null;
+  }
 }
 
 /** out[t] = table[ids[t]] */
 export function embedding(ctx: OpContext, ids: Int32Array, table: Tensor): Tensor {
   const dim = table.shape[1]!;
-  const out = Tensor.zeros([ids.length, dim]);
+  const out = act(ctx, [ids.length, dim]);
   ctx.k.embeddingForward(ids, table.data, dim, out.data);
   if (tracks(ctx, table)) {
     out.requiresGrad = true;
     ctx.tape!.record(() => {
       if (out.grad) ctx.k.embeddingBackward(ids, out.grad, dim, table.gradBuffer());
+      release(ctx, out);
     });
   }
   return out;
@@ -40,21 +91,20 @@ export function embedding(ctx: OpContext, ids: Int32Array, table: Tensor): Tenso
 export function rmsnorm(ctx: OpContext, x: Tensor, w: Tensor, eps: number): Tensor {
   const dim = w.size;
   const rows = x.size / dim;
-  const out = Tensor.zeros(x.shape);
-  const rstd = new Float32Array(rows);
+  const out = act(ctx, x.shape);
+  const rstd = buf(ctx, rows);
   ctx.k.rmsnormForward(x.data, w.data, rows, dim, eps, out.data, rstd);
   if (tracks(ctx, x, w)) {
     out.requiresGrad = true;
     ctx.tape!.record(() => {
       if (!out.grad) return;
-      const dX = new Float32Array(x.size);
+      const dX = buf(ctx, x.size);
       // The kernel accumulates dW; a frozen weight gets a scratch buffer.
-      const dW = w.requiresGrad ? w.gradBuffer() : new Float32Array(dim);
+      const dW = w.requiresGrad ? w.gradBuffer() : buf(ctx, dim);
       ctx.k.rmsnormBackward(x.data, w.data, rstd, out.grad, rows, dim, dX, dW);
-      if (x.requiresGrad) {
-        if (x.grad) addInto(x.grad, dX);
-        else x.grad = dX;
-      }
+      if (!w.requiresGrad) ctx.ws?.give(dW);
+      release(ctx, out);
+      accumulate(ctx, x, dX);
     });
   }
   return out;
@@ -64,37 +114,47 @@ export function rmsnorm(ctx: OpContext, x: Tensor, w: Tensor, eps: number): Tens
 export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null): Tensor {
   const [outF, inF] = W.shape as [number, number];
   const rows = x.size / inF;
-  const y = Tensor.zeros([rows, outF]);
+  const y = act(ctx, [rows, outF]);
   const packs = ctx.bf16?.of(W);
   if (packs) gemmBf16Packed(false, rows, outF, inF, 1, x.data, packs.fwd, 0, y.data);
   else ctx.k.gemm(false, true, rows, outF, inF, 1, x.data, W.data, 0, y.data);
   if (b) {
+    const t0 = profStart();
     const bd = b.data;
     const yd = y.data;
     for (let r = 0; r < rows; r++) {
       const o = r * outF;
       for (let j = 0; j < outF; j++) yd[o + j]! += bd[j]!;
     }
+    profEnd('bias', t0);
   }
   if (tracks(ctx, x, W, b)) {
     y.requiresGrad = true;
     ctx.tape!.record(() => {
       const dY = y.grad;
       if (!dY) return;
-      if (packs) {
-        if (x.requiresGrad) gemmBf16Packed(false, rows, inF, outF, 1, dY, packs.bwd, 1, x.gradBuffer());
-        if (W.requiresGrad) gemmBf16(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
-      } else {
-        if (x.requiresGrad) ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, 1, x.gradBuffer());
-        if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+      if (x.requiresGrad) {
+        // dX written into a fresh workspace buffer when x has no gradient yet (no zeroing pass).
+        const fresh = !x.grad && isActivation(ctx, x);
+        const dX = fresh ? buf(ctx, x.size) : x.gradBuffer();
+        if (packs) gemmBf16Packed(false, rows, inF, outF, 1, dY, packs.bwd, fresh ? 0 : 1, dX);
+        else ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, fresh ? 0 : 1, dX);
+        if (fresh) x.grad = dX;
+      }
+      if (W.requiresGrad) {
+        if (packs) gemmBf16(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+        else ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
       }
       if (b?.requiresGrad) {
+        const t0 = profStart();
         const db = b.gradBuffer();
         for (let r = 0; r < rows; r++) {
           const o = r * outF;
           for (let j = 0; j < outF; j++) db[j]! += dY[o + j]!;
         }
+        profEnd('bias', t0);
       }
+      release(ctx, y);
     });
   }
   return y;
@@ -142,7 +202,7 @@ export interface AttentionLayout {
  */
 export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape, layout?: AttentionLayout): Tensor {
   const { batch: B, seq: T, nHeads, nKvHeads, headDim } = s;
-  const out = Tensor.zeros([B * T, nHeads * headDim]);
+  const out = act(ctx, [B * T, nHeads * headDim]);
   const scale = 1 / Math.sqrt(headDim);
   let maxInputs = 1;
   let weighting: Int32Array | null = null;
@@ -150,7 +210,7 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
     for (const n of layout.nInputs) maxInputs = Math.max(maxInputs, n);
     weighting = Int32Array.from(layout.weighting, (w) => WEIGHTING_CODE[w]);
   }
-  const lse = new Float32Array(B * nHeads * T * maxInputs);
+  const lse = buf(ctx, B * nHeads * T * maxInputs);
   if (layout) {
     ctx.k.attentionLayoutForward(q.data, k.data, v.data, out.data, lse, B, T, nHeads, nKvHeads, headDim, scale,
       layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
@@ -161,20 +221,19 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
     out.requiresGrad = true;
     ctx.tape!.record(() => {
       if (!out.grad) return;
-      const dq = new Float32Array(q.size);
-      const dk = new Float32Array(k.size);
-      const dv = new Float32Array(v.size);
+      const dq = buf(ctx, q.size);
+      const dk = buf(ctx, k.size);
+      const dv = buf(ctx, v.size);
       if (layout) {
         ctx.k.attentionLayoutBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale,
           layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
       } else {
         ctx.k.attentionBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale);
       }
-      for (const [t, d] of [[q, dq], [k, dk], [v, dv]] as const) {
-        if (!t.requiresGrad) continue;
-        if (t.grad) addInto(t.grad, d);
-        else t.grad = d;
-      }
+      release(ctx, out);
+      accumulate(ctx, q, dq);
+      accumulate(ctx, k, dk);
+      accumulate(ctx, v, dv);
     });
   }
   return out;
@@ -182,23 +241,18 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
 
 /** silu(gate) * up */
 export function swiglu(ctx: OpContext, gate: Tensor, up: Tensor): Tensor {
-  const out = Tensor.zeros(gate.shape);
+  const out = act(ctx, gate.shape);
   ctx.k.swigluForward(gate.data, up.data, gate.size, out.data);
   if (tracks(ctx, gate, up)) {
     out.requiresGrad = true;
     ctx.tape!.record(() => {
       if (!out.grad) return;
-      const dG = new Float32Array(gate.size);
-      const dU = new Float32Array(up.size);
+      const dG = buf(ctx, gate.size);
+      const dU = buf(ctx, up.size);
       ctx.k.swigluBackward(gate.data, up.data, out.grad, gate.size, dG, dU);
-      if (gate.requiresGrad) {
-        if (gate.grad) addInto(gate.grad, dG);
-        else gate.grad = dG;
-      }
-      if (up.requiresGrad) {
-        if (up.grad) addInto(up.grad, dU);
-        else up.grad = dU;
-      }
+      release(ctx, out);
+      accumulate(ctx, gate, dG);
+      accumulate(ctx, up, dU);
     });
   }
   return out;
@@ -206,27 +260,22 @@ export function swiglu(ctx: OpContext, gate: Tensor, up: Tensor): Tensor {
 
 /** a + b (same shape) */
 export function add(ctx: OpContext, a: Tensor, b: Tensor): Tensor {
-  const out = Tensor.zeros(a.shape);
-  const o = out.data;
-  const ad = a.data;
-  const bd = b.data;
-  for (let i = 0; i < o.length; i++) o[i] = ad[i]! + bd[i]!;
+  const out = act(ctx, a.shape);
+  ctx.k.add(a.data, b.data, out.size, out.data);
   if (tracks(ctx, a, b)) {
     out.requiresGrad = true;
     ctx.tape!.record(() => {
       const g = out.grad;
       if (!g) return;
-      // The first consumer to need a gradient may take over the buffer: out.grad is dead after this.
-      let shared = false;
-      for (const t of [a, b]) {
-        if (!t.requiresGrad) continue;
-        if (t.grad) addInto(t.grad, g);
-        else if (!shared) {
-          t.grad = g;
-          shared = true;
-        } else t.grad = g.slice();
-      }
+      // d(a) = d(b) = g. out.grad is dead after this: a takes it over, b gets a copy (one
+      // buffer must not be two tensors' gradients: each is accumulated into separately).
       out.grad = null;
+      if (b.requiresGrad) {
+        const gb = buf(ctx, g.length);
+        gb.set(g);
+        accumulate(ctx, b, gb);
+      }
+      accumulate(ctx, a, g);
     });
   }
   return out;
@@ -246,7 +295,7 @@ export interface LossResult {
  */
 export function crossEntropy(ctx: OpContext, logits: Tensor, targets: Int32Array, ignoreIndex: number, gradScale: number): LossResult {
   const [N, V] = logits.shape as [number, number];
-  const losses = new Float32Array(N);
+  const losses = buf(ctx, N);
   const wantGrad = tracks(ctx, logits);
   ctx.k.crossEntropy(logits.data, targets, N, V, ignoreIndex, losses, wantGrad ? logits.data : null, gradScale);
   let sum = 0;
@@ -259,7 +308,7 @@ export function crossEntropy(ctx: OpContext, logits: Tensor, targets: Int32Array
   if (wantGrad) {
     ctx.tape!.record(() => {
       // logits.data now holds d(loss)/d(logits); it becomes the gradient of the logits tensor.
-      if (logits.grad) addInto(logits.grad, logits.data);
+      if (logits.grad) ctx.k.add(logits.grad, logits.data, logits.size, logits.grad);
       else logits.grad = logits.data;
     });
   }

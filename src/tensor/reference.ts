@@ -14,6 +14,7 @@ export const referenceKernels: Kernels = {
   rmsnormForward: ops.refRmsnormForward,
   rmsnormBackward: ops.refRmsnormBackward,
   rope: ops.refRope,
+  add: ops.refAdd,
   swigluForward: ops.refSwigluForward,
   swigluBackward: ops.refSwigluBackward,
   attentionForward: refAttentionForward,

@@ -1,6 +1,7 @@
 // A minimal tensor (a dense fp32 buffer with a shape) and a tape that records backward
 // closures. The model is a fixed composition of a dozen fused ops (src/tensor/ops.ts), so a tape
 // of closures is all the autograd we need: no graph objects, no broadcasting rules.
+import { profEnd, profStart } from './profile.js';
 
 export class Tensor {
   /** Gradient buffer, allocated (zeroed) on first accumulation. */
@@ -25,7 +26,11 @@ export class Tensor {
 
   /** The gradient buffer, created zero-filled if absent. */
   gradBuffer(): Float32Array {
-    if (!this.grad) this.grad = new Float32Array(this.data.length);
+    if (!this.grad) {
+      const t0 = profStart();
+      this.grad = new Float32Array(this.data.length);
+      profEnd('alloc', t0);
+    }
     return this.grad;
   }
 

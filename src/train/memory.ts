@@ -25,8 +25,12 @@ export interface MemoryEstimate {
 }
 
 const F32 = 4;
-/** Node + V8 + the native addon + thread stacks, measured RSS of an idle `mixtune` process with a tiny model. */
-export const RUNTIME_BASE_BYTES = 160 * 1024 * 1024;
+/**
+ * Node + V8 + the native addon + thread stacks: RSS of `mixtune bench train` with a tiny model
+ * (71 MiB) plus some heap slack. Training reuses its activation buffers from step to step
+ * (src/tensor/workspace.ts), so no garbage of dead steps adds to the peak.
+ */
+export const RUNTIME_BASE_BYTES = 80 * 1024 * 1024;
 
 function sum(e: Omit<MemoryEstimate, 'total'>): MemoryEstimate {
   return { ...e, total: e.weights + e.gradients + e.optimizer + e.activations + e.logits + e.runtime + e.kv_cache };

@@ -130,6 +130,15 @@ export const refRope: Kernels['rope'] = (x, pos, T, nHeads, headDim, invFreq, si
   }
 };
 
+export const refAdd: Kernels['add'] = (a, b, n, out) => {
+  const fn = 'add';
+  checkInt(fn, 'n', n);
+  checkLen(fn, 'a', a, n);
+  checkLen(fn, 'b', b, n);
+  checkLen(fn, 'out', out, n);
+  for (let i = 0; i < n; i++) out[i] = a[i]! + b[i]!;
+};
+
 export const refSwigluForward: Kernels['swigluForward'] = (gate, up, n, out) => {
   const fn = 'swigluForward';
   checkInt(fn, 'n', n);

@@ -1,0 +1,77 @@
+// Optional wall-clock accounting of a training step by phase (forward / backward / optimizer) and
+// op kind (gemm, attention, norms, ...), for `mixtune bench train verbose=1`. Off by default:
+// with no active profiler `profStart` returns 0 and `profEnd` returns at once, so the ops pay
+// one branch.
+import type { Kernels } from './kernels.js';
+
+export type Phase = 'forward' | 'backward' | 'optimizer';
+
+export class Profiler {
+  phase: Phase = 'forward';
+  /** Seconds per "phase.kind". */
+  readonly seconds = new Map<string, number>();
+
+  add(kind: string, s: number): void {
+    const key = `${this.phase}.${kind}`;
+    this.seconds.set(key, (this.seconds.get(key) ?? 0) + s);
+  }
+
+  /** Totals sorted by time, in seconds per step (divided by `steps`). */
+  table(steps: number): Record<string, number> {
+    const rows = [...this.seconds].sort((a, b) => b[1] - a[1]);
+    return Object.fromEntries(rows.map(([k, s]) => [k, Math.round((s / steps) * 1e4) / 1e4]));
+  }
+}
+
+let active: Profiler | null = null;
+
+/** Starts (or with null stops) accounting into `p`. */
+export function setProfiler(p: Profiler | null): void {
+  active = p;
+}
+
+export function profiler(): Profiler | null {
+  return active;
+}
+
+export function setPhase(phase: Phase): void {
+  if (active) active.phase = phase;
+}
+
+export function profStart(): number {
+  return active ? performance.now() : 0;
+}
+
+export function profEnd(kind: string, t0: number): void {
+  if (active) active.add(kind, (performance.now() - t0) / 1000);
+}
+
+/** The op kind a kernel's time is accounted to. */
+const KERNEL_KIND: Record<string, string> = {
+  gemm: 'gemm', embeddingForward: 'embedding', embeddingBackward: 'embedding', rmsnormForward: 'rmsnorm',
+  rmsnormBackward: 'rmsnorm', rope: 'rope', add: 'add', swigluForward: 'swiglu', swigluBackward: 'swiglu',
+  attentionForward: 'attention', attentionBackward: 'attention', attentionLayoutForward: 'attention',
+  attentionLayoutBackward: 'attention', crossEntropy: 'cross_entropy', adamw: 'adamw',
+};
+
+/** `k` with every kernel call timed into the active profiler (by KERNEL_KIND, else its own name). */
+export function profiledKernels(k: Kernels): Kernels {
+  const out: Record<string, unknown> = { name: k.name };
+  for (const [name, fn] of Object.entries(k)) {
+    if (typeof fn !== 'function') continue;
+    const kind = KERNEL_KIND[name] ?? name;
+    out[name] = (...args: unknown[]) => timed(kind, () => (fn as (...a: unknown[]) => unknown)(...args));
+  }
+  return out as unknown as Kernels;
+}
+
+/** Runs fn, accounting its time to `kind`. */
+export function timed<T>(kind: string, fn: () => T): T {
+  if (!active) return fn();
+  const t0 = performance.now();
+  try {
+    return fn();
+  } finally {
+    active.add(kind, (performance.now() - t0) / 1000);
+  }
+}
