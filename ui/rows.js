@@ -49,8 +49,19 @@ function groupsText(row) {
   return out.join('\n');
 }
 
+/** The row that shows the recipe best: the first with a MISO group, else the one packing the most groups. */
+function telling(rows) {
+  let best = 0;
+  let score = -1;
+  for (const r of rows) {
+    const s = (r.kinds.some((k) => k.startsWith('MISO')) ? 1000 : 0) + Math.min(r.groups, 50);
+    if (s > score) (score = s), (best = r.index);
+  }
+  return best;
+}
+
 function panel(info, initial, onRemove) {
-  const state = { config: initial.config ?? 0, variant: initial.variant ?? 'config', split: 'train', row: 0, query: null };
+  const state = { config: initial.config ?? 0, variant: initial.variant ?? 'config', split: 'train', row: null, query: null };
   let view = null;
   let row = null;
   const el = h('div', { class: 'card rows-panel', 'data-variant': state.variant });
@@ -62,11 +73,11 @@ function panel(info, initial, onRemove) {
   function drawControls() {
     const rows = view ? view[state.split] : [];
     controls.replaceChildren(
-      h('select', { title: 'train.yaml', onchange: (e) => { state.config = Number(e.target.value); state.row = 0; load(); } },
+      h('select', { title: 'train.yaml', onchange: (e) => { state.config = Number(e.target.value); state.row = null; load(); } },
         info.configs.map((c, i) => h('option', { value: i, selected: i === state.config }, c.split('/').slice(-1)[0]))),
-      h('select', { class: 'variant', title: 'recipe applied to the data', onchange: (e) => { state.variant = e.target.value; el.dataset.variant = state.variant; state.row = 0; load(); } },
+      h('select', { class: 'variant', title: 'recipe applied to the data', onchange: (e) => { state.variant = e.target.value; el.dataset.variant = state.variant; state.row = null; load(); } },
         info.variants.map((v) => h('option', { value: v.id, selected: v.id === state.variant }, v.label))),
-      h('select', { onchange: (e) => { state.split = e.target.value; state.row = 0; drawControls(); loadRow(); } },
+      h('select', { onchange: (e) => { state.split = e.target.value; state.row = telling(view[state.split]); drawControls(); loadRow(); } },
         ['train', 'eval'].map((s) => h('option', { value: s, selected: s === state.split }, `${s} (${view ? view[s].length : '…'} rows)`))),
       h('select', { class: 'row-select', onchange: (e) => { state.row = Number(e.target.value); loadRow(); } },
         rows.slice(0, 500).map((r) => h('option', { value: r.index, selected: r.index === state.row }, `row ${r.index}: ${r.length} tok, ${r.groups} group${r.groups > 1 ? 's' : ''}, ${r.lossTokens} loss — ${r.kinds.join(', ')}`))),
@@ -84,9 +95,10 @@ function panel(info, initial, onRemove) {
       content.replaceChildren(errorBox(e));
       return;
     }
+    if (state.row === null || state.row >= view[state.split].length) state.row = telling(view[state.split]);
     const s = view.stats;
     statsEl.textContent = `recipe ${s.recipe}: ${s.train.groups} groups → ${s.train.rows} rows of ≤ ${view.maxLen} tokens, packing ${(100 * s.train.efficiency).toFixed(1)}%, ` +
-      `${s.train.tokens} tokens (${s.train.targetTokens} with loss)${s.warnings.length ? ` — warning: ${s.warnings[0]}` : ''}`;
+      `${s.train.tokens} tokens (${s.train.targetTokens} with loss)${view.note ? ` — ${view.note}` : ''}${s.warnings.length ? ` — warning: ${s.warnings[0]}` : ''}`;
     drawControls();
     await loadRow();
   }

@@ -3,7 +3,7 @@
 // the same data, and the attention pattern of a row as the kernels compute it (docs/design.md §2):
 // for every query, the key ranges it may see and how they are combined.
 import { statSync } from 'node:fs';
-import { checkModelAndTokenizer } from '../io/load.js';
+import { checkModelAndTokenizer, modelConfigOf } from '../io/load.js';
 import { loadTrainConfig } from '../train/config.js';
 import { prepareRows, type PrepareStats } from '../train/prepare.js';
 import { checkContextLength, encoderFor } from '../train/setup.js';
@@ -51,6 +51,8 @@ export interface RowDetail {
 export interface PreparedView {
   variant: string;
   recipe: string;
+  /** What the view changed beyond the recipe (max_len lowered to the context), or null. */
+  note: string | null;
   stats: PrepareStats;
   maxLen: number;
   train: RowSummary[];
@@ -135,13 +137,21 @@ export class RowsCache {
     const key = `${configIndex}:${variant}`;
     const hit = this.cache.get(key);
     if (hit && hit.mtime === mtime) return hit;
-    const cfg = loadTrainConfig(path, ROW_VARIANTS[variant]!.sets);
+    let cfg = loadTrainConfig(path, ROW_VARIANTS[variant]!.sets);
+    // a MISO config's max_len may exceed the context (MISO inputs restart at position 0); the
+    // same data as causal rows must fit the context: max_len lowered to it, said in the view
+    const context = modelConfigOf(cfg.model).maxSeqLen;
+    let note: string | null = null;
+    if (variant !== 'config' && !cfg.recipe.name.startsWith('miso') && cfg.data.max_len > context) {
+      note = `data.max_len lowered from ${cfg.data.max_len} to the model's context (${context}) for this recipe`;
+      cfg = loadTrainConfig(path, [...ROW_VARIANTS[variant]!.sets, `data.max_len=${context}`]);
+    }
     const tok = checkModelAndTokenizer(cfg.model, cfg.tokenizer);
     checkContextLength(cfg);
     const prep = prepareRows(cfg, encoderFor(tok, cfg).encode);
     const entry: Entry = {
       mtime, tok, train: prep.train, eval: prep.eval,
-      view: { variant, recipe: prep.stats.recipe, stats: prep.stats, maxLen: cfg.data.max_len, train: prep.train.map(summary), eval: prep.eval.map(summary) },
+      view: { variant, recipe: prep.stats.recipe, note, stats: prep.stats, maxLen: cfg.data.max_len, train: prep.train.map(summary), eval: prep.eval.map(summary) },
     };
     // a few variants of a few configs: keep the last 8
     if (this.cache.size >= 8) this.cache.delete(this.cache.keys().next().value!);
