@@ -108,7 +108,7 @@ export function barChart({ title, groups, bars, colors, width = 620 }) {
   const wrap = h('div', { class: 'chart card' });
   const rowH = 14, gap = 10, L = 150, R = 60, T = 26;
   const H = T + groups.length * (bars.length * rowH + gap) + 10;
-  const root = svg('svg', { viewBox: `0 0 ${width} ${H}`, role: 'img', 'aria-label': title });
+  const root = svg('svg', { viewBox: `0 0 ${width} ${H}`, role: 'img', 'aria-label': title, style: `max-width: ${width}px` });
   const t = svg('text', { x: 4, y: 15, class: 'title' });
   t.textContent = title;
   root.append(t);
