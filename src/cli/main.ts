@@ -17,6 +17,7 @@ import { runDemoCli, DEMO_DEFAULTS } from './demo.js';
 import { buildStudyCommand, registerMisoStudy, registerMoiStudy } from './study.js';
 import { buildExportCommand } from './export.js';
 import { runServe } from './serve.js';
+import { runUi } from './ui.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -204,6 +205,21 @@ export function buildProgram(): Command {
     .option('--force', 'serve even when the memory estimate exceeds the memory available')
     .action(async (opts) => {
       await runServe(opts);
+    });
+
+  program
+    .command('ui')
+    .description('A local web page: runs with live loss curves, demo / study results, prepared rows with their attention pattern, chat with a model')
+    .option('--runs <dir>', 'a folder to find runs in: train output dirs, demo and study folders (repeatable; default: the current folder)', collect, [] as string[])
+    .option('--config <file>', 'a train.yaml whose prepared rows the Rows view shows (repeatable)', collect, [] as string[])
+    .option('--model <path>', 'a model for the Chat view (stories260K, a llama2.c .bin or an HF folder); runs\' final/ folders can be chosen too')
+    .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
+    .option('--host <addr>', 'address to listen on (anything but loopback exposes the run folders)', '127.0.0.1')
+    .option('--port <n>', 'port (0 = any free port; the address is printed)', intArg(0), 7860)
+    .option('--max-inputs <n>', 'most MISO inputs per chat request', intArg(1), 8)
+    .option('--quiet', 'no request log on stderr')
+    .action(async (opts) => {
+      await runUi(opts);
     });
 
   polishHelp(program);

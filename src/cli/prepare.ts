@@ -5,7 +5,8 @@
 import { checkModelAndTokenizer } from '../io/load.js';
 import { loadTrainConfig } from '../train/config.js';
 import { prepareRows, savePrepared, type Prepared } from '../train/prepare.js';
-import { IGNORE, type Row } from '../data/pack.js';
+import type { Row } from '../data/pack.js';
+import { lossMarks, tokenText } from '../data/row-text.js';
 import type { Tokenizer } from '../tokenizer.js';
 import { ensureWritableDir } from '../util/fs.js';
 import { dirname, resolve } from 'node:path';
@@ -63,33 +64,10 @@ export function formatStats(p: Prepared, maxLen: number): string {
   return lines.join('\n');
 }
 
-/** A token's text with newlines and control characters escaped. */
-function tokenText(tok: Tokenizer, id: number, prev?: number): string {
-  const opts = prev !== undefined ? { prev } : {};
-  let text = Buffer.from(tok.decodeBytes([id], opts)).toString('utf8');
-  // Special tokens (BOS, EOS, [INST], ...) by their own text ("<s>"; llama2.c stores "\n<s>\n").
-  if (text === '' && prev !== undefined) text = Buffer.from(tok.decodeBytes([id])).toString('utf8');
-  if (text === '') {
-    // special tokens by their own text (llama2.c stores "\n<s>\n": trimmed); a token that is only
-    // whitespace (the space after BOS) stays itself
-    const sp = Buffer.from(tok.decodeBytes([id], { special: true })).toString('utf8');
-    text = sp.trim() || sp || `<${id}>`;
-  }
-  // eslint-disable-next-line no-control-regex
-  return text.replace(/[\u0000-\u001f\\]/g, (c) => (c === '\n' ? '\\n' : c === '\t' ? '\\t' : c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
-}
-
 function posRange(p: number[]): string {
   if (p.length === 0) return '';
   if (p.every((x, i) => x === p[0]! + i)) return p.length === 1 ? `${p[0]}` : `${p[0]}..${p[p.length - 1]}`;
   return p.join(',');
-}
-
-/** Whether row token t is predicted with a loss (the previous token of its stream has a target). */
-function lossMarks(row: Row): boolean[] {
-  const m = new Array<boolean>(row.length).fill(false);
-  for (let t = 0; t + 1 < row.length; t++) if (row.targets[t] !== IGNORE) m[t + 1] = true;
-  return m;
 }
 
 /**

@@ -70,6 +70,11 @@ export class MixtuneServer {
     await closed;
   }
 
+  /** Answers one request (also for servers that embed the API, such as `mixtune ui`). */
+  handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    return this.dispatch(req, res);
+  }
+
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const t0 = Date.now();
     this.inflight++;
