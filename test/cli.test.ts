@@ -41,3 +41,16 @@ test('cli: unknown flag, missing file, truncated checkpoint, corrupt tokenizer g
   assertOneLineError(run('bench', 'train', 'dim=abc'), ['dim']);
   assertOneLineError(run('frobnicate'), ['frobnicate']);
 });
+
+test('cli: bench train reports ratio_to_peak (wall and CPU) and, with verbose=cpu, the step by phase and op kind', () => {
+  const r = run('bench', 'train', 'vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'steps=3', 'peer=0', 'verbose=cpu');
+  assert.equal(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as { ratio_to_peak: number; ratio_to_peak_cpu: number; profile_clock: string; profile_s: Record<string, number>; gemm_shapes: Record<string, { s: number; gflops: number }> };
+  assert.ok(d.ratio_to_peak > 0 && d.ratio_to_peak_cpu > 0);
+  assert.equal(d.profile_clock, 'cpu');
+  for (const key of ['forward.total', 'forward.gemm', 'forward.attention', 'forward.rmsnorm', 'forward.cross_entropy', 'backward.total', 'backward.gemm', 'backward.attention', 'optimizer.adamw']) {
+    assert.ok(key in d.profile_s, `${key} in ${JSON.stringify(d.profile_s)}`);
+  }
+  assert.ok('nt 64x128x64' in d.gemm_shapes, JSON.stringify(d.gemm_shapes));
+  assertOneLineError(run('bench', 'train', 'verbose=2'), ['verbose']);
+});

@@ -52,11 +52,12 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const precision = params.precision ?? 'fp32';
   if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
   if (precision === 'bf16') requireBf16('bench train precision=bf16');
-  const verbose = params.verbose === '1';
+  if (params.verbose !== undefined && !['0', '1', 'cpu'].includes(params.verbose)) throw new MixtuneError(`bench train: verbose must be 0, 1 or cpu, got '${params.verbose}'`);
+  const verbose = params.verbose === '1' || params.verbose === 'cpu';
   const peerMode = params.peer ?? 'auto';
   if (!['auto', '0', '1'].includes(peerMode)) throw new MixtuneError(`bench train: peer must be auto, 0 or 1, got '${peerMode}'`);
   // verbose=1: every kernel call and the ops' own loops / allocations are timed (src/tensor/profile.ts).
-  const prof = verbose ? new Profiler() : null;
+  const prof = verbose ? new Profiler(params.verbose === 'cpu' ? 'cpu' : 'wall') : null;
   const k = prof ? profiledKernels(nativeKernels()) : nativeKernels();
   const config = {
     vocabSize: cfg.vocab, dim: cfg.dim, hiddenDim: cfg.ffn, nLayers: cfg.layers, nHeads: cfg.heads, nKvHeads: cfg.kv_heads,
@@ -152,7 +153,8 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0 },
   };
   if (prof) {
-    // Seconds per step by phase.kind; "other" is the phase's time outside every timed kind.
+    // Seconds per step by phase.kind (wall or CPU seconds); "other" is the phase's time outside
+    // every timed kind.
     const n = steady.length;
     for (const phase of ['forward', 'backward', 'optimizer']) {
       let inner = 0;
@@ -161,6 +163,11 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
       if (total > 0) prof.seconds.set(phase + '.other', Math.max(0, total - inner));
     }
     result.profile_s = prof.table(n);
+    // Per GEMM shape: seconds per step and GFLOP/s (slowest first); with verbose=cpu, gflops is
+    // per CPU-second × threads, comparable with the uncontended peak (peak cpuGflops).
+    result.profile_clock = prof.clock;
+    result.gemm_shapes = Object.fromEntries([...prof.gemmShapes].sort((a, b) => b[1].s - a[1].s)
+      .map(([key, e]) => [key, { s: round(e.s / n, 4), gflops: round((e.flops / e.s / 1e9) * (prof.clock === 'cpu' ? numThreads() : 1), 1) }]));
   }
   if (peerMode !== '0' && loraRank === 0 && !checkpointing && !config.tiedEmbeddings && !config.qkvBias) {
     // the peer runs fp32: ratio_vs_peer of a bf16 step is bf16 mixtune against fp32 PyTorch

@@ -1,15 +1,29 @@
-// Optional wall-clock accounting of a training step by phase (forward / backward / optimizer) and
-// op kind (gemm, attention, norms, ...), for `mixtune bench train verbose=1`. Off by default:
-// with no active profiler `profStart` returns 0 and `profEnd` returns at once, so the ops pay
-// one branch.
+// Optional time accounting of a training step by phase (forward / backward / optimizer) and op
+// kind (gemm, attention, norms, ...), for `mixtune bench train verbose=1` (wall clock) or
+// `verbose=cpu` (CPU seconds of the process, all threads: on a machine shared with other jobs
+// this is what stays comparable). Off by default: with no active profiler `profStart` returns 0
+// and `profEnd` returns at once, so the ops pay one branch.
 import type { Kernels } from './kernels.js';
 
 export type Phase = 'forward' | 'backward' | 'optimizer';
 
+export type Clock = 'wall' | 'cpu';
+
 export class Profiler {
   phase: Phase = 'forward';
+  /** Milliseconds on the chosen clock. */
+  readonly now: () => number;
   /** Seconds per "phase.kind". */
   readonly seconds = new Map<string, number>();
+  /** GEMM seconds and FLOPs per shape "nt M×N×K" (transposes, then sizes). */
+  readonly gemmShapes = new Map<string, { s: number; flops: number }>();
+
+  constructor(readonly clock: Clock = 'wall') {
+    this.now = clock === 'wall' ? () => performance.now() : () => {
+      const u = process.cpuUsage();
+      return (u.user + u.system) / 1000;
+    };
+  }
 
   add(kind: string, s: number): void {
     const key = `${this.phase}.${kind}`;
@@ -39,11 +53,11 @@ export function setPhase(phase: Phase): void {
 }
 
 export function profStart(): number {
-  return active ? performance.now() : 0;
+  return active ? active.now() : 0;
 }
 
 export function profEnd(kind: string, t0: number): void {
-  if (active) active.add(kind, (performance.now() - t0) / 1000);
+  if (active) active.add(kind, (active.now() - t0) / 1000);
 }
 
 /** The op kind a kernel's time is accounted to. */
@@ -60,18 +74,33 @@ export function profiledKernels(k: Kernels): Kernels {
   for (const [name, fn] of Object.entries(k)) {
     if (typeof fn !== 'function') continue;
     const kind = KERNEL_KIND[name] ?? name;
-    out[name] = (...args: unknown[]) => timed(kind, () => (fn as (...a: unknown[]) => unknown)(...args));
+    const call = fn as (...a: unknown[]) => unknown;
+    out[name] = name !== 'gemm'
+      ? (...args: unknown[]) => timed(kind, () => call(...args))
+      : (...args: unknown[]) => {
+        const p = active;
+        if (!p) return call(...args);
+        const t0 = p.now();
+        timed(kind, () => call(...args));
+        const [ta, tb, M, N, K] = args as [boolean, boolean, number, number, number];
+        const key = `${ta ? 't' : 'n'}${tb ? 't' : 'n'} ${M}x${N}x${K}`;
+        const e = p.gemmShapes.get(key) ?? { s: 0, flops: 0 };
+        e.s += (p.now() - t0) / 1000;
+        e.flops += 2 * M * N * K;
+        p.gemmShapes.set(key, e);
+      };
   }
   return out as unknown as Kernels;
 }
 
 /** Runs fn, accounting its time to `kind`. */
 export function timed<T>(kind: string, fn: () => T): T {
-  if (!active) return fn();
-  const t0 = performance.now();
+  const p = active;
+  if (!p) return fn();
+  const t0 = p.now();
   try {
     return fn();
   } finally {
-    active.add(kind, (performance.now() - t0) / 1000);
+    p.add(kind, (p.now() - t0) / 1000);
   }
 }
