@@ -1,5 +1,7 @@
 // Flag value parsers shared by every command (commander calls them with the raw string).
+import type { AddressInfo } from 'node:net';
 import { InvalidArgumentError } from 'commander';
+import { MixtuneError } from '../util/errors.js';
 
 /** An integer >= min. */
 export function intArg(min: number) {
@@ -37,4 +39,22 @@ export function listArg(known: Record<string, unknown>, what = 'configuration') 
     if (new Set(names).size !== names.length) throw new InvalidArgumentError(`a ${what} is listed twice`);
     return names;
   };
+}
+
+/**
+ * Starts a server with `listen(port, host)`; address problems become one-line errors naming
+ * --port / --host. Returns the base URL (http://host:port, the actual port when --port 0).
+ */
+export async function listenOn(listen: (port: number, host: string) => Promise<AddressInfo>, port: number, host: string): Promise<string> {
+  let addr: AddressInfo;
+  try {
+    addr = await listen(port, host);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new MixtuneError(`--port ${port}: the address ${host}:${port} is already in use`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new MixtuneError(`--host ${host}: not an address of this machine`);
+    if (code === 'EACCES') throw new MixtuneError(`--port ${port}: permission denied (ports below 1024 need privileges)`);
+    throw e;
+  }
+  return `http://${addr.family === 'IPv6' ? `[${addr.address}]` : addr.address}:${addr.port}`;
 }

@@ -5,6 +5,7 @@ import { ServedModel } from '../serve/engine.js';
 import { MixtuneServer } from '../serve/server.js';
 import { SERVE_MEMORY_FIXES, checkGenerateMemory } from '../train/memory.js';
 import { MixtuneError } from '../util/errors.js';
+import { listenOn } from './args.js';
 
 export interface ServeCliOptions {
   model: string;
@@ -31,18 +32,8 @@ export async function runServe(o: ServeCliOptions): Promise<void> {
   const model = ServedModel.load({ model: o.model, ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}), ...(o.name ? { name: o.name } : {}), context, maxInputs: o.maxInputs });
   const log = o.quiet ? undefined : (line: string): void => void process.stderr.write(`mixtune serve: ${line}\n`);
   const server = new MixtuneServer({ model, maxQueue: o.maxQueue, ...(apiKey !== undefined ? { apiKey } : {}), ...(log ? { log } : {}) });
-  let addr;
-  try {
-    addr = await server.listen(o.port, o.host);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new MixtuneError(`--port ${o.port}: the address ${o.host}:${o.port} is already in use`);
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new MixtuneError(`--host ${o.host}: not an address of this machine`);
-    if (code === 'EACCES') throw new MixtuneError(`--port ${o.port}: permission denied (ports below 1024 need privileges)`);
-    throw e;
-  }
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  process.stderr.write(`mixtune serve: ${model.id} on http://${host}:${addr.port}/v1 (context ${model.context} tokens, queue ${o.maxQueue}${apiKey !== undefined ? ', API key required' : ''})\n`);
+  const url = await listenOn((port, host) => server.listen(port, host), o.port, o.host);
+  process.stderr.write(`mixtune serve: ${model.id} on ${url}/v1 (context ${model.context} tokens, queue ${o.maxQueue}${apiKey !== undefined ? ', API key required' : ''})\n`);
   if (!['127.0.0.1', '::1', 'localhost'].includes(o.host) && apiKey === undefined) {
     process.stderr.write(`mixtune serve: warning: listening on ${o.host} without --api-key; anyone who can reach this port can use the model\n`);
   }

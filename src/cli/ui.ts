@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { rootOf } from '../ui/files.js';
 import { UiServer } from '../ui/server.js';
 import { MixtuneError } from '../util/errors.js';
+import { listenOn } from './args.js';
 
 export interface UiCliOptions {
   runs: string[];
@@ -47,18 +48,8 @@ export async function runUi(o: UiCliOptions): Promise<void> {
     ...(o.model ? { model: { path: o.model, ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}) } } : {}),
     ...(log ? { log } : {}),
   });
-  let addr;
-  try {
-    addr = await server.listen(o.port, o.host);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'EADDRINUSE') throw new MixtuneError(`--port ${o.port}: the address ${o.host}:${o.port} is already in use`);
-    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new MixtuneError(`--host ${o.host}: not an address of this machine`);
-    if (code === 'EACCES') throw new MixtuneError(`--port ${o.port}: permission denied (ports below 1024 need privileges)`);
-    throw e;
-  }
-  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-  process.stderr.write(`mixtune ui: http://${host}:${addr.port}/ (runs: ${runs.join(', ')}${o.config.length ? `; configs: ${o.config.join(', ')}` : ''}${o.model ? `; model: ${o.model}` : ''})\n`);
+  const url = await listenOn((port, host) => server.listen(port, host), o.port, o.host);
+  process.stderr.write(`mixtune ui: ${url}/ (runs: ${runs.join(', ')}${o.config.length ? `; configs: ${o.config.join(', ')}` : ''}${o.model ? `; model: ${o.model}` : ''})\n`);
   if (!['127.0.0.1', '::1', 'localhost'].includes(o.host)) {
     process.stderr.write(`mixtune ui: warning: listening on ${o.host}; anyone who can reach this port can read the run folders and use the model\n`);
   }

@@ -45,7 +45,11 @@ export class MixtuneServer {
     this.http = createServer((req, res) => void this.dispatch(req, res));
     // generation can take minutes; let the client decide when to give up
     this.http.requestTimeout = 0;
-    this.http.headersTimeout = 60_000;
+    // Clients (the openai SDKs, fetch) keep idle connections and reuse them: with Node's default
+    // 5 s keep-alive the server may close a socket just as a client sends on it (a "connection
+    // error" after a pause). 65 s outlasts the usual client pools; headers must arrive sooner.
+    this.http.keepAliveTimeout = 65_000;
+    this.http.headersTimeout = 66_000;
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {

@@ -71,7 +71,9 @@ export class UiServer {
     this.chat = new ChatHost({ maxInputs: o.maxInputs ?? 8, maxQueue: 8, ...(o.log ? { log: o.log } : {}) });
     this.http = createServer((req, res) => void this.dispatch(req, res));
     this.http.requestTimeout = 0;
-    this.http.headersTimeout = 60_000;
+    // as src/serve/server.ts: outlast the clients' idle keep-alive pools
+    this.http.keepAliveTimeout = 65_000;
+    this.http.headersTimeout = 66_000;
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
