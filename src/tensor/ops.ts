@@ -134,7 +134,12 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
           ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, 0, x.grad);
         } else ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, 1, x.gradBuffer());
       }
-      if (W.requiresGrad) ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+      if (W.requiresGrad) {
+        // After zeroGrad() the weight gradient is overwritten (beta 0): no zero pass, no read of C.
+        const g = W.gradToOverwrite();
+        if (g) ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, g.overwrite ? 0 : 1, g.buf);
+        else ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+      }
       if (b?.requiresGrad) {
         const t0 = profStart();
         const db = b.gradBuffer();
