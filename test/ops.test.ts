@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { Rng } from '../src/util/rng.js';
 import { randArray, randInts, assertClose, checkGradFD, dot, ISAS } from './util.js';
 import { Tensor } from '../src/tensor/tensor.js';
+import { Workspace } from '../src/tensor/workspace.js';
 import { referenceKernels as R } from '../src/tensor/reference.js';
 import { nativeKernels } from '../src/tensor/native.js';
 import { native, bestIsa, setIsa, numThreads, setNumThreads, type Isa } from '../src/native.js';
@@ -569,4 +570,25 @@ test('Tensor.zeroGrad is lazy: a read sees zeros; gradToOverwrite hands the stal
   t.zeroGrad();
   t.grad = new Float32Array([1, 1, 1]); // assigning a buffer cancels the pending zero
   assert.deepEqual([...t.grad!], [1, 1, 1]);
+});
+
+test('Workspace: reuses buffers by size, gives back early, keeps per size only what one step used at once', () => {
+  const ws = new Workspace();
+  const a = ws.take(10);
+  const b = ws.take(10);
+  const c = ws.take(7);
+  assert.ok(ws.owns(a) && ws.owns(c) && !ws.owns(new Float32Array(10)));
+  ws.give(b);
+  ws.give(b); // twice: ignored
+  assert.equal(ws.take(10), b);
+  ws.giveAll();
+  assert.equal(ws.floats, 27);
+  // the next step uses one buffer of 10 and none of 7: the rest is dropped at its end
+  const d = ws.take(10);
+  assert.ok(d === a || d === b);
+  ws.giveAll();
+  assert.equal(ws.floats, 10);
+  assert.equal(ws.zeroed(10).every((x) => x === 0), true);
+  ws.clear();
+  assert.equal(ws.floats, 0);
 });
