@@ -63,7 +63,7 @@ for (const variant of [
   });
 }
 
-test('model: training steps on reused (NaN-poisoned) workspace buffers equal steps on fresh buffers, bit for bit; forward without backward does not leak', () => {
+test('model: training steps on reused (NaN-poisoned) workspace buffers with the lazy zeroGrad equal steps on fresh buffers and zero-filled gradients, bit for bit; forward without backward does not leak', () => {
   for (const over of [{}, { nKvHeads: 4, tiedEmbeddings: true, qkvBias: true }]) {
     const cfg = tinyConfig(over);
     const rng = new Rng(3);
@@ -74,9 +74,15 @@ test('model: training steps on reused (NaN-poisoned) workspace buffers equal ste
       const losses: number[] = [];
       const grads: Map<string, Float32Array>[] = [];
       for (const { inputs, targets } of [...batches, ...batches]) {
-        if (reuse) m.workspace.poisonFree(NaN);
-        else m.workspace.clear();
-        m.zeroGrad();
+        // reuse: poisoned buffers and the lazy zeroGrad (weight gradients overwritten, not
+        // zero-filled); else fresh buffers and gradients filled with zeros by hand.
+        if (reuse) {
+          m.workspace.poisonFree(NaN);
+          m.zeroGrad();
+        } else {
+          m.workspace.clear();
+          for (const t of m.params.values()) t.grad?.fill(0);
+        }
         losses.push(m.forward(inputs, targets, 2).loss);
         m.backward();
         grads.push(gradsOf(m));

@@ -5,6 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/util/rng.js';
 import { randArray, randInts, assertClose, checkGradFD, dot, ISAS } from './util.js';
+import { Tensor } from '../src/tensor/tensor.js';
+import { Workspace } from '../src/tensor/workspace.js';
 import { referenceKernels as R } from '../src/tensor/reference.js';
 import { nativeKernels } from '../src/tensor/native.js';
 import { native, bestIsa, setIsa, numThreads, setNumThreads, type Isa } from '../src/native.js';
@@ -549,4 +551,44 @@ test('bad arguments throw TypeError (native and reference), never crash', () => 
   const out = f(4);
   N.swigluForward(Float32Array.from([1, 2, 3, 4]), Float32Array.from([1, 1, 1, 1]), 4, out);
   assert.ok(Math.abs(out[0]! - 1 / (1 + Math.exp(-1))) < 1e-6);
+});
+
+test('Tensor.zeroGrad is lazy: a read sees zeros; gradToOverwrite hands the stale buffer over once, to be overwritten', () => {
+  const t = new Tensor(new Float32Array(3), [3], true);
+  assert.equal(t.gradToOverwrite(), null);
+  t.gradBuffer().set([1, 2, 3]);
+  t.zeroGrad();
+  assert.deepEqual([...t.grad!], [0, 0, 0]);
+  t.grad!.set([4, 5, 6]);
+  t.zeroGrad();
+  const g = t.gradToOverwrite()!;
+  assert.equal(g.overwrite, true);
+  assert.deepEqual([...g.buf], [4, 5, 6]); // stale: the caller overwrites it
+  g.buf.set([7, 8, 9]);
+  assert.equal(t.gradToOverwrite()!.overwrite, false); // now it holds a real gradient: add to it
+  assert.deepEqual([...t.grad!], [7, 8, 9]);
+  t.zeroGrad();
+  t.grad = new Float32Array([1, 1, 1]); // assigning a buffer cancels the pending zero
+  assert.deepEqual([...t.grad!], [1, 1, 1]);
+});
+
+test('Workspace: reuses buffers by size, gives back early, keeps per size only what one step used at once', () => {
+  const ws = new Workspace();
+  const a = ws.take(10);
+  const b = ws.take(10);
+  const c = ws.take(7);
+  assert.ok(ws.owns(a) && ws.owns(c) && !ws.owns(new Float32Array(10)));
+  ws.give(b);
+  ws.give(b); // twice: ignored
+  assert.equal(ws.take(10), b);
+  ws.giveAll();
+  assert.equal(ws.floats, 27);
+  // the next step uses one buffer of 10 and none of 7: the rest is dropped at its end
+  const d = ws.take(10);
+  assert.ok(d === a || d === b);
+  ws.giveAll();
+  assert.equal(ws.floats, 10);
+  assert.equal(ws.zeroed(10).every((x) => x === 0), true);
+  ws.clear();
+  assert.equal(ws.floats, 0);
 });

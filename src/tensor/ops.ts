@@ -142,8 +142,12 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
         if (fresh) x.grad = dX;
       }
       if (W.requiresGrad) {
-        if (packs) gemmBf16(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
-        else ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, 1, W.gradBuffer());
+        // After zeroGrad() the weight gradient is overwritten (beta 0): no zero pass, no read of C.
+        const g = W.gradToOverwrite();
+        const dW = g ? g.buf : W.gradBuffer();
+        const beta = g?.overwrite ? 0 : 1;
+        if (packs) gemmBf16(true, false, outF, inF, rows, 1, dY, x.data, beta, dW);
+        else ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, beta, dW);
       }
       if (b?.requiresGrad) {
         const t0 = profStart();

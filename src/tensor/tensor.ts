@@ -4,8 +4,13 @@
 import { profEnd, profStart } from './profile.js';
 
 export class Tensor {
-  /** Gradient buffer, allocated (zeroed) on first accumulation. */
-  grad: Float32Array | null = null;
+  private g: Float32Array | null = null;
+  /**
+   * zeroGrad() only marks the gradient as zero: the buffer is filled at its next read, or never
+   * when its next writer overwrites it whole (`gradToOverwrite`, the weight gradient GEMM of a
+   * linear layer), which saves a pass over every weight gradient per step.
+   */
+  private zeroPending = false;
 
   constructor(
     public data: Float32Array,
@@ -20,6 +25,22 @@ export class Tensor {
     return new Tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, requiresGrad);
   }
 
+  /** Gradient buffer, allocated (zeroed) on first accumulation. */
+  get grad(): Float32Array | null {
+    if (this.zeroPending) {
+      const t0 = profStart();
+      this.g!.fill(0);
+      this.zeroPending = false;
+      profEnd('zero_grad', t0);
+    }
+    return this.g;
+  }
+
+  set grad(g: Float32Array | null) {
+    this.g = g;
+    this.zeroPending = false;
+  }
+
   get size(): number {
     return this.data.length;
   }
@@ -31,11 +52,23 @@ export class Tensor {
       this.grad = new Float32Array(this.data.length);
       profEnd('alloc', t0);
     }
-    return this.grad;
+    return this.grad!;
+  }
+
+  /**
+   * For a writer that can either add into the gradient or overwrite it whole: the buffer, and
+   * whether it must be overwritten rather than added to (its contents are stale and count as
+   * zero after zeroGrad()). Returns null when there is no buffer yet (use gradBuffer()).
+   */
+  gradToOverwrite(): { buf: Float32Array; overwrite: boolean } | null {
+    if (!this.g) return null;
+    const overwrite = this.zeroPending;
+    this.zeroPending = false;
+    return { buf: this.g, overwrite };
   }
 
   zeroGrad(): void {
-    if (this.grad) this.grad.fill(0);
+    if (this.g) this.zeroPending = true;
   }
 }
 

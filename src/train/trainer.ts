@@ -241,6 +241,8 @@ export class Trainer {
       }
     }
     bar?.stop();
+    // The step buffers are not needed after training (export, evaluation and generation allocate their own).
+    this.model.workspace.clear();
     if (this.evalRows.length && lastEval === null) lastEval = this.evaluate();
     return {
       steps: this.state.step,
