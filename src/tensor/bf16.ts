@@ -15,6 +15,7 @@
 // fp32 activations (rounded while packed).
 import { native } from '../native.js';
 import { MixtuneError } from '../util/errors.js';
+import { timed, timedGemm } from './profile.js';
 import type { Bf16Operand } from './reference/bf16.js';
 
 export type { Bf16Operand } from './reference/bf16.js';
@@ -74,7 +75,8 @@ export function gemmBf16(
   transA: boolean, transB: boolean, M: number, N: number, K: number,
   alpha: number, A: Bf16Operand, B: Bf16Operand, beta: number, C: Float32Array,
 ): void {
-  native().gemmBf16(transA, transB, M, N, K, alpha, A, B, beta, C);
+  const t = `bf16 ${transA ? 't' : 'n'}${transB ? 't' : 'n'}`;
+  timedGemm('gemm_bf16', t, M, N, K, () => native().gemmBf16(transA, transB, M, N, K, alpha, A, B, beta, C));
 }
 
 /**
@@ -98,7 +100,7 @@ export class PackedBf16 {
 
   /** Packs op(B) (transB: B is N x K, else K x N) into this buffer. */
   pack(transB: boolean, B: Bf16Operand): this {
-    native().gemmBf16PackB(transB, this.K, this.N, B, this.data);
+    timed('pack_bf16', () => native().gemmBf16PackB(transB, this.K, this.N, B, this.data));
     return this;
   }
 }
@@ -114,5 +116,6 @@ export function gemmBf16Packed(
   transA: boolean, M: number, N: number, K: number, alpha: number, A: Bf16Operand, B: PackedBf16, beta: number, C: Float32Array,
 ): void {
   if (B.K !== K || B.N !== N) throw new TypeError(`gemmBf16Packed: packed B is ${B.K}x${B.N}, the call needs ${K}x${N}`);
-  native().gemmBf16Packed(transA, M, N, K, alpha, A, B.data, beta, C);
+  const t = `bf16 ${transA ? 't' : 'n'}p`;
+  timedGemm('gemm_bf16', t, M, N, K, () => native().gemmBf16Packed(transA, M, N, K, alpha, A, B.data, beta, C));
 }

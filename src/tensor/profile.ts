@@ -78,19 +78,32 @@ export function profiledKernels(k: Kernels): Kernels {
     out[name] = name !== 'gemm'
       ? (...args: unknown[]) => timed(kind, () => call(...args))
       : (...args: unknown[]) => {
-        const p = active;
-        if (!p) return call(...args);
-        const t0 = p.now();
-        timed(kind, () => call(...args));
         const [ta, tb, M, N, K] = args as [boolean, boolean, number, number, number];
-        const key = `${ta ? 't' : 'n'}${tb ? 't' : 'n'} ${M}x${N}x${K}`;
-        const e = p.gemmShapes.get(key) ?? { s: 0, flops: 0 };
-        e.s += (p.now() - t0) / 1000;
-        e.flops += 2 * M * N * K;
-        p.gemmShapes.set(key, e);
+        return timedGemm('gemm', `${ta ? 't' : 'n'}${tb ? 't' : 'n'}`, M, N, K, () => call(...args));
       };
   }
   return out as unknown as Kernels;
+}
+
+/**
+ * Runs a GEMM, accounting its time to `kind` and to the shape table under `${prefix} M×N×K`
+ * (prefix: the transposes, e.g. "nt", or "bf16 nt" for the bf16 kernels).
+ */
+export function timedGemm<T>(kind: string, prefix: string, M: number, N: number, K: number, fn: () => T): T {
+  const p = active;
+  if (!p) return fn();
+  const t0 = p.now();
+  try {
+    return fn();
+  } finally {
+    const s = (p.now() - t0) / 1000;
+    p.add(kind, s);
+    const key = `${prefix} ${M}x${N}x${K}`;
+    const e = p.gemmShapes.get(key) ?? { s: 0, flops: 0 };
+    e.s += s;
+    e.flops += 2 * M * N * K;
+    p.gemmShapes.set(key, e);
+  }
 }
 
 /** Runs fn, accounting its time to `kind`. */
