@@ -48,7 +48,11 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const checkpointing = flag('checkpointing');
   const loraRank = params.lora === undefined ? 0 : Number(params.lora);
   if (!Number.isInteger(loraRank) || loraRank < 0) throw new MixtuneError(`bench train: lora must be a rank >= 0 (0 = full fine-tuning), got '${params.lora}'`);
-  if ((params.base_dtype ?? 'f32') !== 'f32') throw new MixtuneError('bench train: base_dtype=bf16 (a bf16 frozen base for LoRA) is not implemented yet');
+  const baseDtype = params.base_dtype ?? 'f32';
+  if (baseDtype !== 'f32' && baseDtype !== 'bf16') throw new MixtuneError(`bench train: base_dtype must be f32 or bf16, got '${baseDtype}'`);
+  const baseBf16 = baseDtype === 'bf16';
+  if (baseBf16 && loraRank === 0) throw new MixtuneError('bench train: base_dtype=bf16 is the frozen base of LoRA: add lora=R');
+  if (baseBf16) requireBf16('bench train base_dtype=bf16');
   const precision = params.precision ?? 'fp32';
   if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
   if (precision === 'bf16') requireBf16('bench train precision=bf16');
@@ -66,11 +70,14 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const loraTargets = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
   const estimate = estimateTrainMemory(config, {
     tokensPerMicroBatch: cfg.batch * cfg.seq, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 ? { lora: { rank: loraRank, targets: loraTargets } } : {}),
+    baseBf16, precisionBf16: precision === 'bf16',
   });
   checkMemory(estimate, 'bench train', {
     force: params.force === '1', fixes: 'use a smaller shape (vocab, dim, layers, ffn, seq, batch)',
   });
-  const model = LlamaModel.random(config, k, 0);
+  // base_dtype=bf16: each matrix is rounded to bf16 as soon as it is drawn, so the fp32 model
+  // never exists at once (as when `mixtune train` reads an HF folder straight into bf16)
+  const model = LlamaModel.random(config, k, 0, 0.02, baseBf16 ? { bf16Matrices: true } : {});
   if (loraRank > 0) applyLora(model, { rank: loraRank, alpha: 2 * loraRank, targets: [...loraTargets] });
   const trainable = trainableParams(model);
   if (precision === 'bf16') model.bf16 = new Bf16Weights();
@@ -150,7 +157,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     estimated_peak_mb: Math.round(estimate.total / 2 ** 20),
     trainable_params: [...trainable.values()].reduce((a, t) => a + t.size, 0),
     precision,
-    cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0 },
+    cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0, base_dtype: baseDtype },
   };
   if (prof) {
     // Seconds per step by phase.kind (wall or CPU seconds); "other" is the phase's time outside

@@ -33,10 +33,13 @@ export interface GenerationConfig {
   [key: string]: unknown;
 }
 
-export interface HfModelFiles {
+export interface HfModelFiles<W extends Float32Array | Uint16Array = Float32Array> {
   config: LlamaConfig;
-  /** fp32 weights under transformers' names (exactly parameterShapes(config)). */
-  weights: Map<string, Float32Array>;
+  /**
+   * Weights under transformers' names (exactly parameterShapes(config)): fp32, or bf16 bits for the
+   * matrices when loaded with `bf16Matrices`.
+   */
+  weights: Map<string, W>;
   /** generation_config.json, when the folder has one. */
   generationConfig?: GenerationConfig;
   /** The parsed config.json (for fields mixtune does not model, e.g. bos_token_id). */
@@ -82,7 +85,14 @@ function isObject(v: unknown): v is Record<string, unknown> {
  * named by the index exists; shard names stay inside DIR. Every error is a one-line MixtuneError
  * naming the file.
  */
-export function loadHfModel(dir: string): HfModelFiles {
+export interface LoadHfOptions {
+  /** Keep every matrix (embedding, projections, head) as bf16 bits, never as fp32 (a frozen LoRA base). */
+  bf16Matrices?: boolean;
+}
+
+export function loadHfModel(dir: string): HfModelFiles;
+export function loadHfModel(dir: string, opts: LoadHfOptions): HfModelFiles<Float32Array | Uint16Array>;
+export function loadHfModel(dir: string, opts: LoadHfOptions = {}): HfModelFiles<Float32Array | Uint16Array> {
   let st;
   try {
     st = statSync(dir);
@@ -111,7 +121,7 @@ export function loadHfModel(dir: string): HfModelFiles {
     throw new MixtuneError(`${dir}: no model.safetensors or model.safetensors.index.json${other ? ` (found ${other}; only safetensors weights are supported)` : ''}`);
   }
 
-  const weights = new Map<string, Float32Array>();
+  const weights = new Map<string, Float32Array | Uint16Array>();
   const where = new Map<string, string>(); // tensor -> shard file it was found in
   for (const shard of shards) {
     // One shard's bytes at a time: they are dropped when the next shard is read.
@@ -134,7 +144,7 @@ export function loadHfModel(dir: string): HfModelFiles {
       if (info.shape.length !== shape.length || info.shape.some((d, i) => d !== shape[i])) {
         throw new MixtuneError(`${shard.path}: tensor ${name} has shape [${info.shape.join(', ')}], expected [${shape.join(', ')}]`);
       }
-      weights.set(name, sf.read(name));
+      weights.set(name, opts.bf16Matrices && shape.length === 2 ? sf.readBf16(name) : sf.read(name));
     }
     if (shard.listed) {
       for (const name of shard.listed) {

@@ -31,24 +31,37 @@ export function modelPathOf(model: string): string {
 }
 
 /** A llama2.c .bin checkpoint, a Hugging Face model folder (config.json + safetensors), or an embedded name. */
-export function loadModel(model: string, kernels: Kernels): LoadedModel {
+export interface LoadModelOptions {
+  /**
+   * Keep every matrix as bf16 bits, frozen (lora.base_dtype: bf16): an HF folder's matrices are
+   * read straight into bf16 (the fp32 model never exists); a llama2.c file is converted after loading.
+   */
+  bf16Matrices?: boolean;
+}
+
+export function loadModel(model: string, kernels: Kernels, opts: LoadModelOptions = {}): LoadedModel {
   const path = modelPathOf(model);
   try {
-    return loadModelAt(path, kernels);
+    return loadModelAt(path, kernels, opts);
   } catch (e) {
     throw outOfMemoryError(e, `loading the model ${path}`);
   }
 }
 
-function loadModelAt(path: string, kernels: Kernels): LoadedModel {
+function loadModelAt(path: string, kernels: Kernels, opts: LoadModelOptions): LoadedModel {
   if (statSync(path).isDirectory()) {
-    const hf = loadHfModel(path);
+    const hf = loadHfModel(path, { bf16Matrices: opts.bf16Matrices === true });
     const m = new LlamaModel(hf.config, kernels, hf.weights, path);
     hf.weights.clear(); // the model holds the arrays; drop the map
     return { model: m, format: 'hf', ...(hf.generationConfig ? { generationConfig: hf.generationConfig } : {}) };
   }
   const { config, weights } = loadLlama2c(path);
-  return { model: new LlamaModel(config, kernels, weights, path), format: 'llama2c' };
+  const m = new LlamaModel(config, kernels, weights, path);
+  if (opts.bf16Matrices) {
+    for (const t of m.params.values()) if (t.shape.length === 2) t.requiresGrad = false;
+    m.storeFrozenMatricesInBf16();
+  }
+  return { model: m, format: 'llama2c' };
 }
 
 /** The model's config without loading its weights (HF config.json, or the llama2.c header). */

@@ -24,6 +24,8 @@ export interface SafetensorsFile {
   metadata: Record<string, string>;
   /** Decodes one tensor to fp32 (F32, F16 and BF16 are supported). */
   read(name: string): Float32Array;
+  /** One tensor as bf16 bits: BF16 copied as stored, F32 / F16 rounded to nearest even. */
+  readBf16(name: string): Uint16Array;
 }
 
 const MAX_HEADER = 100 * 1024 * 1024;
@@ -94,7 +96,22 @@ export function parseSafetensors(path: string, bytes: Uint8Array): SafetensorsFi
     if (!SUPPORTED.has(t.dtype)) throw new MixtuneError(`${path}: tensor ${name} has dtype ${t.dtype}; only F32, F16 and BF16 are supported`);
     return decode(t.dtype as Dtype, bytes.subarray(dataStart + t.begin, dataStart + t.end));
   };
-  return { path, tensors, metadata, read };
+  const readBf16 = (name: string): Uint16Array => {
+    const t = tensors.get(name);
+    if (t?.dtype !== 'BF16') {
+      const f = read(name);
+      const out = new Uint16Array(f.length);
+      const scratch = new Float32Array(1);
+      for (let i = 0; i < f.length; i++) out[i] = floatToBf16(f[i]!, scratch);
+      return out;
+    }
+    const src = bytes.subarray(dataStart + t.begin, dataStart + t.end);
+    const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+    const out = new Uint16Array(src.byteLength / 2);
+    for (let i = 0; i < out.length; i++) out[i] = dv.getUint16(i * 2, true);
+    return out;
+  };
+  return { path, tensors, metadata, read, readBf16 };
 }
 
 export function readSafetensors(path: string): SafetensorsFile {

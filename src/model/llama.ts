@@ -8,6 +8,7 @@
 import type { Kernels } from '../tensor/kernels.js';
 import { Tape, Tensor } from '../tensor/tensor.js';
 import type { Bf16Weights } from '../tensor/bf16-weights.js';
+import { f32ToBf16 } from '../tensor/bf16.js';
 import { Workspace } from '../tensor/workspace.js';
 import * as op from '../tensor/ops.js';
 import { Rng } from '../util/rng.js';
@@ -70,7 +71,8 @@ export class LlamaModel {
   constructor(
     readonly config: LlamaConfig,
     public kernels: Kernels,
-    weights?: Map<string, Float32Array>,
+    /** fp32 values, or bf16 bits (a frozen matrix, `storeMatricesInBf16`). */
+    weights?: Map<string, Float32Array | Uint16Array>,
     /** Where the weights came from (a path), for error messages. */
     readonly source = 'model',
   ) {
@@ -80,21 +82,52 @@ export class LlamaModel {
       const n = shape.reduce((a, b) => a * b, 1);
       if (weights && !data) throw new MixtuneError(`${source}: missing tensor ${name}`);
       if (data && data.length !== n) throw new MixtuneError(`${source}: tensor ${name} has ${data.length} values, expected ${n} [${shape}]`);
-      this.params.set(name, new Tensor(data ?? new Float32Array(n), shape, true));
+      this.params.set(name, new Tensor(data ?? new Float32Array(n), shape, !(data instanceof Uint16Array)));
     }
     this.invFreq = ropeInvFreq(config.headDim, config.ropeTheta, config.ropeScaling);
   }
 
   /** A randomly initialized model (normal(0, std) weights, unit norms, zero biases). */
-  static random(config: LlamaConfig, kernels: Kernels, seed = 0, std = 0.02): LlamaModel {
-    const m = new LlamaModel(config, kernels);
+  /** bf16Matrices: every matrix frozen and stored as bf16 right after it is drawn (see storeFrozenMatricesInBf16). */
+  static random(config: LlamaConfig, kernels: Kernels, seed = 0, std = 0.02, o: { bf16Matrices?: boolean } = {}): LlamaModel {
+    // Without weights the constructor allocates zeros; with bf16Matrices each matrix is drawn
+    // into one fp32 scratch and kept as bf16 only.
+    const weights = new Map<string, Float32Array | Uint16Array>();
     const rng = new Rng(seed);
-    for (const [name, t] of m.params) {
-      if (name.endsWith('norm.weight')) t.data.fill(1);
-      else if (name.endsWith('.bias')) t.data.fill(0);
-      else for (let i = 0; i < t.size; i++) t.data[i] = rng.normal() * std;
+    let scratch = new Float32Array(0);
+    for (const [name, shape] of parameterShapes(config)) {
+      const n = shape.reduce((a, b) => a * b, 1);
+      const bf16 = o.bf16Matrices === true && shape.length === 2;
+      if (bf16 && scratch.length < n) scratch = new Float32Array(n);
+      const d = bf16 ? scratch.subarray(0, n) : new Float32Array(n);
+      if (name.endsWith('norm.weight')) d.fill(1);
+      else if (name.endsWith('.bias')) d.fill(0);
+      else for (let i = 0; i < n; i++) d[i] = rng.normal() * std;
+      weights.set(name, bf16 ? f32ToBf16(d) : d);
     }
-    return m;
+    return new LlamaModel(config, kernels, weights);
+  }
+
+  /**
+   * lora.base_dtype bf16: keeps every frozen matrix (embedding, projections, head) only as bf16
+   * bits, half the memory of fp32; norms and biases stay fp32. Matrices that require a gradient
+   * are left alone. Returns how many tensors were converted.
+   */
+  storeFrozenMatricesInBf16(): number {
+    let n = 0;
+    for (const t of this.params.values()) {
+      if (t.shape.length !== 2 || t.requiresGrad || t.bf16) continue;
+      t.storeBf16(f32ToBf16(t.data));
+      n++;
+    }
+    return n;
+  }
+
+  /** Bytes the parameters occupy (fp32 or bf16 storage). */
+  parameterBytes(): number {
+    let b = 0;
+    for (const t of this.params.values()) b += t.size * (t.bf16 ? 2 : 4);
+    return b;
   }
 
   param(name: string): Tensor {

@@ -255,6 +255,7 @@ export function mergeLora(model: LlamaModel): void {
     if (!(a instanceof LoraAdapter)) continue;
     const W = model.param(wName);
     const [outF, inF] = W.shape as [number, number];
+    W.toFp32(); // a bf16-stored base: the merged weight is fp32 (rounding it would erase small updates)
     model.kernels.gemm(false, false, outF, inF, a.rank, a.scale, a.B.data, a.A.data, 1, W.data);
   }
   removeLora(model);

@@ -8,7 +8,7 @@
 // has none yet. An op's backward is the last reader of its output's gradient and gives that
 // buffer back at once, which keeps the backward's peak memory at what it was with fresh buffers.
 import type { Kernels } from './kernels.js';
-import { Tape, Tensor } from './tensor.js';
+import { dequantizeBf16, Tape, Tensor } from './tensor.js';
 import { gemmBf16, gemmBf16Packed } from './bf16.js';
 import type { Bf16Weights } from './bf16-weights.js';
 import { Workspace } from './workspace.js';
@@ -76,7 +76,20 @@ function release(ctx: OpContext, out: Tensor): void {
 export function embedding(ctx: OpContext, ids: Int32Array, table: Tensor): Tensor {
   const dim = table.shape[1]!;
   const out = act(ctx, [ids.length, dim]);
-  ctx.k.embeddingForward(ids, table.data, dim, out.data);
+  const bits = table.bf16;
+  if (bits) {
+    // a bf16-stored (frozen) table: gather and widen the rows (exact)
+    const t0 = profStart();
+    const vocab = table.shape[0]!;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i]!;
+      if (!(id >= 0 && id < vocab)) throw new RangeError(`embedding: token id ${id} outside [0, ${vocab})`);
+      dequantizeBf16(bits.subarray(id * dim, (id + 1) * dim), out.data.subarray(i * dim, (i + 1) * dim));
+    }
+    profEnd('embedding', t0);
+  } else {
+    ctx.k.embeddingForward(ids, table.data, dim, out.data);
+  }
   if (tracks(ctx, table)) {
     out.requiresGrad = true;
     ctx.tape!.record(() => {
@@ -115,8 +128,13 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
   const [outF, inF] = W.shape as [number, number];
   const rows = x.size / inF;
   const y = act(ctx, [rows, outF]);
-  const packs = ctx.bf16?.of(W);
-  if (packs) gemmBf16Packed(false, rows, outF, inF, 1, x.data, packs.fwd, 0, y.data);
+  // A bf16-stored frozen weight (lora.base_dtype: bf16) multiplies from its bits, packed per call
+  // (no fp32 or packed copy kept); trained weights under training.precision bf16 use their packs.
+  const bits = W.bf16;
+  if (bits && W.requiresGrad) throw new Error('linear: a bf16-stored weight cannot be trained');
+  const packs = bits ? undefined : ctx.bf16?.of(W);
+  if (bits) gemmBf16(false, true, rows, outF, inF, 1, x.data, bits, 0, y.data);
+  else if (packs) gemmBf16Packed(false, rows, outF, inF, 1, x.data, packs.fwd, 0, y.data);
   else ctx.k.gemm(false, true, rows, outF, inF, 1, x.data, W.data, 0, y.data);
   if (b) {
     const t0 = profStart();
@@ -137,7 +155,8 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
         // dX written into a fresh workspace buffer when x has no gradient yet (no zeroing pass).
         const fresh = !x.grad && isActivation(ctx, x);
         const dX = fresh ? buf(ctx, x.size) : x.gradBuffer();
-        if (packs) gemmBf16Packed(false, rows, inF, outF, 1, dY, packs.bwd, fresh ? 0 : 1, dX);
+        if (bits) gemmBf16(false, false, rows, inF, outF, 1, dY, bits, fresh ? 0 : 1, dX);
+        else if (packs) gemmBf16Packed(false, rows, inF, outF, 1, dY, packs.bwd, fresh ? 0 : 1, dX);
         else ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, fresh ? 0 : 1, dX);
         if (fresh) x.grad = dX;
       }

@@ -11,18 +11,50 @@ export class Tensor {
    * linear layer), which saves a pass over every weight gradient per step.
    */
   private zeroPending = false;
+  private f32: Float32Array | null;
+  /**
+   * A frozen weight stored only as bf16 bits (`lora.base_dtype: bf16`: half the memory of fp32);
+   * null when the values are fp32 in `data`. The hot ops (op.linear, op.embedding) read the bits
+   * directly; anything else reading `data` gets a dequantized copy (see `data`).
+   */
+  private bits: Uint16Array | null = null;
+  readonly size: number;
 
+  /** `values`: fp32 data, or bf16 bits (a frozen, bf16-stored tensor). */
   constructor(
-    public data: Float32Array,
+    values: Float32Array | Uint16Array,
     public readonly shape: readonly number[],
     public requiresGrad = false,
   ) {
     const n = shape.reduce((a, b) => a * b, 1);
-    if (n !== data.length) throw new Error(`Tensor: shape [${shape}] needs ${n} values, got ${data.length}`);
+    if (n !== values.length) throw new Error(`Tensor: shape [${shape}] needs ${n} values, got ${values.length}`);
+    this.size = n;
+    if (values instanceof Uint16Array) {
+      if (requiresGrad) throw new Error('Tensor: a bf16-stored tensor cannot require a gradient');
+      this.f32 = null;
+      this.bits = values;
+    } else {
+      this.f32 = values;
+    }
   }
 
   static zeros(shape: readonly number[], requiresGrad = false): Tensor {
     return new Tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)), shape, requiresGrad);
+  }
+
+  /**
+   * The fp32 values. For a bf16-stored tensor this is a fresh dequantized copy on every read
+   * (exact: bf16 -> fp32 loses nothing), so writes into it are lost -- call toFp32() first to
+   * change a bf16-stored tensor's values.
+   */
+  get data(): Float32Array {
+    return this.f32 ?? dequantizeBf16(this.bits!);
+  }
+
+  set data(d: Float32Array) {
+    if (d.length !== this.size) throw new Error(`Tensor: shape [${this.shape}] needs ${this.size} values, got ${d.length}`);
+    this.f32 = d;
+    this.bits = null;
   }
 
   /** Gradient buffer, allocated (zeroed) on first accumulation. */
@@ -41,8 +73,23 @@ export class Tensor {
     this.zeroPending = false;
   }
 
-  get size(): number {
-    return this.data.length;
+  /** The bf16 bits of a bf16-stored tensor, or null when it holds fp32. */
+  get bf16(): Uint16Array | null {
+    return this.bits;
+  }
+
+  /** Keeps only `bits` (the caller's bf16 rounding of this tensor's values): frozen tensors only. */
+  storeBf16(bits: Uint16Array): void {
+    if (bits.length !== this.size) throw new Error(`Tensor: ${bits.length} bf16 values for a tensor of ${this.size}`);
+    if (this.requiresGrad) throw new Error('Tensor: a tensor that requires a gradient cannot be stored in bf16');
+    this.bits = bits;
+    this.f32 = null;
+    this.g = null;
+  }
+
+  /** Back to fp32 storage (the exact values of the bf16 bits); a no-op for an fp32 tensor. */
+  toFp32(): void {
+    if (this.bits) this.data = dequantizeBf16(this.bits);
   }
 
   /** The gradient buffer, created zero-filled if absent. */
@@ -70,6 +117,13 @@ export class Tensor {
   zeroGrad(): void {
     if (this.g) this.zeroPending = true;
   }
+}
+
+/** bf16 bits -> fp32 (exact: the bits are the high half of the fp32 word). */
+export function dequantizeBf16(bits: Uint16Array, out: Float32Array = new Float32Array(bits.length)): Float32Array {
+  const u = new Uint32Array(out.buffer, out.byteOffset, bits.length);
+  for (let i = 0; i < bits.length; i++) u[i] = bits[i]! << 16;
+  return out;
 }
 
 /** Records backward closures during a forward pass and replays them in reverse. */

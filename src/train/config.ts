@@ -138,6 +138,8 @@ export const trainConfigSchema = z
         alpha: z.number().positive().default(16),
         dropout: z.number().min(0).lt(1).default(0),
         targets: z.array(z.enum(['q', 'k', 'v', 'o', 'gate', 'up', 'down'])).min(1).default(['q', 'v']),
+        /** bf16: the frozen base matrices stored (and multiplied) in bf16, half the weight memory (needs AVX512-BF16 or AMX-BF16). */
+        base_dtype: z.enum(['f32', 'bf16']).default('f32'),
       })
       .strict()
       .optional(),

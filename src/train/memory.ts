@@ -2,8 +2,9 @@
 // with what this process may use (cgroup limit, MemAvailable, the address-space rlimit), so that
 // "out of memory" is an answer given in the first second, not a crash after data preparation.
 //
-// The estimate counts what mixtune actually holds (all fp32):
-//   weights (every parameter), gradients + AdamW m and v for the trained ones (all of them, or the
+// The estimate counts what mixtune actually holds (fp32 unless said otherwise):
+//   weights (every parameter; with lora.base_dtype bf16 the base matrices at 2 bytes; with
+//   training.precision bf16 plus two packed bf16 copies of every fp32 matrix), gradients + AdamW m and v for the trained ones (all of them, or the
 //   LoRA adapters), activations kept for backward per token and layer
 //   (norm out, q, k, v, attention out + stats, o-proj out, residual, norm out, gate, up, swiglu,
 //   down, residual), the logits [tokens, vocab] (the loss gradient reuses them), one layer's worth
@@ -63,16 +64,49 @@ function activationFloatsPerTokenLayer(c: LlamaConfig, maxInputs: number): numbe
   return 6 * c.dim + 2 * q + 2 * kv + 3 * c.hiddenDim + c.nHeads * maxInputs + 2;
 }
 
+/** Parameters in matrices (embedding, projections, head): what bf16 storage / packing applies to. */
+function matrixParameterCount(c: LlamaConfig): number {
+  let n = 0;
+  for (const shape of parameterShapes(c).values()) if (shape.length === 2) n += shape[0]! * shape[1]!;
+  return n;
+}
+
+/** The largest matrix, in elements. */
+function largestMatrix(c: LlamaConfig): number {
+  let n = 0;
+  for (const shape of parameterShapes(c).values()) if (shape.length === 2) n = Math.max(n, shape[0]! * shape[1]!);
+  return n;
+}
+
+/** The bf16 GEMM packs a whole op(B) of up to this many bytes per call (native/gemm_bf16.cpp). */
+const BF16_FULL_PACK_MAX_BYTES = 64 * 1024 * 1024;
+
+export interface TrainMemoryOptions {
+  tokensPerMicroBatch: number;
+  lora?: { rank: number; targets: readonly string[] };
+  maxInputs?: number;
+  checkpointing?: boolean;
+  /** lora.base_dtype bf16: the frozen base matrices stored as bf16. */
+  baseBf16?: boolean;
+  /** training.precision bf16: every fp32 matrix also kept as two packed bf16 copies. */
+  precisionBf16?: boolean;
+}
+
 /** Peak memory of training `tokensPerMicroBatch` tokens per forward/backward. */
-export function estimateTrainMemory(
-  c: LlamaConfig, o: { tokensPerMicroBatch: number; lora?: { rank: number; targets: readonly string[] }; maxInputs?: number; checkpointing?: boolean },
-): MemoryEstimate {
+export function estimateTrainMemory(c: LlamaConfig, o: TrainMemoryOptions): MemoryEstimate {
   const params = parameterCount(c);
   const trained = o.lora ? loraParameterCount(c, o.lora.rank, o.lora.targets) : params;
   const perLayer = activationFloatsPerTokenLayer(c, o.maxInputs ?? 1);
   const T = o.tokensPerMicroBatch;
+  const baseBf16 = o.baseBf16 === true && o.lora !== undefined;
+  const matrices = matrixParameterCount(c);
+  const base = baseBf16 ? (params - matrices) * F32 + matrices * 2 : params * F32;
+  // bf16 packs: two per fp32 matrix (forward and input gradient); a bf16-stored matrix is packed
+  // per call into one buffer of at most BF16_FULL_PACK_MAX_BYTES
+  const packs = (o.precisionBf16 ? (baseBf16 ? 0 : 2 * 2 * matrices) + (o.lora ? 2 * 2 * trained : 0) : 0) +
+    (baseBf16 ? Math.min(BF16_FULL_PACK_MAX_BYTES, 2 * largestMatrix(c)) : 0);
   return sum({
-    weights: (params + (o.lora ? trained : 0)) * F32,
+    weights: base + (o.lora ? trained * F32 : 0) + packs,
     gradients: trained * F32,
     optimizer: 2 * trained * F32,
     // every layer's saved tensors, plus one layer's gradients while backward runs through it;

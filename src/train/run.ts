@@ -83,6 +83,7 @@ export async function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {})
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const t0 = performance.now();
   if (o.engine === 'torch') {
+    if (cfg.lora?.base_dtype === 'bf16') throw new MixtuneError('lora.base_dtype: bf16 runs on the native engine only (the torch engine keeps the base in fp32; on CUDA it autocasts to bf16)');
     o = { ...o, torch: { nproc: 1, ...o.torch, found: findTorchPython(o.torch?.python) } };
     // Rank r of N trains micro-batches r, r+N, ...: N processes with grad_accum g = one with N*g.
     const world = (o.torch?.nproc ?? 1) * (o.torch?.nnodes ?? 1);
@@ -111,7 +112,7 @@ async function trainLocked(
 ): Promise<TrainSummary> {
   const { log, t0, preparedFile, lrLine, memLine } = ctx;
 
-  const { model } = loadModel(cfg.model, nativeKernels());
+  const { model } = loadModel(cfg.model, nativeKernels(), { bf16Matrices: cfg.lora?.base_dtype === 'bf16' });
   if (cfg.training.precision === 'bf16') model.bf16 = new Bf16Weights();
   const tok = loadTokenizer(cfg.tokenizer, cfg.model, model.config.vocabSize);
   if (cfg.lora) applyLora(model, { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets, seed: cfg.seed });

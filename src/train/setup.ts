@@ -73,6 +73,8 @@ export function trainerOptionsOf(cfg: TrainConfig, extras: TrainerExtras): Train
 export function preflightTrain(cfg: TrainConfig, o: { prepared?: string | undefined } = {}): Tokenizer {
   ensureWritableDir(cfg.output_dir, 'output_dir');
   if (cfg.training.precision === 'bf16') requireBf16('training.precision: bf16');
+  // the bf16 base is multiplied by the bf16 GEMM (activations rounded to bf16, fp32 accumulation)
+  if (cfg.lora?.base_dtype === 'bf16') requireBf16('lora.base_dtype: bf16');
   const files = o.prepared ? [o.prepared] : [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])].map((d) => d.path);
   for (const f of files) if (!existsSync(f)) throw new MixtuneError(`${f}: data file not found`);
   const tok = checkModelAndTokenizer(cfg.model, cfg.tokenizer);
@@ -108,6 +110,8 @@ export function trainMemoryEstimate(cfg: TrainConfig): MemoryEstimate {
     tokensPerMicroBatch: cfg.training.micro_batch_size * cfg.data.max_len,
     ...(cfg.lora ? { lora: { rank: cfg.lora.rank, targets: cfg.lora.targets } } : {}),
     ...(cfg.training.gradient_checkpointing ? { checkpointing: true } : {}),
+    ...(cfg.lora?.base_dtype === 'bf16' ? { baseBf16: true } : {}),
+    ...(cfg.training.precision === 'bf16' ? { precisionBf16: true } : {}),
   });
 }
 
