@@ -9,7 +9,8 @@
 // Requests are served one at a time in arrival order (RequestQueue); streams are Server-Sent Events
 // ending in "data: [DONE]". A client that disconnects cancels its generation (or leaves the queue).
 // Errors are OpenAI-shaped JSON and never stop the server.
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { closeHttp, createHttpServer, listenHttp } from '../util/http.js';
 import type { AddressInfo } from 'node:net';
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { ApiError, badRequest } from './api-error.js';
@@ -42,36 +43,19 @@ export class MixtuneServer {
 
   constructor(private readonly o: ServerOptions) {
     this.queue = new RequestQueue(o.maxQueue);
-    this.http = createServer((req, res) => void this.dispatch(req, res));
-    // generation can take minutes; let the client decide when to give up
-    this.http.requestTimeout = 0;
-    // Clients (the openai SDKs, fetch) keep idle connections and reuse them: with Node's default
-    // 5 s keep-alive the server may close a socket just as a client sends on it (a "connection
-    // error" after a pause). 65 s outlasts the usual client pools; headers must arrive sooner.
-    this.http.keepAliveTimeout = 65_000;
-    this.http.headersTimeout = 66_000;
+    this.http = createHttpServer((req, res) => void this.dispatch(req, res));
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(port, host, () => {
-        this.http.off('error', reject);
-        resolve(this.http.address() as AddressInfo);
-      });
-    });
+    return listenHttp(this.http, port, host);
   }
 
   /** Stops accepting requests, finishes every accepted one (running and queued), closes. */
   async shutdown(): Promise<void> {
     this.draining = true;
-    const closed = new Promise<void>((r) => this.http.close(() => r()));
-    this.http.closeIdleConnections();
-    if (this.inflight > 0) await new Promise<void>((r) => (this.onIdle = r));
-    this.http.closeIdleConnections();
-    await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
-    this.http.closeAllConnections();
-    await closed;
+    await closeHttp(this.http, async () => {
+      if (this.inflight > 0) await new Promise<void>((r) => (this.onIdle = r));
+    });
   }
 
   /** Answers one request (also for servers that embed the API, such as `mixtune ui`). */

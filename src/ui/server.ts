@@ -14,7 +14,8 @@
 //
 // Errors are OpenAI-shaped JSON. Bound to loopback, requests must name a loopback Host (a page on
 // another site cannot reach the API through DNS rebinding).
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { closeHttp, createHttpServer, listenHttp } from '../util/http.js';
 import type { AddressInfo } from 'node:net';
 import { createReadStream, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -69,22 +70,12 @@ export class UiServer {
     this.assets = new Set(readdirSync(assetsDir()).filter((f) => statSync(join(assetsDir(), f)).isFile()));
     this.rows = new RowsCache(o.configs);
     this.chat = new ChatHost({ maxInputs: o.maxInputs ?? 8, maxQueue: 8, ...(o.log ? { log: o.log } : {}) });
-    this.http = createServer((req, res) => void this.dispatch(req, res));
-    this.http.requestTimeout = 0;
-    // as src/serve/server.ts: outlast the clients' idle keep-alive pools
-    this.http.keepAliveTimeout = 65_000;
-    this.http.headersTimeout = 66_000;
+    this.http = createHttpServer((req, res) => void this.dispatch(req, res));
   }
 
   listen(port: number, host: string): Promise<AddressInfo> {
     this.loopbackOnly = LOOPBACK_HOSTS.has(host);
-    return new Promise((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(port, host, () => {
-        this.http.off('error', reject);
-        resolve(this.http.address() as AddressInfo);
-      });
-    });
+    return listenHttp(this.http, port, host);
   }
 
   /** Ends the event streams and closes the server. */
@@ -93,11 +84,7 @@ export class UiServer {
     this.timer = null;
     for (const r of this.listeners) r.end();
     this.listeners.clear();
-    const closed = new Promise<void>((r) => this.http.close(() => r()));
-    this.http.closeIdleConnections();
-    await Promise.race([closed, new Promise((r) => setTimeout(r, 1000).unref())]);
-    this.http.closeAllConnections();
-    await closed;
+    await closeHttp(this.http);
   }
 
   private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
