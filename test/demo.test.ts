@@ -10,6 +10,7 @@ import { defaultIfevalNlp } from '../src/eval/ifeval/run.js';
 import { buildProgram } from '../src/cli/main.js';
 import { MixtuneError } from '../src/util/errors.js';
 import { assertWellFormedSvg } from './util.js';
+import { hasBf16 } from '../src/tensor/bf16.js';
 
 test('demo: flattened scoring builds one prompt per constraint and checks only that instruction', () => {
   const nlp = defaultIfevalNlp();
@@ -73,4 +74,20 @@ test('demo: a tiny run writes results.json (base + recipes, fractions), metrics,
   assertWellFormedSvg(readFileSync(join(out, 'loss.svg'), 'utf8'));
   assert.match(printed, /prompt strict/);
   assert.match(printed, /miso-para/);
+});
+
+test('demo --precision bf16: the runs train with bf16 GEMMs (losses close to fp32, not equal) and results.json says so', { skip: hasBf16() ? false : 'no bf16 instructions' }, async () => {
+  const run = async (precision: 'fp32' | 'bf16') => {
+    const out = mkdtempSync(join(tmpdir(), 'mixtune-demo-'));
+    await runDemoCli({ out, recipes: 'sft', steps: 4, seed: 0, nTrain: 24, nTest: 4, maxNewTokens: 8, batch: 4, lr: 3e-3, precision, progress: false }, () => {});
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { config: { precision: string } };
+    const losses = readFileSync(join(out, 'sft', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
+    return { precision: res.config.precision, losses };
+  };
+  const f = await run('fp32');
+  const b = await run('bf16');
+  assert.equal(f.precision, 'fp32');
+  assert.equal(b.precision, 'bf16');
+  assert.notDeepEqual(b.losses, f.losses, 'bf16 GEMMs change the arithmetic');
+  b.losses.forEach((l, i) => assert.ok(Math.abs(l - f.losses[i]!) < 0.02 * f.losses[i]!, `step ${i + 1}: ${l} vs ${f.losses[i]}`));
 });

@@ -13,6 +13,7 @@ export interface DemoCliOptions {
   lr: number;
   model?: string;
   tokenizer?: string;
+  precision?: 'fp32' | 'bf16';
   progress?: boolean;
 }
 
@@ -20,7 +21,7 @@ export async function runDemoCli(o: DemoCliOptions, print: (s: string) => void =
   const recipes = parseRecipes(o.recipes);
   const r = await runDemo({
     out: o.out, recipes, steps: o.steps, seed: o.seed, nTrain: o.nTrain, nTest: o.nTest, maxNewTokens: o.maxNewTokens,
-    batch: o.batch, lr: o.lr, ...(o.model ? { model: o.model } : {}), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
+    batch: o.batch, lr: o.lr, ...(o.precision ? { precision: o.precision } : {}), ...(o.model ? { model: o.model } : {}), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
     ...(o.progress === false ? { progress: false } : {}),
   });
   print('\n' + formatTable(r.recipes) + '\n');

@@ -3,6 +3,8 @@
 // base model and every fine-tuned model with the IFEval checker on a held-out split of unseen
 // constraint combinations, print a table, and write results.json, metrics.jsonl per recipe and
 // loss.svg.
+import { Bf16Weights } from '../tensor/bf16-weights.js';
+import { requireBf16 } from '../tensor/bf16.js';
 import { rmSync } from 'node:fs';
 import { isEmbeddedModelName } from '../io/model-ref.js';
 import { join, resolve } from 'node:path';
@@ -44,6 +46,8 @@ export interface DemoOptions {
   /** The model to fine-tune (default: the embedded stories260K) and its tokenizer (default: the model's own). */
   model?: string;
   tokenizer?: string;
+  /** training.precision of the fine-tuning runs (default fp32); evaluation is fp32 either way. */
+  precision?: 'fp32' | 'bf16';
   progress?: boolean;
   log?: (line: string) => void;
 }
@@ -97,7 +101,7 @@ function stopIdsOf(tok: Tokenizer): number[] {
   return [tok.eosId, tok.bosId].filter((x) => x >= 0);
 }
 
-function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: RecipeJob, modelPath: string, tokPath: string | undefined, trainFile: string, testFile?: string): TrainConfig {
+function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'precision'>, job: RecipeJob, modelPath: string, tokPath: string | undefined, trainFile: string, testFile?: string): TrainConfig {
   return validateTrainConfig({
     model: modelPath, ...(tokPath ? { tokenizer: tokPath } : {}), output_dir: job.outDir, seed: job.seed,
     data: {
@@ -111,6 +115,7 @@ function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr'>, job: Recipe
     training: {
       max_steps: o.steps, micro_batch_size: o.batch, grad_accum: 1, lr: o.lr, warmup_ratio: 0.05, schedule: 'cosine',
       min_lr_ratio: 0.1, max_grad_norm: 1, weight_decay: 0, log_every: 1, eval_every: 0, save_every: 0, keep_last: 1,
+      precision: o.precision ?? 'fp32',
     },
   }, `mixtune ${job.label}`, process.cwd());
 }
@@ -235,9 +240,10 @@ export interface RecipeJobResult {
  * held-out records with the IFEval checker. Every recipe gets the same rows per step and the same
  * seeded row order, so recipes differ only in how each example is laid out.
  */
-export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'maxNewTokens' | 'progress'>, ctx: RecipeJobContext): RecipeJobResult {
+export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'maxNewTokens' | 'progress' | 'precision'>, ctx: RecipeJobContext): RecipeJobResult {
   const cfg = trainConfig(o, job, ctx.modelPath, ctx.tokPath, ctx.trainFile, ctx.testFile);
   const model = loadModel(ctx.modelPath, nativeKernels()).model;
+  if (cfg.training.precision === 'bf16') model.bf16 = new Bf16Weights();
   const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, model.config.vocabSize);
   const { template, encode } = encoderFor(tok, cfg);
   const prep = prepareRows(cfg, encode);
@@ -283,6 +289,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   const out = resolve(o.out);
   const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
   preflightDemo(modelPath, tokPath, out);
+  if (o.precision === 'bf16') requireBf16('demo --precision bf16');
 
   // 1. data
   const nlp = defaultIfevalNlp();
@@ -313,7 +320,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   // 4. results, table and plot
   const res: DemoResults = {
     recipes: results, per_instruction_strict: perInstruction, runs, base_eval_seconds: round1(baseEval.seconds), base_test_loss: baseEval.testLoss,
-    config: { model: modelPath, steps: o.steps, seed: o.seed, n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, batch: o.batch, lr: o.lr, pack: false, schedule: 'cosine' },
+    config: { model: modelPath, steps: o.steps, seed: o.seed, n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, batch: o.batch, lr: o.lr, pack: false, schedule: 'cosine', precision: o.precision ?? 'fp32' },
     data: { train: data.train, test: data.test, test_constraints_per_prompt: perK, dropped_by_verification: data.dropped },
     seconds: round1((performance.now() - t0) / 1000),
   };
