@@ -131,8 +131,12 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const cpuS = [...steadyCpu].sort((a, b) => a - b)[Math.floor(steadyCpu.length / 2)]!;
   const tokens = B * T;
   const nparams = model.numParams();
-  const nonemb = nparams - cfg.vocab * cfg.dim;
-  const flops = 6 * nonemb * tokens + 6 * cfg.layers * T * cfg.dim * tokens; // the peer's formula
+  // The peer's formula: 6 FLOPs per token and matmul weight (forward 2, input and weight
+  // gradients 2 + 2) plus attention. The embedding lookup is no matmul, but a tied table is also
+  // the head. A frozen LoRA base has no weight gradient (4 per weight); the adapters are trained.
+  const matmulParams = config.tiedEmbeddings ? nparams : nparams - cfg.vocab * cfg.dim;
+  const weightFlops = loraRank > 0 ? 4 * matmulParams + 6 * trainableCount(trainable) : 6 * matmulParams;
+  const flops = weightFlops * tokens + 6 * cfg.layers * T * cfg.dim * tokens;
   const result: Record<string, unknown> = {
     bench: 'train',
     impl: 'mixtune',
@@ -326,4 +330,10 @@ function benchTrainRecipe(params: Record<string, string>): Record<string, unknow
     loss: Object.fromEntries([...losses].map(([k, v]) => [k, round(v, 4)])),
     cfg: c,
   };
+}
+
+function trainableCount(trainable: Map<string, { size: number }>): number {
+  let n = 0;
+  for (const t of trainable.values()) n += t.size;
+  return n;
 }
