@@ -246,12 +246,19 @@ void gemm_bf16_compute(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, i
   const int64_t mr = im.mr, nr = kBf16Nr, kalign = im.kalign;
   // With more than one A block to multiply, pack op(B) whole once (each element converted once)
   // and take the prepacked path: every A block is then packed once per k slice too.
+  bool whole = false;
   if (!packed && M > 2 * mr && packed_size(K, N) * 2 <= kFullPackMaxBytes) {
     uint16_t* full = tl_full_b.get(static_cast<size_t>(packed_size(K, N)));
     pack_b_full(im.pack_b, B, b_f32, tb, K, N, full);
     packed = full;
+    whole = true;
   }
-  const int64_t kcmax = std::max<int64_t>(32, g_kc.load() / 32 * 32);
+  // An op(B) packed whole here (the training step's weight gradient dW = dY^T X: M = out, N = in,
+  // K = tokens, usually K >> M) takes twice the k slice and half the tiles per thread (at least
+  // one): each thread then streams the (L2-sized or larger) packed B past one A block of twice the
+  // rows, and C is read back half as often. Measured on Zen 5 (2 threads, K = 2048, M x N =
+  // 512x512, 1408x512, 512x1408, 8192x512): +5 to +20% over the prepacked blocking.
+  const int64_t kcmax = std::max<int64_t>(32, g_kc.load() * (whole ? 2 : 1) / 32 * 32);
   const int64_t mcb = std::max<int64_t>(mr, g_mc.load() / mr * mr), ncmax = std::max<int64_t>(nr, g_nc.load() / nr * nr);
   const int threads = num_threads();
   const double flops = 2.0 * double(M) * double(N) * double(K);
@@ -263,7 +270,8 @@ void gemm_bf16_compute(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, i
   // so each A block is packed once per k slice and the B panels stream past it.
   int64_t nt = packed ? 1 : cdiv(N, ncmax), mt = 1;
   if (parallel) {
-    const int64_t want = g_tiles_per_thread.load() * int64_t(threads);
+    const int64_t tpt = whole ? std::max<int64_t>(1, g_tiles_per_thread.load() / 2) : g_tiles_per_thread.load();
+    const int64_t want = tpt * int64_t(threads);
     const double ca = ta ? 2.0 : 1.0;
     while (mt * nt < want || (mt * nt) % threads != 0) {
       const bool can_row = cdiv(M, mt + 1) >= 2 * mr;
