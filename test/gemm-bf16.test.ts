@@ -279,7 +279,7 @@ test('the hardware semantics the portable path reproduces: denormal operands as 
 
 test('gemmBf16PackB writes the reference layout bit for bit (fp32 and bf16 sources, both transposes, padding)', () => {
   const rng = new Rng(19);
-  for (const [K, N] of [[1, 1], [7, 5], [31, 33], [32, 32], [33, 64], [100, 70], [513, 97]] as [number, number][])
+  for (const [K, N] of [[1, 1], [7, 5], [31, 33], [32, 32], [33, 64], [100, 70], [513, 97], [1029, 67], [2051, 40]] as [number, number][]) // the last two: threaded over k ranges (B) / panels (B^T)
     for (const tb of [false, true])
       for (const bf of [false, true]) {
         const src = randArray(rng, K * N, 10);
