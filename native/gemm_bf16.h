@@ -37,7 +37,9 @@ enum : int {
 // A[i*lda+k]; A is fp32 when a_f32, else bf16) into the implementation's A layout, k padded with
 // zeros to kcp (kcp >= kc, kcp a multiple of the k alignment), rows past mc zero.
 // Packs k in [p0, p0+kc) x columns [j0, j0+nc) of op(B) (op(B)(k,j) = transB ? B[j*ldb+k] :
-// B[k*ldb+j]) into ceil(nc/NR) panels of NR*kcp bf16 each (layout above).
+// B[k*ldb+j]) into ceil(nc/NR) panels starting pstride bf16 apart (pstride >= NR*kcp; NR*kcp for a
+// packing buffer; NR*kp to fill the k rows [p0, p0+kcp) of a prepacked op(B) whose panels hold kp
+// k values, from dst = prepacked + p0*NR), each panel NR*kcp bf16 in the layout above.
 // Macro kernel: C[0:mc, 0:nc] (row stride ldc) = alpha * packA * packB + beta * C, where the
 // packed B panels start pb_stride bf16 apart and hold kcp (padded) k values; beta == 0 never
 // reads C.
@@ -45,7 +47,7 @@ enum : int {
   void gemm_bf16_pack_a_##SUF(const void* A, bool a_f32, int64_t lda, bool transA, int64_t i0, int64_t mc, \
                               int64_t p0, int64_t kc, int64_t kcp, uint16_t* dst);                      \
   void gemm_bf16_pack_b_##SUF(const void* B, bool b_f32, int64_t ldb, bool transB, int64_t p0, int64_t kc, \
-                              int64_t kcp, int64_t j0, int64_t nc, uint16_t* dst);                      \
+                              int64_t kcp, int64_t j0, int64_t nc, uint16_t* dst, int64_t pstride);    \
   void gemm_bf16_macro_##SUF(int64_t mc, int64_t nc, int64_t kcp, const uint16_t* pa, const uint16_t* pb,  \
                              int64_t pb_stride, float* C, int64_t ldc, float alpha, float beta);
 

@@ -168,18 +168,18 @@ void gemm_bf16_pack_a_avx512bf16(const void* A, bool a_f32, int64_t lda, bool tr
 }
 
 void gemm_bf16_pack_b_avx512bf16(const void* B, bool b_f32, int64_t ldb, bool transB, int64_t p0, int64_t kc,
-                                 int64_t kcp, int64_t j0, int64_t nc, uint16_t* dst) {
+                                 int64_t kcp, int64_t j0, int64_t nc, uint16_t* dst, int64_t pstride) {
   const size_t esz = b_f32 ? 4 : 2;
   const char* b = static_cast<const char*>(B);
   if (!transB) {
     // op(B)(k, j) = B[k*ldb + j]
     pack_kstrided(b + static_cast<size_t>(p0 * ldb + j0) * esz, b_f32, ldb, nc, kc, kcp, reinterpret_cast<uint32_t*>(dst),
-                  NR * kcp / 2, NR);
+                  pstride / 2, NR);
     return;
   }
   for (int64_t jp = 0; jp < nc; jp += NR) {
     const int64_t cols = nc - jp < NR ? nc - jp : NR;
-    uint32_t* d = reinterpret_cast<uint32_t*>(dst + (jp / NR) * NR * kcp);
+    uint32_t* d = reinterpret_cast<uint32_t*>(dst + (jp / NR) * pstride);
     // op(B)(k, j) = B[j*ldb + k]: rows of B contiguous in k, 16 columns per transpose
     for (int g = 0; g < NR; g += 16)
       pack_rows_kcontig(b + static_cast<size_t>((j0 + jp + g) * ldb + p0) * esz, b_f32, ldb, cols - g, kc, kcp, d + g, NR, 16);

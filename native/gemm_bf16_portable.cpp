@@ -35,9 +35,9 @@ void gemm_bf16_pack_a_portable(const void* A, bool a_f32, int64_t lda, bool tran
 }
 
 void gemm_bf16_pack_b_portable(const void* B, bool b_f32, int64_t ldb, bool transB, int64_t p0, int64_t kc,
-                               int64_t kcp, int64_t j0, int64_t nc, uint16_t* dst) {
+                               int64_t kcp, int64_t j0, int64_t nc, uint16_t* dst, int64_t pstride) {
   for (int64_t jp = 0; jp < nc; jp += NR) {
-    uint16_t* d = dst + (jp / NR) * NR * kcp;
+    uint16_t* d = dst + (jp / NR) * pstride;
     for (int64_t k = 0; k < kcp; ++k) {
       const int64_t kk = k >> 1, e = k & 1;
       for (int c = 0; c < NR; ++c) {

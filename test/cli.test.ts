@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sharedDir } from '../src/util/paths.js';
 import { runCli as run, assertOneLineError } from './util.js';
+import { hasBf16 } from '../src/tensor/bf16.js';
 
 const dir = join(sharedDir(), 'fixtures', 'stories260K');
 const model = join(dir, 'stories260K.bin');
@@ -53,4 +54,22 @@ test('cli: bench train reports ratio_to_peak (wall and CPU) and, with verbose=cp
   }
   assert.ok('nt 64x128x64' in d.gemm_shapes, JSON.stringify(d.gemm_shapes));
   assertOneLineError(run('bench', 'train', 'verbose=2'), ['verbose']);
+});
+
+test('cli: bench train precision=bf16 times fp32 steps in the same run (ratio_vs_fp32, wall and CPU); compare=0 skips them', { skip: !hasBf16() && 'no bf16 instructions' }, () => {
+  const small = ['vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'precision=bf16'];
+  const r = run('bench', 'train', ...small, 'steps=3');
+  assert.equal(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as Record<string, unknown> & { fp32: { step_s: number; tokens_per_s: number; cpu_s_per_step: number; loss: number } };
+  assert.equal(d.precision, 'bf16');
+  assert.ok(d.fp32.step_s > 0 && d.fp32.tokens_per_s > 0 && d.fp32.cpu_s_per_step > 0 && Number.isFinite(d.fp32.loss), JSON.stringify(d.fp32));
+  for (const key of ['ratio_vs_fp32', 'ratio_vs_fp32_cpu', 'ratio_vs_fp32_paired']) assert.ok((d[key] as number) > 0, `${key}: ${JSON.stringify(d)}`);
+  assert.ok(Math.abs((d.ratio_vs_fp32 as number) - (d.tokens_per_s as number) / d.fp32.tokens_per_s) < 0.02 * (d.ratio_vs_fp32 as number));
+  const one = JSON.parse(run('bench', 'train', ...small, 'steps=1').stdout) as Record<string, unknown>;
+  assert.ok((one.ratio_vs_fp32 as number) > 0, 'steps=1: the only steps are used');
+  const off = run('bench', 'train', ...small, 'steps=2', 'compare=0');
+  assert.equal(off.code, 0, off.stderr);
+  assert.ok(!('ratio_vs_fp32' in JSON.parse(off.stdout)));
+  assertOneLineError(run('bench', 'train', ...small, 'compare=2'), ['compare']);
+  assertOneLineError(run('bench', 'train', 'vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'compare=1'), ['compare', 'precision=bf16']);
 });

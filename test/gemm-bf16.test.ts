@@ -279,7 +279,7 @@ test('the hardware semantics the portable path reproduces: denormal operands as 
 
 test('gemmBf16PackB writes the reference layout bit for bit (fp32 and bf16 sources, both transposes, padding)', () => {
   const rng = new Rng(19);
-  for (const [K, N] of [[1, 1], [7, 5], [31, 33], [32, 32], [33, 64], [100, 70], [513, 97]] as [number, number][])
+  for (const [K, N] of [[1, 1], [7, 5], [31, 33], [32, 32], [33, 64], [100, 70], [513, 97], [1029, 67], [2051, 40]] as [number, number][]) // the last two: threaded over k ranges (B) / panels (B^T)
     for (const tb of [false, true])
       for (const bf of [false, true]) {
         const src = randArray(rng, K * N, 10);
@@ -367,6 +367,35 @@ test('K = 0, alpha = 0 and empty outputs: C = beta * C', () => {
     gemmBf16Packed(false, 1, 2, 0, 1, new Float32Array(0), packBf16B(false, 0, 2, new Float32Array(0)), 1, F);
     assert.deepEqual([...F], [5, 6]);
   });
+});
+
+test('weight-gradient shapes (tn, K >> M: op(B) packed whole, doubled k slice, fewer tiles) == reference at 1 and 2 threads, bit-identical across threads', () => {
+  const threads = numThreads();
+  const saved = addon.gemmBf16Blocking() as { kc: number; mc: number; nc: number; tilesPerThread: number };
+  const rng = new Rng(37);
+  const cases: Case[] = [];
+  // dW = dY^T X: M = out, N = in, K = tokens; K crosses the doubled k slice (1024 by default, 64
+  // with kc = 32) with a short, odd last slice; M just above and well above the whole-pack limit.
+  for (const [M, N, K] of [[29, 33, 2051], [45, 70, 1100], [141, 97, 1031], [300, 64, 129]] as [number, number, number][])
+    for (const [alpha, beta, kinds] of [[1, 0, 'ff'], [1, 1, 'hf'], [0.5, -1, 'fh']] as [number, number, string][])
+      cases.push(makeCase(rng, M, N, K, true, false, alpha, beta, kinds));
+  try {
+    withImpls((impl) => {
+      for (const blocking of [[saved.kc, saved.mc, saved.nc, saved.tilesPerThread], [32, 28, 64, 3], [96, 1, 1, 1]]) {
+        addon.gemmBf16Blocking(...blocking);
+        for (const c of cases) {
+          setNumThreads(1);
+          const one = check(c, `${impl} 1 thread blocking=${blocking.join(',')}`);
+          setNumThreads(Math.max(2, threads));
+          const two = check(c, `${impl} 2 threads blocking=${blocking.join(',')}`);
+          assert.deepEqual(two, one, `${impl} threads M=${c.M} N=${c.N} K=${c.K} blocking=${blocking.join(',')}`);
+        }
+      }
+    });
+  } finally {
+    setNumThreads(threads);
+    addon.gemmBf16Blocking(saved.kc, saved.mc, saved.nc, saved.tilesPerThread);
+  }
 });
 
 test('multi-threaded results equal single-threaded ones bit for bit; subarray views are read and written in place only', () => {

@@ -39,7 +39,7 @@ const BENCH_RECIPES = ['sft', 'moi', 'miso-para', 'miso-succ'] as const;
 
 export function benchTrain(params: Record<string, string>): Record<string, unknown> {
   if (params.recipe !== undefined) return benchTrainRecipe(params);
-  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'verbose', 'checkpointing', 'lora', 'tied', 'bias', 'base_dtype', 'precision']);
+  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'verbose', 'checkpointing', 'lora', 'tied', 'bias', 'base_dtype', 'precision', 'compare']);
   const flag = (k: string): boolean => {
     const v = params[k] ?? '0';
     if (v !== '0' && v !== '1') throw new MixtuneError(`bench train: ${k} must be 0 or 1, got '${v}'`);
@@ -56,6 +56,12 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const precision = params.precision ?? 'fp32';
   if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
   if (precision === 'bf16') requireBf16('bench train precision=bf16');
+  // precision=bf16 also times fp32 steps of the same model in this run (compare=1, the default):
+  // the two alternate (bf16, fp32, fp32, bf16, ...) so that load changes hit both alike.
+  const compareFlag = params.compare ?? (precision === 'bf16' ? '1' : '0');
+  if (compareFlag !== '0' && compareFlag !== '1') throw new MixtuneError(`bench train: compare must be 0 or 1, got '${compareFlag}'`);
+  if (compareFlag === '1' && precision !== 'bf16') throw new MixtuneError('bench train: compare=1 needs precision=bf16 (it times fp32 steps beside the bf16 ones)');
+  const compare = compareFlag === '1';
   if (params.verbose !== undefined && !['0', '1', 'cpu'].includes(params.verbose)) throw new MixtuneError(`bench train: verbose must be 0, 1 or cpu, got '${params.verbose}'`);
   const verbose = params.verbose === '1' || params.verbose === 'cpu';
   const peerMode = params.peer ?? 'auto';
@@ -99,10 +105,15 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const peakBefore = measurePeak(0.6, currentIsa() === 'avx512' ? 'avx512' : undefined);
   const times: number[] = [];
   const cpuTimes: number[] = [];
+  const fp32Times: number[] = [];
+  const fp32CpuTimes: number[] = [];
+  const bf16Weights = model.bf16;
   let loss = 0;
-  for (let s = 0; s < cfg.steps; s++) {
-    // The first step is a warm-up and is not profiled.
-    setProfiler(s > 0 ? prof : null);
+  let fp32Loss = 0;
+  let lastLoss = 0;
+  const step = (bf16: boolean, profiled: boolean): [number, number] => {
+    model.bf16 = bf16 ? bf16Weights : null;
+    setProfiler(profiled ? prof : null);
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     setPhase('optimizer');
@@ -110,25 +121,41 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
       for (const t of trainable.values()) t.zeroGrad();
     }));
     setPhase('forward');
-    loss = timed('total', () => model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss);
+    lastLoss = timed('total', () => model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss);
     setPhase('backward');
     timed('total', () => model.backward());
     setPhase('optimizer');
     timed('total', () => {
       opt.step(1e-4);
-      model.bf16?.invalidate();
+      bf16Weights?.invalidate();
     });
-    times.push((performance.now() - t0) / 1000);
+    const wall = (performance.now() - t0) / 1000;
     const c1 = process.cpuUsage(c0);
-    cpuTimes.push((c1.user + c1.system) / 1e6);
+    setProfiler(null);
+    return [wall, (c1.user + c1.system) / 1e6];
+  };
+  for (let s = 0; s < cfg.steps; s++) {
+    // The first step (of each precision) is a warm-up and is not profiled; only the steps of the
+    // benchmarked precision are profiled. With compare, the order alternates: bf16 fp32 fp32 bf16 ...
+    const run = (fp32: boolean): void => {
+      const [w, c] = step(!fp32 && precision === 'bf16', !fp32 && s > 0);
+      (fp32 ? fp32Times : times).push(w);
+      (fp32 ? fp32CpuTimes : cpuTimes).push(c);
+      if (fp32) fp32Loss = lastLoss;
+      else loss = lastLoss;
+    };
+    if (compare && s % 2 === 1) run(true);
+    run(false);
+    if (compare && s % 2 === 0) run(true);
   }
+  model.bf16 = bf16Weights;
   setProfiler(null);
   const peakAfter = measurePeak(0.6, currentIsa() === 'avx512' ? 'avx512' : undefined);
   const steady = times.length > 1 ? times.slice(1) : times;
-  const stepS = [...steady].sort((a, b) => a - b)[Math.floor(steady.length / 2)]!;
+  const stepS = median(steady);
   const bestS = Math.min(...steady);
   const steadyCpu = cpuTimes.length > 1 ? cpuTimes.slice(1) : cpuTimes;
-  const cpuS = [...steadyCpu].sort((a, b) => a - b)[Math.floor(steadyCpu.length / 2)]!;
+  const cpuS = median(steadyCpu);
   const tokens = B * T;
   const nparams = model.numParams();
   // The peer's formula: 6 FLOPs per token and matmul weight (forward 2, input and weight
@@ -163,6 +190,20 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     precision,
     cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0, base_dtype: baseDtype },
   };
+  if (compare) {
+    // The fp32 steps of this run (same model and tokens, alternating with the bf16 steps; median
+    // of the steps after each precision's warm-up): ratio_vs_fp32 = bf16 tokens/s over fp32
+    // tokens/s (wall clock), ratio_vs_fp32_cpu = the same per CPU-second (robust to other load),
+    // ratio_vs_fp32_paired = median over the step pairs run back to back of fp32 / bf16 wall time.
+    const f32 = fp32Times.length > 1 ? fp32Times.slice(1) : fp32Times;
+    const f32Cpu = fp32CpuTimes.length > 1 ? fp32CpuTimes.slice(1) : fp32CpuTimes;
+    const f32S = median(f32), f32CpuS = median(f32Cpu);
+    const paired = f32.map((t, i) => t / steady[i]!);
+    result.fp32 = { step_s: round(f32S, 4), tokens_per_s: round(tokens / f32S, 1), cpu_s_per_step: round(f32CpuS, 4), loss: round(fp32Loss, 4) };
+    result.ratio_vs_fp32 = round(f32S / stepS, 3);
+    result.ratio_vs_fp32_cpu = round(f32CpuS / cpuS, 3);
+    result.ratio_vs_fp32_paired = round(median(paired), 3);
+  }
   if (prof) {
     // Seconds per step by phase.kind (wall or CPU seconds); "other" is the phase's time outside
     // every timed kind.
@@ -213,6 +254,11 @@ function runTorchPeer(cfg: Record<string, number>, required: boolean): Record<st
   } catch {
     return fail(`unparsable output: ${line.slice(0, 200)}`);
   }
+}
+
+/** The median (upper middle for an even count). */
+function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 }
 
 export function round(x: number, digits: number): number {

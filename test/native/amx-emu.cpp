@@ -58,7 +58,7 @@ static void emu_dp(int c, int a, int b) {
 #define _tile_dpbf16ps(c, a, b) emu_dp(c, a, b)
 #include "gemm_bf16_amx.cpp"
 
-namespace mt { void gemm_bf16_pack_b_avx512bf16(const void*, bool, int64_t, bool, int64_t, int64_t, int64_t, int64_t, int64_t, uint16_t*); }
+namespace mt { void gemm_bf16_pack_b_avx512bf16(const void*, bool, int64_t, bool, int64_t, int64_t, int64_t, int64_t, int64_t, uint16_t*, int64_t); }
 static uint16_t rne(float f) { uint32_t u; memcpy(&u, &f, 4); u += 0x7FFF + ((u >> 16) & 1); return u >> 16; }
 int main() {
   srand(1);
@@ -84,7 +84,7 @@ int main() {
     }
     std::vector<uint16_t> pa((mc + 31) / 32 * 32 * kcp + 64, 0xFFFF), pb((nc + 31) / 32 * 32 * kcp + 64, 0xFFFF);
     mt::gemm_bf16_pack_a_amx(af ? (const void*)A.data() : (const void*)A16.data(), af, lda, ta, i0, mc, p0, kc, kcp, pa.data());
-    mt::gemm_bf16_pack_b_avx512bf16(B.data(), true, ldb, tb, p0, kc, kcp, j0, nc, pb.data());
+    mt::gemm_bf16_pack_b_avx512bf16(B.data(), true, ldb, tb, p0, kc, kcp, j0, nc, pb.data(), 32 * kcp);
     mt::gemm_bf16_macro_amx(mc, nc, kcp, pa.data(), pb.data(), 32 * kcp, C.data(), N, alpha, beta);
     double worst = 0;
     for (int i = 0; i < M; ++i) for (int j = 0; j < N; ++j) worst = std::fmax(worst, std::fabs(C[i * N + j] - R[i * N + j]));
