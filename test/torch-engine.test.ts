@@ -1,13 +1,16 @@
 // `mixtune train --engine torch` (python/mixtune_torch) against the native engine on stories260K:
 // per-step losses for sft, moi and miso-para; torchrun with 2 processes = 1 process with twice the
-// accumulation; resume exactness (and a torch checkpoint resumed by the native engine); errors.
+// accumulation; resume exactness (and a torch checkpoint resumed by the native engine); errors;
+// --fsdp: its one-line refusals here (no CUDA, torch 1.13) and its helpers on CPU (FSDP itself is
+// untested until run on GPUs).
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { cpSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { packageRoot } from '../src/util/paths.js';
+import { findTorchPython, torchEnginePath } from '../src/torch/python.js';
 import { assertOneLineError, runCli, torchPythonForTests } from './util.js';
 
 const { skip } = torchPythonForTests();
@@ -133,9 +136,44 @@ test('torch engine: stop and resume is exact; a torch checkpoint resumes on the 
   assertCloseSeries(losses(native), losses(full), 1e-3, 'native resume of a torch checkpoint');
 });
 
-test('torch engine: a Python without torch, --fsdp and torch flags without --engine torch are one-line errors', () => {
+test('torch engine: a Python without torch and torch flags without --engine torch are one-line errors', () => {
   const cfg = config('sft', 'max_steps: 2');
   assertOneLineError(runCli('train', '--config', cfg, '--output-dir', join(dir, 'e1'), '--engine', 'torch', '--python', '/nonexistent/python3'), ['/nonexistent/python3', 'python3-torch']);
   assertOneLineError(runCli('train', '--config', cfg, '--output-dir', join(dir, 'e2'), '--nproc', '2'), ['--nproc', '--engine torch']);
-  assertOneLineError(runCli('train', '--config', cfg, '--output-dir', join(dir, 'e3'), '--engine', 'torch', '--fsdp'), ['--fsdp']);
+});
+
+test('torch engine --fsdp: what this machine lacks is one line (CUDA, PyTorch >= 2.0, 2+ processes); LoRA and --engine native are refused', { skip }, () => {
+  const cfg = config('sft', 'max_steps: 2');
+  const py = findTorchPython();
+  const torch2 = Number(py.torchVersion.split('.')[0]) >= 2;
+  assertOneLineError(runCli('train', '--config', cfg, '--output-dir', join(dir, 'f1'), '--engine', 'torch', '--fsdp'),
+    ['--fsdp needs', '2 or more processes', ...(py.cuda ? [] : ['CUDA GPUs (this PyTorch sees none)']), ...(torch2 ? [] : [`PyTorch >= 2.0 (this is ${py.torchVersion})`])]);
+  assertOneLineError(runCli('train', '--config', cfg, '--output-dir', join(dir, 'f2'), '--engine', 'torch', '--fsdp', '--nproc', '2', '--cpu'), ['--fsdp needs', 'CUDA GPUs (--cpu was given)']);
+  const lora = join(dir, 'fsdp-lora.yaml');
+  writeFileSync(lora, readFileSync(cfg, 'utf8') + 'lora: {rank: 4}\n');
+  assertOneLineError(runCli('train', '--config', lora, '--output-dir', join(dir, 'f3'), '--engine', 'torch', '--fsdp', '--nproc', '2'), ['--fsdp', 'LoRA', 'without --fsdp']);
+  assertOneLineError(runCli('train', '--config', cfg, '--output-dir', join(dir, 'f4'), '--engine', 'native', '--fsdp'), ['--fsdp', '--engine torch']);
+  for (const f of ['f1', 'f2', 'f3', 'f4']) assert.ok(!existsSync(join(dir, f, 'torch-work')), 'nothing was started');
+  // train.py repeats the check (every machine of a job runs it): one line on stderr, no traceback
+  const work = mkdtempSync(join(tmpdir(), 'mixtune-fsdp-work-'));
+  writeFileSync(join(work, 'run.json'), JSON.stringify({ options: { fsdp: true } }));
+  const env = { ...process.env, PYTHONPATH: torchEnginePath(), PYTHONDONTWRITEBYTECODE: '1' };
+  const r = spawnSync(py.python, ['-m', 'mixtune_torch.train', work], { encoding: 'utf8', env });
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+  assert.match(r.stderr, /^mixtune torch engine: --fsdp needs .*2 or more processes/);
+});
+
+test('torch engine --fsdp: the sharded path\'s helpers on CPU (check_fsdp.py: AdamW, global grad norm, checkpoint gather / load on shards, 2 gloo processes); every module compiles', { skip }, () => {
+  const py = findTorchPython();
+  const env = { ...process.env, PYTHONPATH: torchEnginePath(), PYTHONDONTWRITEBYTECODE: '1' };
+  const r = spawnSync(py.python, ['-m', 'mixtune_torch.check_fsdp'], { encoding: 'utf8', env, timeout: 300_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), 'ok');
+  const pkg = join(torchEnginePath(), 'mixtune_torch');
+  const out = mkdtempSync(join(tmpdir(), 'mixtune-pyc-'));
+  const files = readdirSync(pkg).filter((f) => f.endsWith('.py'));
+  assert.ok(files.includes('fsdp.py') && files.includes('train.py'));
+  const c = spawnSync(py.python, ['-c', 'import py_compile, sys, os\nfor i, f in enumerate(sys.argv[2:]): py_compile.compile(f, cfile=os.path.join(sys.argv[1], f"{i}.pyc"), doraise=True)', out, ...files.map((f) => join(pkg, f))], { encoding: 'utf8' });
+  assert.equal(c.status, 0, c.stderr);
 });

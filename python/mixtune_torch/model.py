@@ -164,6 +164,10 @@ class Decoder(nn.Module):
         logits = self.logits(tokens, positions, layout)
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE, reduction="sum")
 
+    def forward(self, tokens, targets, positions, layout):
+        """= loss_sum; the FSDP path calls the model itself, so that FSDP gathers the root's shards."""
+        return self.loss_sum(tokens, targets, positions, layout)
+
 
 class LoRALinear(nn.Module):
     """y = base(x) + scale * B(A(dropout(x))), as mixtune's native LoRA and PEFT (A [r, in], B [out, r])."""

@@ -16,6 +16,9 @@ same rows per step as one process with grad_accum N*g.
 Checkpoints use the native engine's format (model.safetensors, optimizer.safetensors with
 <name>.exp_avg / .exp_avg_sq, trainer_state.json), so a run can resume on either engine.
 Progress goes to stdout as lines "@mixtune {json}" (rank 0 only).
+
+With options.fsdp (`mixtune train --engine torch --fsdp`) the model is sharded across the ranks
+instead of copied to each (fsdp.py; CUDA and PyTorch >= 2.0 only, UNTESTED until run on GPUs).
 """
 import json
 import math
@@ -29,6 +32,7 @@ import time
 import torch
 import torch.distributed as dist
 
+from . import fsdp
 from .model import IGNORE, apply_lora, load_decoder
 from .attention import Layout, WEIGHTING_CODES
 from .safetensors_io import read_safetensors, write_safetensors
@@ -100,6 +104,8 @@ class AdamW:
         bc1, bc2 = 1 - self.b1 ** self.steps, 1 - self.b2 ** self.steps
         for name, p in self.params:
             g, m, v = p.grad, self.m[name], self.v[name]
+            if g is None:  # FSDP: no part of this parameter lives on this rank
+                continue
             m.mul_(self.b1).add_(g, alpha=1 - self.b1)
             v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
             upd = (m / bc1) / ((v / bc2).sqrt() + self.eps)
@@ -114,7 +120,13 @@ class Stop:
 def main(work):
     run = json.load(open(os.path.join(work, "run.json")))
     o = run["options"]
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    use_fsdp = bool(o.get("fsdp"))
+    if use_fsdp:
+        why = fsdp.missing(torch.__version__, torch.cuda.is_available(), o.get("cpu", False), bool(run.get("lora")), world_size)
+        if why:
+            raise SystemExit(f"mixtune torch engine: {why}")
+    distributed = world_size > 1
     cuda = torch.cuda.is_available() and not o.get("cpu", False)
     if distributed:
         dist.init_process_group("nccl" if cuda else "gloo")
@@ -137,26 +149,33 @@ def main(work):
         params = apply_lora(model, adapters, lora["alpha"], lora["dropout"])
     else:
         params = [(n, p) for n, p in model.named_parameters()]
-    model.to(device)
     model.train(True)
     model.checkpointing = bool(o.get("checkpointing"))
+    if use_fsdp:
+        # each parameter becomes a view of this rank's shard of it (see fsdp.py; untested until run on GPUs)
+        model = fsdp.wrap(model, device)
+        params = [(fsdp.clean_name(n), p) for n, p in model.named_parameters()]
+    else:
+        model.to(device)
     opt = AdamW(params, o["beta1"], o["beta2"], o["eps"], o["weight_decay"])
     state = {"step": 0, "tokensSeen": 0, "targetTokensSeen": 0, "elapsedSeconds": 0.0}
     if resume:
-        state = load_checkpoint(resume, params, opt, o, device, run["weights_file"])
+        state = load_checkpoint(resume, params, opt, o, device, run["weights_file"], model if use_fsdp else None)
     rows, eval_rows = read_rows(run["rows"])
     with open(run["plan"]) as f:
         plan = [json.loads(line) for line in f if line.strip()]
     total = o["total_steps"]
     pad = o["pad_id"]
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and o.get("bf16", True) else None
+    forward = model if use_fsdp else model.loss_sum  # FSDP gathers the shards in its forward (Decoder.forward = loss_sum)
+    grad_norm_reduce = (lambda sq: fsdp.sum_over_ranks(sq, device)) if use_fsdp else None
 
     def loss_sum(batch):
         tokens, targets, positions, layout = batch[:4]
         if autocast is None:
-            return model.loss_sum(tokens, targets, positions, layout)
+            return forward(tokens, targets, positions, layout)
         with autocast:
-            return model.loss_sum(tokens, targets, positions, layout)
+            return forward(tokens, targets, positions, layout)
 
     t_start = time.time()
     elapsed_before = state["elapsedSeconds"]
@@ -169,20 +188,23 @@ def main(work):
         step_targets = sum(mb[4] for mb in mbs)  # the whole step's labelled tokens (every rank sees the plan)
         step_tokens = sum(mb[5] for mb in mbs)
         for _, p in params:
-            p.grad = torch.zeros_like(p)
+            p.grad = None if use_fsdp else torch.zeros_like(p)
         local = torch.zeros((), dtype=torch.float64, device=device)
         for mb in mbs[rank::world]:
             ls = loss_sum(mb)
             (ls / max(step_targets, 1)).backward()
             local += ls.detach().double()
-        if distributed:
+        if use_fsdp:
+            fsdp.grads_to_sum(params, world)  # the backward's reduce-scatter averaged them
+            dist.all_reduce(local)
+        elif distributed:
             for _, p in params:
                 dist.all_reduce(p.grad)
             dist.all_reduce(local)
         loss = local.item() / step_targets if step_targets > 0 else float("nan")
         if not math.isfinite(loss):
             raise SystemExit(f"mixtune torch engine: step {step}: the loss is {loss}; stopping (lower the learning rate?)")
-        grad_norm = clip_grad_norm([p for _, p in params], o["max_grad_norm"])
+        grad_norm = clip_grad_norm([p for _, p in params], o["max_grad_norm"], grad_norm_reduce)
         opt.step(lr)
         state = {
             "step": step, "epoch": entry["epoch"], "cursor": entry["cursor"], "optimizerSteps": opt.steps, "rng": o["rng"],
@@ -203,8 +225,10 @@ def main(work):
         stop_after = o.get("stop_after")
         stopping = step < total and (Stop.requested or (stop_after is not None and step >= stop_after))
         if (o["save_every"] > 0 and step % o["save_every"] == 0) or stopping or step == total:
+            # full tensors by name: every rank takes part in FSDP's gathers, rank 0 gets them
+            weights, m, v = fsdp.gather_checkpoint(model, params, opt) if use_fsdp else ({n: p.detach() for n, p in params}, opt.m, opt.v)
             if rank == 0:
-                path = save_checkpoint(run["out"], run["extras"], state, params, opt, o["keep_last"], run["weights_file"])
+                path = save_checkpoint(run["out"], run["extras"], state, weights, m, v, o["keep_last"], run["weights_file"])
                 emit("checkpoint", step=step, path=path)
             if distributed:
                 dist.barrier()
@@ -224,13 +248,16 @@ def main(work):
 
 
 @torch.no_grad()
-def clip_grad_norm(params, max_norm):
-    """Global L2 norm (in fp64, as the native engine sums it); scales the gradients down above max_norm."""
-    total = math.sqrt(sum(float((p.grad.double() ** 2).sum()) for p in params))
+def clip_grad_norm(params, max_norm, reduce=None):
+    """Global L2 norm (in fp64, as the native engine sums it); scales the gradients down above max_norm.
+    reduce: sums the squares over the ranks when each holds only its shards of the gradients (FSDP)."""
+    squares = sum(float((p.grad.double() ** 2).sum()) for p in params if p.grad is not None)
+    total = math.sqrt(reduce(squares) if reduce else squares)
     if max_norm > 0 and total > max_norm:
         f = max_norm / (total + 1e-6)
         for p in params:
-            p.grad.mul_(f)
+            if p.grad is not None:
+                p.grad.mul_(f)
     return total
 
 
@@ -246,17 +273,18 @@ def evaluate(model, rows, micro_batch_size, pad, device, loss_sum):
     return total / count if count else None
 
 
-def save_checkpoint(out, extras, state, params, opt, keep_last, weights_file):
-    """checkpoint-N/ in the native engine's format, written under a temporary name and renamed."""
+def save_checkpoint(out, extras, state, weights, m, v, keep_last, weights_file):
+    """checkpoint-N/ in the native engine's format, written under a temporary name and renamed.
+    weights, m, v: the full tensors by name (AdamW's moments m, v)."""
     final = os.path.join(out, f"checkpoint-{state['step']}")
     tmp = os.path.join(out, f".checkpoint-{state['step']}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    write_safetensors(os.path.join(tmp, weights_file), {n: p.detach().float() for n, p in params}, {"format": "pt", "step": str(state["step"])})
+    write_safetensors(os.path.join(tmp, weights_file), {n: t.float() for n, t in weights.items()}, {"format": "pt", "step": str(state["step"])})
     moments = {}
-    for n, _ in params:
-        moments[f"{n}.exp_avg"] = opt.m[n].float()
-        moments[f"{n}.exp_avg_sq"] = opt.v[n].float()
+    for n in weights:
+        moments[f"{n}.exp_avg"] = m[n].float()
+        moments[f"{n}.exp_avg_sq"] = v[n].float()
     write_safetensors(os.path.join(tmp, "optimizer.safetensors"), moments)
     for name in os.listdir(extras):
         shutil.copy(os.path.join(extras, name), os.path.join(tmp, name))
@@ -271,20 +299,27 @@ def save_checkpoint(out, extras, state, params, opt, keep_last, weights_file):
     return final
 
 
-def load_checkpoint(path, params, opt, o, device, weights_file):
-    """A checkpoint of either engine: weights, AdamW moments and step count, and the RNG if it has ours."""
+def load_checkpoint(path, params, opt, o, device, weights_file, sharded=None):
+    """A checkpoint of either engine: weights, AdamW moments and step count, and the RNG if it has ours.
+    sharded: the FSDP-wrapped model, whose parameters take only their shards of the full tensors."""
     state = json.load(open(os.path.join(path, "trainer_state.json")))
     if state.get("dataFingerprint") != o["data_fingerprint"]:
         raise SystemExit(f"mixtune torch engine: {path} was trained on different prepared data; resume with the same config and data")
     w = read_safetensors(os.path.join(path, weights_file))
     m = read_safetensors(os.path.join(path, "optimizer.safetensors"))
-    with torch.no_grad():
-        for n, p in params:
-            if n not in w:
-                raise SystemExit(f"mixtune torch engine: {path}/{weights_file} has no tensor {n}")
-            p.copy_(w[n].to(device))
-            opt.m[n].copy_(m[f"{n}.exp_avg"].to(device))
-            opt.v[n].copy_(m[f"{n}.exp_avg_sq"].to(device))
+    for n, _ in params:
+        if n not in w:
+            raise SystemExit(f"mixtune torch engine: {path}/{weights_file} has no tensor {n}")
+    if sharded is not None:
+        names = [n for n, _ in params]
+        fsdp.load_checkpoint(sharded, params, opt, {n: w[n] for n in names},
+                             {n: m[f"{n}.exp_avg"] for n in names}, {n: m[f"{n}.exp_avg_sq"] for n in names})
+    else:
+        with torch.no_grad():
+            for n, p in params:
+                p.copy_(w[n].to(device))
+                opt.m[n].copy_(m[f"{n}.exp_avg"].to(device))
+                opt.v[n].copy_(m[f"{n}.exp_avg_sq"].to(device))
     opt.steps = state["optimizerSteps"]
     rng = (state.get("extra") or {}).get("torch_rng")
     if rng is not None:

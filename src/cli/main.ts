@@ -109,7 +109,7 @@ export function buildProgram(): Command {
     .option('--master-port <port>', 'torch engine: its port (default 29500)', intArg(1))
     .option('--python <path>', 'torch engine: the Python that has PyTorch >= 1.13 (default: $MIXTUNE_PYTHON, python3, /usr/bin/python3)')
     .option('--cpu', 'torch engine: train on the CPU even when CUDA is available')
-    .option('--fsdp', 'torch engine: shard the model across processes (FSDP) — not implemented yet')
+    .option('--fsdp', 'torch engine: full fine-tuning with the model sharded across the GPUs (FSDP; CUDA, PyTorch >= 2.0, 2+ processes; untested until run on GPUs)')
     .action(async (opts) => {
       const s = await runTrain(opts);
       // interrupted by Ctrl-C / SIGTERM: a checkpoint was written; the conventional exit code

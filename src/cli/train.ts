@@ -55,7 +55,6 @@ export async function runTrain(o: TrainCliOptions): Promise<TrainSummary | null>
   const torchFlags = ['nproc', 'nnodes', 'nodeRank', 'masterAddr', 'masterPort', 'python', 'cpu', 'fsdp'] as const;
   const given = torchFlags.filter((k) => o[k] !== undefined);
   if (o.engine !== 'torch' && given.length > 0) throw new MixtuneError(`--${given[0]!.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --engine torch`);
-  if (o.fsdp) throw new MixtuneError('--fsdp: sharded (FSDP) training is not implemented yet; the torch engine trains with DDP (every process holds the whole model)');
   if ((o.nnodes ?? 1) > 1 && o.masterAddr === undefined) throw new MixtuneError('--nnodes > 1 needs --master-addr (the address of the machine with --node-rank 0)');
   return trainFromConfig(cfg, {
     ...(o.engine ? { engine: o.engine } : {}),
@@ -68,6 +67,7 @@ export async function runTrain(o: TrainCliOptions): Promise<TrainSummary | null>
         ...(o.masterPort !== undefined ? { masterPort: o.masterPort } : {}),
         ...(o.python !== undefined ? { python: o.python } : {}),
         ...(o.cpu ? { cpu: true } : {}),
+        ...(o.fsdp ? { fsdp: true } : {}),
       },
     } : {}),
     command: `mixtune train --config ${o.config}${o.set.map((kv) => ` --set ${kv}`).join('')}${o.outputDir ? ` --output-dir ${o.outputDir}` : ''}`,

@@ -1,5 +1,6 @@
 // `mixtune train --engine torch`: the same run on PyTorch (python/mixtune_torch), in one process or
-// under torchrun (DDP on CPUs with gloo, on GPUs with NCCL, on one or several machines).
+// under torchrun (DDP on CPUs with gloo, on GPUs with NCCL, on one or several machines; or, with
+// --fsdp, the model sharded across the GPUs — python/mixtune_torch/fsdp.py, untested until run on GPUs).
 //
 // mixtune keeps deciding WHAT is trained — the prepared rows, which rows go into which micro-batch of
 // which step (drawMicroBatches, as the native trainer), the learning rate of every step — and writes
@@ -35,6 +36,8 @@ export interface TorchEngineOptions {
   python?: string;
   /** Train on the CPU even when CUDA is available. */
   cpu?: boolean;
+  /** Shard the model across the processes (FSDP; CUDA and PyTorch >= 2.0; untested until run on GPUs). */
+  fsdp?: boolean;
   /** The Python found by a preflight (findTorchPython), to skip a second probe. */
   found?: TorchPython;
 }
@@ -45,6 +48,21 @@ interface Event {
 }
 
 const round = (x: number, d: number): number => Math.round(x * 10 ** d) / 10 ** d;
+
+/**
+ * Why `--fsdp` cannot run with this Python / these options (one line), or null. The same check as
+ * python/mixtune_torch/fsdp.py `missing` (which repeats it on every machine of the job).
+ */
+export function fsdpProblem(py: TorchPython, o: { cpu?: boolean; world: number; lora: boolean }): string | null {
+  if (o.lora) return '--fsdp shards full fine-tuning; LoRA adapters are small, train them without --fsdp (every process holds the model, DDP)';
+  const needs: string[] = [];
+  if (o.cpu) needs.push('CUDA GPUs (--cpu was given)');
+  else if (!py.cuda) needs.push('CUDA GPUs (this PyTorch sees none)');
+  const v = /^(\d+)\.(\d+)/.exec(py.torchVersion);
+  if (!v || Number(v[1]) < 2) needs.push(`PyTorch >= 2.0 (this is ${py.torchVersion})`);
+  if (o.world < 2) needs.push('2 or more processes to shard over (--nproc, --nnodes)');
+  return needs.length > 0 ? `--fsdp needs ${needs.join(', ')}; without --fsdp the torch engine trains with DDP on CPUs or GPUs` : null;
+}
 
 /**
  * Trains `prep.train` with the options the native trainer would use (gradAccum already counts every
@@ -91,7 +109,7 @@ export async function trainWithTorch(a: {
       total_steps: o.totalSteps, micro_batch_size: o.microBatchSize, pad_id: o.padId, seed: o.seed,
       beta1: o.beta1, beta2: o.beta2, eps: o.eps, weight_decay: o.weightDecay, max_grad_norm: o.maxGradNorm,
       eval_every: o.evalEvery, save_every: o.saveEvery, keep_last: o.keepLast, stop_after: o.stopAfter ?? null, checkpointing: o.checkpointing === true,
-      data_fingerprint: fingerprintRows(prep.train), rng: [0, 0, 0, 0], cpu: a.torch.cpu === true,
+      data_fingerprint: fingerprintRows(prep.train), rng: [0, 0, 0, 0], cpu: a.torch.cpu === true, fsdp: a.torch.fsdp === true,
       // CPU processes share the cores; CUDA processes use one thread each for the host side
       threads: Math.max(1, Math.floor(cpus().length / a.torch.nproc)),
     },
@@ -106,7 +124,7 @@ export async function trainWithTorch(a: {
         : ['--standalone']),
       '-m', 'mixtune_torch.train', work];
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
-  log(`torch engine: ${py.python} (torch ${py.torchVersion}${py.cuda && !a.torch.cpu ? ', CUDA' : ', CPU'}), ${world} process${world > 1 ? 'es' : ''}`);
+  log(`torch engine: ${py.python} (torch ${py.torchVersion}${py.cuda && !a.torch.cpu ? ', CUDA' : ', CPU'}), ${world} process${world > 1 ? 'es' : ''}${a.torch.fsdp ? ', FSDP (untested until run on GPUs)' : ''}`);
   const child = spawn(py.python, args, {
     env: { ...process.env, PYTHONPATH: [torchEnginePath(), process.env.PYTHONPATH].filter(Boolean).join(':'), PYTHONUNBUFFERED: '1' },
     stdio: ['ignore', 'pipe', 'pipe'], detached: true,

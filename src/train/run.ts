@@ -20,7 +20,7 @@ import { rmSync, statSync } from 'node:fs';
 import { checkContextLength, encoderFor, preflightTrain, resolveLearningRate, totalStepsOf, trainerOptionsOf, trainMemoryEstimate } from './setup.js';
 import { checkMemory, describeEstimate, formatBytes, TRAIN_MEMORY_FIXES } from './memory.js';
 import { writeJsonAtomic } from '../util/fs.js';
-import { trainWithTorch, type TorchEngineOptions } from '../torch/engine.js';
+import { fsdpProblem, trainWithTorch, type TorchEngineOptions } from '../torch/engine.js';
 import { findTorchPython } from '../torch/python.js';
 import { readSafetensors } from '../io/safetensors.js';
 import { Bf16Weights } from '../tensor/bf16-weights.js';
@@ -87,6 +87,10 @@ export async function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {})
     o = { ...o, torch: { nproc: 1, ...o.torch, found: findTorchPython(o.torch?.python) } };
     // Rank r of N trains micro-batches r, r+N, ...: N processes with grad_accum g = one with N*g.
     const world = (o.torch?.nproc ?? 1) * (o.torch?.nnodes ?? 1);
+    if (o.torch?.fsdp) {
+      const why = fsdpProblem(o.torch.found!, { ...(o.torch.cpu ? { cpu: true } : {}), world, lora: Boolean(cfg.lora) });
+      if (why) throw new MixtuneError(why);
+    }
     if (world > 1) cfg = { ...cfg, training: { ...cfg.training, grad_accum: cfg.training.grad_accum * world } };
   }
   const preparedFile = o.prepared ?? cfg.data.prepared;
