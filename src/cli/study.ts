@@ -6,7 +6,7 @@ import { intArg, listArg, numArg } from './args.js';
 import { MOI_DOMAINS } from '../study/moi-data.js';
 import { MAX_EVAL_PROMPTS, MOI_STUDY_CONFIGS, MOI_STUDY_DEFAULTS, moiCurveTable, moiPromptTable, moiTable, nMixConfigs, runMoiStudy } from '../study/moi.js';
 import { MixtuneError } from '../util/errors.js';
-import { MISO_STUDY_CONFIGS, MISO_STUDY_DEFAULTS, misoPerKTable, misoTable, runMisoStudy } from '../study/miso.js';
+import { MISO_STUDY_CONFIGS, MISO_STUDY_DEFAULTS, misoCostTable, misoPerKTable, misoTable, runMisoStudy } from '../study/miso.js';
 
 export function buildStudyCommand(): Command {
   // Settings of the parent program are not inherited by an added command: repeat them here so
@@ -85,6 +85,8 @@ export function registerMisoStudy(study: Command): Command {
     .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg(0, Infinity, { exclusiveMin: true }), d.lr)
     .option('--max-new-tokens <n>', 'generation limit per test prompt', intArg(1), d.maxNewTokens)
     .option('--data-seed <n>', 'one data seed for every training seed (default: seed s uses the data of seed s)', intArg(0))
+    .option('--budget-seconds <s>', 'also train the --budget-configs for the steps that fit S seconds at their measured rate (0: off)', numArg(0), d.budgetSeconds)
+    .option('--budget-configs <list>', 'configurations of the time-budget comparison', listArg(MISO_STUDY_CONFIGS), d.budgetConfigs)
     .option('--fresh', 'retrain runs that an earlier identical invocation finished (default: reuse their result.json)')
     .option('--model <path>', 'model to fine-tune: stories260K (the embedded model, default), a llama2.c .bin or an HF model folder')
     .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
@@ -93,12 +95,12 @@ export function registerMisoStudy(study: Command): Command {
       const t0 = performance.now();
       const res = await runMisoStudy({
         out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs: opts.configs,
-        batch: opts.batch, lr: opts.lr, maxNewTokens: opts.maxNewTokens,
+        batch: opts.batch, lr: opts.lr, maxNewTokens: opts.maxNewTokens, budgetSeconds: opts.budgetSeconds, budgetConfigs: opts.budgetConfigs,
         ...(opts.dataSeed !== undefined ? { dataSeed: opts.dataSeed } : {}), ...(opts.fresh ? { fresh: true } : {}),
         ...(opts.model ? { model: opts.model } : {}), ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}),
         ...(opts.progress === false ? { progress: false } : {}),
       });
-      process.stdout.write(`${misoTable(res)}\n\ninstruction-level strict accuracy by constraints per test prompt:\n${misoPerKTable(res)}\n`);
+      process.stdout.write(`${misoTable(res)}\n\ninstruction-level strict accuracy by constraints per test prompt:\n${misoPerKTable(res)}\n\ncost per point of inst-strict accuracy over the base model:\n${misoCostTable(res)}\n`);
       process.stderr.write(`study miso: ${((performance.now() - t0) / 1000).toFixed(1)} s; results in ${opts.out}/results.json, plot ${opts.out}/miso.svg\n`);
     });
   return study;
