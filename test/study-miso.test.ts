@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { aggregateMiso, misoTable, perK, runMisoStudy, type MisoRunResult, type MisoStudyResults } from '../src/study/miso.js';
+import { aggregateMiso, misoCostTable, misoTable, perK, runMisoStudy, type MisoRunResult, type MisoStudyResults } from '../src/study/miso.js';
 import type { IfevalResult } from '../src/eval/ifeval/score.js';
 import { main } from '../src/cli/main.js';
 import { sharedDir } from '../src/util/paths.js';
@@ -128,4 +128,35 @@ test('study miso CLI: unknown or repeated configuration is a usage error', async
   }
   assert.match(err, /unknown configuration 'nope'/);
   assert.match(err, /listed twice/);
+});
+
+test('study miso: cost per point and --budget-seconds (steps from the measured rate of the step-budget run; reused on rerun)', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-study-miso-cost-'));
+  try {
+    const o = { out: dir, steps: 2, seeds: 1, nTrain: 16, nTest: 2, batch: 2, maxNewTokens: 4, configs: ['sft'], budgetSeconds: 0.2, budgetConfigs: ['sft'], progress: false as const };
+    const res = await runMisoStudy({ ...o, log: () => {} });
+    const c = res.configs.sft!;
+    const base = res.configs.base!;
+    assert.equal(base.cost, undefined);
+    const run = c.runs[0]!;
+    assert.equal(c.cost!.steps, 2);
+    assert.equal(c.cost!.train_seconds, Math.round(run.run.train_seconds * 10) / 10);
+    assert.ok(Math.abs(c.cost!.gain_inst_strict.mean - (run.inst_strict - base.runs[0]!.inst_strict) * 100) < 0.01);
+    if (c.cost!.gain_inst_strict.mean > 0) assert.ok(Math.abs(c.cost!.seconds_per_point! - run.run.train_seconds / c.cost!.gain_inst_strict.mean) < 0.05);
+    else assert.equal(c.cost!.seconds_per_point, null);
+    const tb = c.time_budget!;
+    assert.equal(tb.seconds, 0.2);
+    const want = Math.max(1, Math.round(0.2 / (Math.max(0.05, run.run.train_seconds) / run.run.steps)));
+    assert.equal(tb.runs[0]!.run.steps, want);
+    assert.equal(tb.cost.steps, want);
+    const onDisk = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as MisoStudyResults;
+    assert.deepEqual(onDisk.configs.sft!.time_budget!.cost, tb.cost);
+    assert.match(misoCostTable(res), /\| sft \| 0\.2 s \|/);
+    assert.match(readFileSync(join(dir, 'table.md'), 'utf8'), /Cost per point/);
+    const again: string[] = [];
+    await runMisoStudy({ ...o, log: (s) => again.push(s) });
+    assert.ok(again.some((l) => /sft 0\.2s s0: reusing/.test(l)), again.join('\n'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -4,10 +4,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
-  MOI_DOMAINS, checkChat, checkCodeStatic, checkMath, checkTool, codeTestProgram, domainCapacity, makeMoiData,
+  MOI_DOMAINS, STUDY_HELDOUT_SYSTEM_PROMPTS, STUDY_SYSTEM_PROMPTS, checkChat, checkCodeStatic, checkMath, checkTool, codeTestProgram, domainCapacity, makeMoiData,
   type CodeCheck, type MoiItem,
 } from '../src/study/moi-data.js';
-import { runMoiStudy, sequentialRows, type MoiStudyResults } from '../src/study/moi.js';
+import { existsSync, statSync } from 'node:fs';
+import { MAX_EVAL_PROMPTS, moiTrainConfig, nMixConfigs, runMoiStudy, sequentialRows, MOI_STUDY_DEFAULTS, type MoiStudyResults } from '../src/study/moi.js';
+import { BUILTIN_SYSTEM_PROMPTS, DEFAULT_SYSTEM_PROMPT } from '../src/data/recipes/prompts.js';
 import { lossAccuracySvg, movingAverage } from '../src/util/plot-svg.js';
 import { runPython } from '../src/eval/code.js';
 import { buildRow, causalGroup, type Row } from '../src/data/pack.js';
@@ -187,4 +189,94 @@ test('study moi CLI: unknown configuration is a usage error', async () => {
     process.stderr.write = write;
   }
   assert.match(err, /unknown configuration 'nope'/);
+});
+
+test('study moi: held-out system prompts are disjoint from every training prompt, per domain', () => {
+  const training = new Set<string>([DEFAULT_SYSTEM_PROMPT, ...Object.values(STUDY_SYSTEM_PROMPTS).flat(), ...Object.values(BUILTIN_SYSTEM_PROMPTS).flat()]);
+  for (const d of MOI_DOMAINS) {
+    const held = STUDY_HELDOUT_SYSTEM_PROMPTS[d];
+    assert.ok(held.length >= 5, `${d}: at least 5 held-out prompts (the --eval-prompts default)`);
+    assert.equal(new Set(held).size, held.length, `${d}: held-out prompts are distinct`);
+    for (const p of held) assert.ok(!training.has(p), `${d}: "${p}" is a training prompt`);
+  }
+  assert.ok(MAX_EVAL_PROMPTS >= MOI_STUDY_DEFAULTS.evalPrompts);
+});
+
+test('study moi: --n-mix configurations chunk 2 / 8 instructions (rows twice as long for 8, same tokens per step)', () => {
+  assert.deepEqual(nMixConfigs([2, 4, 8]), ['moi-nmix2', 'moi', 'moi-nmix8']);
+  assert.throws(() => nMixConfigs([3]), /n_mix 3/);
+  const o = { ...MOI_STUDY_DEFAULTS, out: '/tmp/x' };
+  const files = Object.fromEntries(MOI_DOMAINS.map((d) => [d, { train: `/tmp/${d}-train.jsonl`, test: `/tmp/${d}-test.jsonl` }])) as Parameters<typeof moiTrainConfig>[2];
+  const n2 = moiTrainConfig('moi-nmix2', o, files, 0, '/tmp/x/r');
+  const n8 = moiTrainConfig('moi-nmix8', o, files, 0, '/tmp/x/r');
+  const n4 = moiTrainConfig('moi', o, files, 0, '/tmp/x/r');
+  assert.equal((n2.recipe as { n_mix?: number }).n_mix, 2);
+  assert.equal((n8.recipe as { n_mix?: number }).n_mix, 8);
+  assert.equal((n4.recipe as { n_mix?: number }).n_mix, undefined, 'moi keeps one instruction per domain (4)');
+  assert.equal(n8.data.max_len, 2 * o.maxLen);
+  assert.equal(n8.training.micro_batch_size * n8.data.max_len, n4.training.micro_batch_size * n4.data.max_len);
+  assert.equal(n2.data.max_len, o.maxLen);
+});
+
+test('study moi: --eval-prompts and --curve-every fill prompt_sensitivity and curve; a rerun with more prompts evaluates the saved weights', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-study-moi-ext-'));
+  try {
+    const base = { out: dir, steps: 4, nTrain: 8, nTest: 3, configs: ['moi-nmix2'], progress: false as const, maxNewTokens: 16 };
+    const lines: string[] = [];
+    const res = await runMoiStudy({ ...base, evalPrompts: 2, curveEvery: 2, curveConfigs: ['moi-nmix2'], log: (s) => lines.push(s) });
+    const onDisk = JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')) as MoiStudyResults;
+    const c = onDisk.configs['moi-nmix2']!;
+    const ps = c.prompt_sensitivity!;
+    assert.ok(ps, 'prompt_sensitivity in results.json');
+    assert.deepEqual(Object.keys(ps).slice(0, 4), ['prompts', 'avg_per_prompt', 'mean', 'std']);
+    assert.equal(ps.prompts.length, 2);
+    assert.equal(ps.prompts[1]!.math, STUDY_HELDOUT_SYSTEM_PROMPTS.math[1]);
+    assert.equal(ps.avg_per_prompt.length, 2);
+    // the numbers are the verdicts of the held-out answers on disk
+    for (let k = 0; k < 2; k++) {
+      const resp = readFileSync(join(dir, 'runs', 'moi-nmix2-s0', `responses-prompt-${k}.jsonl`), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { domain: string; correct: boolean });
+      assert.equal(resp.length, 12);
+      const perDomain = MOI_DOMAINS.map((d) => resp.filter((r) => r.domain === d && r.correct).length / 3);
+      assert.ok(Math.abs(ps.avg_per_prompt[k]! - perDomain.reduce((a, b) => a + b, 0) / 4) < 1e-3);
+    }
+    assert.ok(Math.abs(ps.mean - (ps.avg_per_prompt[0]! + ps.avg_per_prompt[1]!) / 2) < 1e-3);
+    assert.ok(Math.abs(ps.std - Math.abs(ps.avg_per_prompt[0]! - ps.avg_per_prompt[1]!) / Math.SQRT2) < 1e-3);
+    // learning curve: checkpoint 2 and the final weights (step 4 = the default-prompt result)
+    assert.deepEqual(c.curve!.steps, [2, 4]);
+    assert.deepEqual(MOI_DOMAINS.map((d) => c.curve!.domains[d][1]), MOI_DOMAINS.map((d) => c.domains[d]));
+    assert.ok(existsSync(join(dir, 'runs', 'moi-nmix2-s0', 'checkpoint-2')));
+    assert.ok(existsSync(join(dir, 'moi-curves.svg')));
+    assertWellFormedSvg(readFileSync(join(dir, 'moi-curves.svg'), 'utf8'));
+    assert.match(readFileSync(join(dir, 'table.md'), 'utf8'), /held-out prompts/);
+    assert.deepEqual(res.configs['moi-nmix2']!.prompt_sensitivity, ps);
+    // one more prompt: the run is not trained again, only the new prompt is evaluated
+    const resultMtime = statSync(join(dir, 'runs', 'moi-nmix2-s0', 'result.json')).mtimeMs;
+    const again: string[] = [];
+    const res2 = await runMoiStudy({ ...base, evalPrompts: 3, curveEvery: 2, curveConfigs: ['moi-nmix2'], log: (s) => again.push(s) });
+    assert.ok(again.some((l) => /evaluating its saved weights \(1 held-out prompt/.test(l)), again.join('\n'));
+    assert.ok(!again.some((l) => /final loss/.test(l)), 'not retrained');
+    assert.equal(statSync(join(dir, 'runs', 'moi-nmix2-s0', 'result.json')).mtimeMs, resultMtime);
+    const ps2 = res2.configs['moi-nmix2']!.prompt_sensitivity!;
+    assert.deepEqual(ps2.avg_per_prompt.slice(0, 2), ps.avg_per_prompt);
+    assert.equal(ps2.prompts.length, 3);
+    // without the option: no prompt_sensitivity / curve fields
+    const res3 = await runMoiStudy({ ...base, evalPrompts: 0, log: () => {} });
+    assert.equal(res3.configs['moi-nmix2']!.prompt_sensitivity, undefined);
+    assert.equal(res3.configs['moi-nmix2']!.curve, undefined);
+    await assert.rejects(runMoiStudy({ ...base, evalPrompts: MAX_EVAL_PROMPTS + 1, log: () => {} }), /--eval-prompts/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('study moi CLI: --n-mix accepts 2, 4, 8 only', async () => {
+  const write = process.stderr.write;
+  let err = '';
+  process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+  try {
+    assert.equal(await main(['study', 'moi', '--n-mix', '2,3']), 2);
+  } finally {
+    process.stderr.write = write;
+  }
+  assert.match(err, /--n-mix.*2, 4, 8/);
 });

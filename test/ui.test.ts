@@ -13,6 +13,7 @@ import { parseMetrics, findRuns, readRun } from '../src/ui/runs.js';
 import { resolveInside, rootOf } from '../src/ui/files.js';
 import { attentionOf } from '../src/ui/rows.js';
 import { UiServer } from '../src/ui/server.js';
+import { readResults } from '../src/ui/results.js';
 import { referenceKernels } from '../src/tensor/reference.js';
 import type { Row } from '../src/data/pack.js';
 import { assertOneLineError, runCli } from './util.js';
@@ -147,6 +148,23 @@ describe('attention pattern', () => {
     }
     assert.deepEqual(rule, ['causal', 'causal', 'causal', 'input 0', 'input 0', 'input 1', 'input 1', 'input 1', 'fid over 2 inputs', 'fid over 2 inputs', 'fid over 2 inputs', 'causal', 'causal']);
   });
+});
+
+test('study moi results: the held-out prompt column appears with prompt_sensitivity, not without', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-ui-moi-'));
+  try {
+    const cfg = (avg: number, ps?: object) => ({ description: 'x', domains: { chat: avg, code: avg, math: avg, tool: avg }, avg, losses: [1], eval_loss: 1, tool_valid: 1, runs: [], ...(ps ? { prompt_sensitivity: ps } : {}) });
+    writeFileSync(join(dir, 'results.json'), JSON.stringify({ configs: { moi: cfg(0.5), balanced: cfg(0.4) }, settings: { steps: 2, seeds: 1 } }));
+    assert.ok(!readResults(dir, 'study-moi')!.metrics.some((m) => m.key === 'heldout'));
+    const ps = { prompts: [{ chat: 'a', code: 'b', math: 'c', tool: 'd' }], avg_per_prompt: [0.3], mean: 0.3, std: 0.05, domains: { chat: 0.3, code: 0.3, math: 0.3, tool: 0.3 }, std_seeds: 0 };
+    writeFileSync(join(dir, 'results.json'), JSON.stringify({ configs: { moi: cfg(0.5, ps), balanced: cfg(0.4) }, settings: { steps: 2, seeds: 1 } }));
+    const t = readResults(dir, 'study-moi')!;
+    assert.ok(t.metrics.some((m) => m.key === 'heldout'));
+    assert.deepEqual(t.rows[0]!.values.heldout, { mean: 0.3, std: 0.05 });
+    assert.equal(t.rows[1]!.values.heldout, null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 describe('the UI server', () => {

@@ -1,11 +1,12 @@
 // `mixtune study <name>`: small-scale reproductions of the papers' comparisons. `buildStudyCommand`
 // returns the parent command; each study registers itself as a subcommand (`moi` here; `miso`
 // is added with its own register function).
-import { Command } from 'commander';
+import { Command, InvalidArgumentError } from 'commander';
 import { intArg, listArg, numArg } from './args.js';
 import { MOI_DOMAINS } from '../study/moi-data.js';
-import { MOI_STUDY_CONFIGS, MOI_STUDY_DEFAULTS, moiTable, runMoiStudy } from '../study/moi.js';
-import { MISO_STUDY_CONFIGS, MISO_STUDY_DEFAULTS, misoPerKTable, misoTable, runMisoStudy } from '../study/miso.js';
+import { MAX_EVAL_PROMPTS, MOI_STUDY_CONFIGS, MOI_STUDY_DEFAULTS, moiCurveTable, moiPromptTable, moiTable, nMixConfigs, runMoiStudy } from '../study/moi.js';
+import { MixtuneError } from '../util/errors.js';
+import { MISO_STUDY_CONFIGS, MISO_STUDY_DEFAULTS, misoCostTable, misoPerKTable, misoTable, runMisoStudy } from '../study/miso.js';
 
 export function buildStudyCommand(): Command {
   // Settings of the parent program are not inherited by an added command: repeat them here so
@@ -27,7 +28,11 @@ export function registerMoiStudy(study: Command): Command {
     .option('--seeds <n>', 'training seeds 0..n-1 (mean ± std when n > 1)', intArg(1), d.seeds)
     .option('--n-train <n>', 'training examples per domain (math has at most 210 beside a 50-item test set)', intArg(1), d.nTrain)
     .option('--n-test <n>', 'test examples per domain', intArg(1), d.nTest)
-    .option('--configs <list>', `comma-separated configurations (${Object.keys(MOI_STUDY_CONFIGS).join(', ')})`, listArg(MOI_STUDY_CONFIGS), d.configs)
+    .option('--configs <list>', `comma-separated configurations (${Object.keys(MOI_STUDY_CONFIGS).join(', ')}; default ${d.configs.join(',')})`, listArg(MOI_STUDY_CONFIGS), d.configs)
+    .option('--n-mix <list>', 'chunk sizes to compare (2, 4, 8): adds moi-nmix2 / moi (4) / moi-nmix8, plus moi-full and moi-isolated, to --configs', nMixList)
+    .option('--eval-prompts <k>', `also evaluate every configuration under K held-out system prompts per domain (0..${MAX_EVAL_PROMPTS}; 0: off)`, intArg(0), d.evalPrompts)
+    .option('--curve-every <n>', 'learning curves: evaluate a checkpoint every N steps (0: off)', intArg(0), d.curveEvery)
+    .option('--curve-configs <list>', 'configurations with learning curves', listArg(MOI_STUDY_CONFIGS), d.curveConfigs)
     .option('--batch <n>', 'rows per optimizer step', intArg(1), d.batch)
     .option('--max-len <n>', 'row length in tokens', intArg(16), d.maxLen)
     .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg(0, Infinity, { exclusiveMin: true }), d.lr)
@@ -38,16 +43,30 @@ export function registerMoiStudy(study: Command): Command {
     .option('--no-progress', 'plain log lines instead of progress bars')
     .action(async (opts) => {
       const t0 = performance.now();
+      if (opts.evalPrompts > MAX_EVAL_PROMPTS) throw new MixtuneError(`--eval-prompts: at most ${MAX_EVAL_PROMPTS} held-out prompts per domain, got ${opts.evalPrompts}`);
+      const configs: string[] = opts.nMix ? [...new Set([...(opts.configs as string[]), ...nMixConfigs(opts.nMix as number[]), 'moi-full', 'moi-isolated'])] : opts.configs;
       const res = await runMoiStudy({
-        out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs: opts.configs,
+        out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs,
+        evalPrompts: opts.evalPrompts, curveEvery: opts.curveEvery, curveConfigs: opts.curveConfigs,
         batch: opts.batch, maxLen: opts.maxLen, lr: opts.lr, dataSeed: opts.dataSeed, ...(opts.fresh ? { fresh: true } : {}),
         ...(opts.model ? { model: opts.model } : {}), ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}),
         ...(opts.progress === false ? { progress: false } : {}),
       });
-      process.stdout.write(moiTable(res) + '\n');
+      process.stdout.write([moiTable(res), moiPromptTable(res), moiCurveTable(res)].filter((t) => t).join('\n\n') + '\n');
       process.stderr.write(`study moi: ${((performance.now() - t0) / 1000).toFixed(1)} s; results in ${opts.out}/results.json, plot ${opts.out}/moi.svg\n`);
     });
   return study;
+}
+
+function nMixList(v: string): number[] {
+  const sizes = v.split(',').map((x) => x.trim()).filter((x) => x);
+  const out = sizes.map((x) => {
+    const n = Number(x);
+    if (!Number.isInteger(n) || ![2, 4, 8].includes(n)) throw new InvalidArgumentError(`chunk sizes among 2, 4, 8, got "${x}"`);
+    return n;
+  });
+  if (!out.length) throw new InvalidArgumentError('no chunk size given');
+  return out;
 }
 
 /** `mixtune study miso`. */
@@ -66,6 +85,8 @@ export function registerMisoStudy(study: Command): Command {
     .option('--lr <x>', 'peak learning rate (cosine, 5% warmup)', numArg(0, Infinity, { exclusiveMin: true }), d.lr)
     .option('--max-new-tokens <n>', 'generation limit per test prompt', intArg(1), d.maxNewTokens)
     .option('--data-seed <n>', 'one data seed for every training seed (default: seed s uses the data of seed s)', intArg(0))
+    .option('--budget-seconds <s>', 'also train the --budget-configs for the steps that fit S seconds at their measured rate (0: off)', numArg(0), d.budgetSeconds)
+    .option('--budget-configs <list>', 'configurations of the time-budget comparison', listArg(MISO_STUDY_CONFIGS), d.budgetConfigs)
     .option('--fresh', 'retrain runs that an earlier identical invocation finished (default: reuse their result.json)')
     .option('--model <path>', 'model to fine-tune: stories260K (the embedded model, default), a llama2.c .bin or an HF model folder')
     .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
@@ -74,12 +95,12 @@ export function registerMisoStudy(study: Command): Command {
       const t0 = performance.now();
       const res = await runMisoStudy({
         out: opts.out, steps: opts.steps, seeds: opts.seeds, nTrain: opts.nTrain, nTest: opts.nTest, configs: opts.configs,
-        batch: opts.batch, lr: opts.lr, maxNewTokens: opts.maxNewTokens,
+        batch: opts.batch, lr: opts.lr, maxNewTokens: opts.maxNewTokens, budgetSeconds: opts.budgetSeconds, budgetConfigs: opts.budgetConfigs,
         ...(opts.dataSeed !== undefined ? { dataSeed: opts.dataSeed } : {}), ...(opts.fresh ? { fresh: true } : {}),
         ...(opts.model ? { model: opts.model } : {}), ...(opts.tokenizer ? { tokenizer: opts.tokenizer } : {}),
         ...(opts.progress === false ? { progress: false } : {}),
       });
-      process.stdout.write(`${misoTable(res)}\n\ninstruction-level strict accuracy by constraints per test prompt:\n${misoPerKTable(res)}\n`);
+      process.stdout.write(`${misoTable(res)}\n\ninstruction-level strict accuracy by constraints per test prompt:\n${misoPerKTable(res)}\n\ncost per point of inst-strict accuracy over the base model:\n${misoCostTable(res)}\n`);
       process.stderr.write(`study miso: ${((performance.now() - t0) / 1000).toFixed(1)} s; results in ${opts.out}/results.json, plot ${opts.out}/miso.svg\n`);
     });
   return study;

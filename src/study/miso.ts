@@ -68,12 +68,62 @@ export interface MisoStudyOptions {
   progress?: boolean;
   /** Retrain runs whose result.json from an earlier, identical invocation exists (default: reuse them). */
   fresh?: boolean;
+  /**
+   * The same budget in seconds (0: off): each --budget-configs configuration also trains for
+   * round(S / its measured seconds per step) steps (the rate of its step-budget run, same seed).
+   */
+  budgetSeconds: number;
+  budgetConfigs: string[];
   log?: (line: string) => void;
 }
 
 export const MISO_STUDY_DEFAULTS: Omit<MisoStudyOptions, 'out'> = {
   steps: 150, seeds: 3, nTrain: 2400, nTest: 300, configs: Object.keys(MISO_STUDY_CONFIGS), batch: 16, lr: 3e-3, maxNewTokens: 160,
+  budgetSeconds: 0, budgetConfigs: ['sft', 'miso-para', 'miso-succ'],
 };
+
+/** What a point of accuracy cost: the gain over the base model and the training spent on it. */
+export interface MisoCost {
+  steps: number;
+  /** Measured training wall-clock (mean over seeds; machine-load dependent). */
+  train_seconds: number;
+  processed_tokens: number;
+  /** inst strict minus the base model's on the same data seed, in points (mean ± std over seeds). */
+  gain_inst_strict: Stat;
+  /** Training seconds and millions of processed tokens per point of inst-strict gain (null when the gain is ≤ 0). */
+  seconds_per_point: number | null;
+  mtokens_per_point: number | null;
+}
+
+export function costOf(runs: MisoRunResult[], base: MisoRunResult[]): MisoCost {
+  const byData = new Map(base.map((b) => [b.data_seed, b]));
+  const gains = runs.filter((r) => byData.has(r.data_seed)).map((r) => (r.inst_strict - byData.get(r.data_seed)!.inst_strict) * 100);
+  const g = mean(gains);
+  const secs = mean(runs.map((r) => r.run.train_seconds));
+  const toks = mean(runs.map((r) => r.run.processed_tokens));
+  return {
+    steps: Math.round(mean(runs.map((r) => r.run.steps))), train_seconds: Math.round(secs * 10) / 10, processed_tokens: Math.round(toks),
+    gain_inst_strict: { mean: Math.round(g * 100) / 100, std: Math.round(std(gains) * 100) / 100 },
+    seconds_per_point: g > 0 ? Math.round((secs / g) * 100) / 100 : null,
+    mtokens_per_point: g > 0 ? Math.round((toks / 1e6 / g) * 1e4) / 1e4 : null,
+  };
+}
+
+/** Cost per point (markdown): the step budget and, with --budget-seconds, the time budget. */
+export function misoCostTable(res: MisoStudyResults): string {
+  const head = ['config', 'budget', 'steps', 'train s (measured)', 'processed tokens', 'inst strict', 'gain over base (points)', 's per point', 'M tokens per point'];
+  const lines = [`| ${head.join(' | ')} |`, `|---|---|${head.slice(2).map(() => '---:').join('|')}|`];
+  const row = (name: string, budget: string, c: MisoCost, acc: Stat, n: number): void => {
+    lines.push(`| ${name} | ${budget} | ${c.steps} | ${c.train_seconds} | ${(c.processed_tokens / 1e6).toFixed(2)}M | ${pct(acc.mean, n > 1 ? acc.std : undefined)} | ` +
+      `${c.gain_inst_strict.mean.toFixed(1)}${n > 1 ? ` ± ${c.gain_inst_strict.std.toFixed(1)}` : ''} | ${c.seconds_per_point ?? '-'} | ${c.mtokens_per_point?.toFixed(3) ?? '-'} |`);
+  };
+  for (const [name, c] of Object.entries(res.configs)) {
+    if (!c.cost) continue;
+    row(name, `${String(res.settings.steps)} steps`, c.cost, c.metrics.inst_strict, c.runs.length);
+    if (c.time_budget) row(name, `${c.time_budget.seconds} s`, c.time_budget.cost, c.time_budget.metrics.inst_strict, c.time_budget.runs.length);
+  }
+  return lines.join('\n');
+}
 
 /** Accuracy split by the number of constraints of the test prompt. */
 export interface PerK {
@@ -109,6 +159,10 @@ export interface MisoConfigResult {
   trained_tokens: number;
   processed_tokens: number;
   train_seconds: number;
+  /** Cost per point at the step budget (absent for base). */
+  cost?: MisoCost;
+  /** --budget-seconds: the same configuration trained for the steps that fit S seconds. */
+  time_budget?: { seconds: number; metrics: Record<keyof DemoMetrics, Stat>; cost: MisoCost; runs: MisoRunResult[] };
   runs: MisoRunResult[];
 }
 
@@ -213,6 +267,8 @@ function checkConfigs(configs: readonly string[]): void {
 export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: string }): Promise<MisoStudyResults> {
   const o: MisoStudyOptions = { ...MISO_STUDY_DEFAULTS, ...opts, out: resolve(opts.out) };
   checkConfigs(o.configs);
+  if (!(o.budgetSeconds >= 0)) throw new MixtuneError(`--budget-seconds: a number of seconds ≥ 0, got ${o.budgetSeconds}`);
+  for (const c of o.budgetConfigs) if (!MISO_STUDY_CONFIGS[c]) throw new MixtuneError(`--budget-configs: unknown configuration '${c}'`);
   const log = o.log ?? ((s: string) => void process.stderr.write(s + '\n'));
   const t0 = performance.now();
   const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
@@ -231,6 +287,7 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
   const dataCache = new Map<number, DemoData>();
   const baseRuns: MisoRunResult[] = [];
   const runs: Record<string, MisoRunResult[]> = {};
+  const budgetRuns: Record<string, MisoRunResult[]> = {};
   let reused = 0;
   for (let seed = 0; seed < o.seeds; seed++) {
     const dataSeed = o.dataSeed ?? seed;
@@ -272,13 +329,42 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
         writeRunResult(dir, key, res);
       }
       (runs[name] ??= []).push(res);
+      if (o.budgetSeconds > 0 && o.budgetConfigs.includes(name)) {
+        // the same wall-clock budget: as many steps as this recipe ran in S seconds at its measured rate
+        // (train_seconds is stored to 0.1 s: a run that rounds to 0 counts as 0.05 s)
+        const perStep = Math.max(0.05, res.run.train_seconds) / Math.max(1, res.run.steps);
+        const steps = Math.max(1, Math.round(o.budgetSeconds / perStep));
+        const bdir = join(o.out, 'runs', `${name}-${o.budgetSeconds}s-s${seed}`);
+        const bkey = runKey({ ...(JSON.parse(keyOf(name, seed, dataSeed, spec.recipe)) as object), steps, budgetSeconds: o.budgetSeconds });
+        let b = reuse(bdir, bkey);
+        if (b) {
+          reused++;
+          log(`${name} ${o.budgetSeconds}s s${seed}: reusing ${join(bdir, 'result.json')} (${steps} steps, inst strict ${pct(b.inst_strict)}%)`);
+        } else {
+          log(`${name} ${o.budgetSeconds}s s${seed}: ${perStep.toFixed(3)} s/step measured -> ${steps} steps`);
+          const r = trainAndEvaluate(
+            { label: `${name} ${o.budgetSeconds}s s${seed}`, recipe: spec.recipe, outDir: bdir, seed },
+            { ...o, steps },
+            { modelPath, tokPath, trainFile: data.trainFile, testFile: data.testFile, evalRecords: data.evalRecords, nlp, log, saveModel: false },
+          );
+          b = { ...r.metrics, seed, data_seed: dataSeed, per_k: perK(r.strict), per_instruction_strict: perInstructionStrict(r.strict), run: r.run, losses: r.losses.map(r4) };
+          writeRunResult(bdir, bkey, b);
+        }
+        (budgetRuns[name] ??= []).push(b);
+      }
     }
   }
   if (reused) log(`study miso: reused ${reused} run(s) of an earlier identical invocation (--fresh retrains them)`);
 
   const configs: Record<string, MisoConfigResult> = { base: aggregateMiso('the model before fine-tuning', {}, baseRuns) };
   for (const name of o.configs) {
-    configs[name] = aggregateMiso(MISO_STUDY_CONFIGS[name]!.description, MISO_STUDY_CONFIGS[name]!.recipe, runs[name]!, name === 'sft' ? undefined : runs.sft);
+    const c = aggregateMiso(MISO_STUDY_CONFIGS[name]!.description, MISO_STUDY_CONFIGS[name]!.recipe, runs[name]!, name === 'sft' ? undefined : runs.sft);
+    c.cost = costOf(runs[name]!, baseRuns);
+    const br = budgetRuns[name];
+    if (br) c.time_budget = { seconds: o.budgetSeconds, metrics: Object.fromEntries(METRIC_KEYS.map((k) => [k, stat(br.map((r) => r[k]))])) as Record<keyof DemoMetrics, Stat>, cost: costOf(br, baseRuns), runs: br };
+    // keep `runs` last in the JSON
+    const { runs: rs, ...rest } = c;
+    configs[name] = { ...rest, runs: rs };
   }
   const results: MisoStudyResults = {
     configs,
@@ -287,11 +373,12 @@ export async function runMisoStudy(opts: Partial<MisoStudyOptions> & { out: stri
       steps: o.steps, examples_per_step: o.batch, lr: o.lr, schedule: 'cosine, 5% warmup, min 10%', seeds: o.seeds,
       data_seed: o.dataSeed ?? 'training seed', n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, pack: false,
       configs: Object.fromEntries(o.configs.map((n) => [n, MISO_STUDY_CONFIGS[n]!.recipe])),
+      budget_seconds: o.budgetSeconds, ...(o.budgetSeconds > 0 ? { budget_configs: o.budgetConfigs.filter((c) => o.configs.includes(c)) } : {}),
       seconds: Math.round((performance.now() - t0) / 100) / 10,
     },
   };
   writeJsonAtomic(join(o.out, 'results.json'), results);
   writeTextAtomic(join(o.out, 'miso.svg'), misoPlot(results));
-  writeTextAtomic(join(o.out, 'table.md'), `${misoTable(results)}\n\nInstruction-level strict accuracy by constraints per test prompt:\n\n${misoPerKTable(results)}\n`);
+  writeTextAtomic(join(o.out, 'table.md'), `${misoTable(results)}\n\nInstruction-level strict accuracy by constraints per test prompt:\n\n${misoPerKTable(results)}\n\nCost per point of inst-strict accuracy over the base model:\n\n${misoCostTable(results)}\n`);
   return results;
 }

@@ -34,6 +34,19 @@ export const STUDY_SYSTEM_PROMPTS: Record<MoiDomain, string[]> = {
   tool: ['You can call tools. Reply with a JSON tool call.', 'You are a function calling assistant.', 'Answer with one tool call in JSON.', 'You are an agent that uses tools.'],
 };
 
+/**
+ * Held-out system prompts (`study moi --eval-prompts K` evaluates under the first K of each domain):
+ * no training example of any configuration uses them — they are disjoint from the study's training
+ * pools above, from the default prompt and from the recipe's built-in pools (test/study-moi.test.ts
+ * checks it). Prompt k of the evaluation is the k-th prompt of each domain's list.
+ */
+export const STUDY_HELDOUT_SYSTEM_PROMPTS: Record<MoiDomain, string[]> = {
+  chat: ['You answer questions about short stories.', 'Be a good reader and answer the question.', 'You are a storyteller who answers questions.', 'Reply to the question in one sentence.', 'You are a patient helper for children.', 'Look at the story and tell the answer.', 'You are a nice assistant who reads stories.', 'Answer the question with a full sentence.'],
+  code: ['You are a python developer.', 'Write a python function that does the task.', 'You are a programming assistant.', 'Reply with a short python function.', 'You are good at writing code.', 'Solve the task in python.', 'You are a software engineer who writes python.', 'Give only the python code.'],
+  math: ['You are good at arithmetic.', 'Compute the answer.', 'You are a helpful math tutor.', 'Work out the sum and give the number.', 'You are a calculator.', 'Add or subtract the numbers.', 'You are a teacher who knows numbers.', 'Tell the result of the sum.'],
+  tool: ['You are an assistant with tools.', 'Use a tool to answer.', 'You call functions in JSON.', 'Reply with a tool call.', 'You are a helpful agent.', 'Pick the right tool and call it.', 'You are a bot that can use functions.', 'Answer by calling one tool.'],
+};
+
 const NAMES = ['Tom', 'Lily', 'Ben', 'Mia', 'Sam', 'Anna', 'Max', 'Lucy', 'Jack', 'Emma', 'Tim', 'Sue', 'Bob', 'Amy', 'Joe', 'Kim'];
 const COLORS = ['red', 'blue', 'green', 'yellow', 'pink', 'purple', 'brown', 'black', 'white', 'orange'];
 const OBJECTS = ['ball', 'kite', 'hat', 'car', 'cup', 'box', 'bike', 'boat', 'book', 'toy'];

@@ -119,13 +119,19 @@ function moiTable(dir: string, r: Obj): ResultsTable {
   const configs = obj(r.configs);
   const settings = obj(r.settings);
   const domains = [...new Set(Object.values(configs).flatMap((c) => Object.keys(obj(obj(c).domains))))];
-  const metrics = [...domains.map((d) => ({ key: d, label: d })), { key: 'avg', label: 'average' }];
+  // `--eval-prompts`: the accuracy under held-out system prompts (mean ± std across prompts)
+  const heldout = Object.values(configs).some((c) => numOr(obj(obj(c).prompt_sensitivity).mean) !== null);
+  const metrics = [...domains.map((d) => ({ key: d, label: d })), { key: 'avg', label: 'average' }, ...(heldout ? [{ key: 'heldout', label: 'held-out prompts' }] : [])];
   const rows: ResultsRow[] = Object.entries(configs).map(([name, cv]) => {
     const c = obj(cv);
     const sd = obj(c.std);
     const values: Record<string, Stat | null> = {};
     for (const d of domains) values[d] = numOr(obj(c.domains)[d]) === null ? null : { mean: numOr(obj(c.domains)[d])!, std: numOr(obj(sd.domains)[d]) };
     values.avg = numOr(c.avg) === null ? null : { mean: numOr(c.avg)!, std: numOr(sd.avg) };
+    if (heldout) {
+      const ps = obj(c.prompt_sensitivity);
+      values.heldout = numOr(ps.mean) === null ? null : { mean: numOr(ps.mean)!, std: numOr(ps.std) };
+    }
     return { name, description: typeof c.description === 'string' ? c.description : null, values, runs: studyRuns(dir, name, () => null) };
   });
   const perDomain = Object.fromEntries(Object.entries(configs).map(([n, c]) => [n, obj(obj(c).domains)]));
@@ -160,6 +166,6 @@ export function readResults(dir: string, kind: ResultsKind): ResultsTable | null
   const r = readJsonSafe(join(dir, 'results.json'));
   if (typeof r !== 'object' || r === null) return null;
   const t = kind === 'demo' ? demoTable(dir, r as Obj) : kind === 'study-miso' ? misoTable(dir, r as Obj) : moiTable(dir, r as Obj);
-  t.files = ['results.json', 'table.md', 'loss.svg', 'miso.svg', 'moi.svg'].filter((f) => existsSync(join(dir, f)));
+  t.files = ['results.json', 'table.md', 'loss.svg', 'miso.svg', 'moi.svg', 'moi-curves.svg'].filter((f) => existsSync(join(dir, f)));
   return t;
 }

@@ -182,3 +182,60 @@ export function lossAccuracySvg(p: LossAccuracyPlot): string {
   out.push('</svg>');
   return out.join('\n') + '\n';
 }
+
+export interface CurvePanel {
+  title: string;
+  /** x values shared by the panel's series (e.g. steps). */
+  x: number[];
+  series: BarSeries[];
+}
+
+/** Small multiples: one line panel per entry (y in [0, 1], shown in %), a shared legend below. */
+export function curvePanelsSvg(p: { title: string; xLabel: string; yLabel: string; panels: CurvePanel[] }): string {
+  const pw = 250;
+  const ph = 200;
+  const gap = 30;
+  const left = 50;
+  const top = 56;
+  const W = left + p.panels.length * (pw + gap) + 10;
+  const names = [...new Set(p.panels.flatMap((q) => q.series.map((s) => s.name)))];
+  const H = top + ph + 60 + 18 * Math.ceil(names.length / 6);
+  const out: string[] = [];
+  out.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`);
+  out.push(`<rect x="0" y="0" width="${W}" height="${H}" fill="#ffffff"/>`);
+  out.push(`<text x="${W / 2}" y="22" text-anchor="middle" font-size="16" font-weight="bold">${esc(p.title)}</text>`);
+  p.panels.forEach((q, pi) => {
+    const x0 = left + pi * (pw + gap);
+    const xs = q.x.length ? q.x : [0, 1];
+    const xLo = Math.min(0, ...xs);
+    const xHi = Math.max(...xs) > xLo ? Math.max(...xs) : xLo + 1;
+    const X = (v: number): number => x0 + ((v - xLo) / (xHi - xLo)) * pw;
+    const Y = (v: number): number => top + ph - Math.max(0, Math.min(1, v)) * ph;
+    out.push(`<text x="${x0 + pw / 2}" y="${top - 8}" text-anchor="middle" font-weight="bold">${esc(q.title)}</text>`);
+    out.push(`<rect x="${x0}" y="${top}" width="${pw}" height="${ph}" fill="none" stroke="#999"/>`);
+    for (const t of [0, 0.25, 0.5, 0.75, 1]) {
+      out.push(`<line x1="${x0}" y1="${f(Y(t))}" x2="${x0 + pw}" y2="${f(Y(t))}" stroke="#eee"/>`);
+      if (pi === 0) out.push(`<text x="${x0 - 4}" y="${f(Y(t) + 4)}" text-anchor="end">${t * 100}</text>`);
+    }
+    for (const t of ticks(xLo, xHi, 4)) out.push(`<text x="${f(X(t))}" y="${top + ph + 14}" text-anchor="middle">${label(t)}</text>`);
+    q.series.forEach((s) => {
+      const c = colorOf(names.indexOf(s.name));
+      const pts = s.values.map((v, i) => `${f(X(q.x[i]!))},${f(Y(v))}`).join(' ');
+      out.push(`<polyline fill="none" stroke="${c}" stroke-width="2" points="${pts}"/>`);
+      s.values.forEach((v, i) => {
+        out.push(`<circle cx="${f(X(q.x[i]!))}" cy="${f(Y(v))}" r="2.5" fill="${c}"/>`);
+        const e = s.err?.[i];
+        if (e) out.push(`<line x1="${f(X(q.x[i]!))}" y1="${f(Y(v - e))}" x2="${f(X(q.x[i]!))}" y2="${f(Y(v + e))}" stroke="${c}" stroke-opacity="0.6"/>`);
+      });
+    });
+  });
+  out.push(`<text x="${W / 2}" y="${top + ph + 32}" text-anchor="middle">${esc(p.xLabel)}</text>`);
+  out.push(`<text x="14" y="${top + ph / 2}" text-anchor="middle" transform="rotate(-90 14 ${top + ph / 2})">${esc(p.yLabel)}</text>`);
+  names.forEach((n, i) => {
+    const lx = left + (i % 6) * 170;
+    const ly = top + ph + 52 + 18 * Math.floor(i / 6);
+    out.push(`<rect x="${lx}" y="${ly - 9}" width="12" height="10" fill="${colorOf(i)}"/><text x="${lx + 16}" y="${ly}">${esc(n)}</text>`);
+  });
+  out.push('</svg>');
+  return out.join('\n') + '\n';
+}
