@@ -73,3 +73,23 @@ test('cli: bench train precision=bf16 times fp32 steps in the same run (ratio_vs
   assertOneLineError(run('bench', 'train', ...small, 'compare=2'), ['compare']);
   assertOneLineError(run('bench', 'train', 'vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'compare=1'), ['compare', 'precision=bf16']);
 });
+
+test('cli: bench train lora=R compare=1 times full fine-tuning steps of the same model in the same run (ratio_vs_full)', () => {
+  const small = ['vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'lora=4'];
+  const r = run('bench', 'train', ...small, 'steps=3', 'compare=1');
+  assert.equal(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as Record<string, unknown> & { full: { step_s: number; tokens_per_s: number; cpu_s_per_step: number; loss: number; trainable_params: number } };
+  assert.ok(d.full.step_s > 0 && d.full.tokens_per_s > 0 && d.full.cpu_s_per_step > 0 && Number.isFinite(d.full.loss), JSON.stringify(d.full));
+  for (const key of ['ratio_vs_full', 'ratio_vs_full_cpu', 'ratio_vs_full_paired']) assert.ok((d[key] as number) > 0, `${key}: ${JSON.stringify(d)}`);
+  assert.ok(Math.abs((d.ratio_vs_full as number) - (d.tokens_per_s as number) / d.full.tokens_per_s) < 0.02 * (d.ratio_vs_full as number));
+  assert.ok(!('fp32' in d) && !('ratio_vs_fp32' in d));
+  // the benchmarked steps train the adapters, the reference steps every base weight
+  const alone = JSON.parse(run('bench', 'train', ...small, 'steps=2').stdout) as { params: number; trainable_params: number };
+  assert.equal(d.trainable_params, alone.trainable_params);
+  assert.ok(alone.trainable_params < alone.params / 4, JSON.stringify(alone));
+  assert.equal(d.full.trainable_params, alone.params);
+  // and they do train it: the last LoRA step runs on a base that two full steps changed
+  const loraAlone = JSON.parse(run('bench', 'train', ...small, 'steps=3').stdout) as { loss: number };
+  assert.notEqual(d.loss, loraAlone.loss, 'full fine-tuning steps changed the base weights');
+  assertOneLineError(run('bench', 'train', ...small, 'compare=1', 'base_dtype=bf16'), ['compare', 'base_dtype']);
+});

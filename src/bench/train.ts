@@ -56,12 +56,21 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const precision = params.precision ?? 'fp32';
   if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
   if (precision === 'bf16') requireBf16('bench train precision=bf16');
-  // precision=bf16 also times fp32 steps of the same model in this run (compare=1, the default):
-  // the two alternate (bf16, fp32, fp32, bf16, ...) so that load changes hit both alike.
+  // compare=1 times a reference variant of the same model in this run, alternating step by step
+  // (main, ref, ref, main, ...) so that load changes hit both alike: precision=bf16 against fp32
+  // steps (the default with bf16), lora=R against full fine-tuning steps (adapters set aside,
+  // every base weight trained by its own AdamW).
   const compareFlag = params.compare ?? (precision === 'bf16' ? '1' : '0');
   if (compareFlag !== '0' && compareFlag !== '1') throw new MixtuneError(`bench train: compare must be 0 or 1, got '${compareFlag}'`);
-  if (compareFlag === '1' && precision !== 'bf16') throw new MixtuneError('bench train: compare=1 needs precision=bf16 (it times fp32 steps beside the bf16 ones)');
-  const compare = compareFlag === '1';
+  if (compareFlag === '1' && precision !== 'bf16' && loraRank === 0) {
+    throw new MixtuneError('bench train: compare=1 needs precision=bf16 (fp32 steps beside the bf16 ones) or lora=R (full fine-tuning steps beside the LoRA ones)');
+  }
+  if (compareFlag === '1' && precision === 'bf16' && loraRank > 0 && params.compare !== undefined) {
+    throw new MixtuneError('bench train: compare=1 compares bf16 with fp32 or LoRA with full fine-tuning, not both: drop precision=bf16 or lora');
+  }
+  const compareFull = compareFlag === '1' && loraRank > 0 && precision !== 'bf16';
+  if (compareFull && baseBf16) throw new MixtuneError('bench train: compare=1 with lora needs base_dtype=f32 (a bf16-stored base cannot be fully fine-tuned)');
+  const compare = compareFlag === '1' && (precision === 'bf16' || compareFull);
   if (params.verbose !== undefined && !['0', '1', 'cpu'].includes(params.verbose)) throw new MixtuneError(`bench train: verbose must be 0, 1 or cpu, got '${params.verbose}'`);
   const verbose = params.verbose === '1' || params.verbose === 'cpu';
   const peerMode = params.peer ?? 'auto';
@@ -75,7 +84,8 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   };
   const loraTargets = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
   const estimate = estimateTrainMemory(config, {
-    tokensPerMicroBatch: cfg.batch * cfg.seq, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 ? { lora: { rank: loraRank, targets: loraTargets } } : {}),
+    // compare=1 with LoRA also holds full fine-tuning's gradients and AdamW state
+    tokensPerMicroBatch: cfg.batch * cfg.seq, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 && !compareFull ? { lora: { rank: loraRank, targets: loraTargets } } : {}),
     baseBf16, precisionBf16: precision === 'bf16',
   });
   checkMemory(estimate, 'bench train', {
@@ -84,10 +94,21 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   // base_dtype=bf16: each matrix is rounded to bf16 as soon as it is drawn, so the fp32 model
   // never exists at once (as when `mixtune train` reads an HF folder straight into bf16)
   const model = LlamaModel.random(config, k, 0, 0.02, baseBf16 ? { bf16Matrices: true } : {});
+  const baseParams = new Map([...model.params].filter(([, t]) => t.requiresGrad));
+  // (created before applyLora freezes the base: AdamW keeps only parameters that require grad)
+  const fullOpt = compareFull ? new AdamW(baseParams, k, { weightDecay: 0.01 }) : null;
   if (loraRank > 0) applyLora(model, { rank: loraRank, alpha: 2 * loraRank, targets: [...loraTargets] });
   const trainable = trainableParams(model);
   if (precision === 'bf16') model.bf16 = new Bf16Weights();
   const opt = new AdamW(trainable, k, { weightDecay: 0.01 });
+  // compare=1 with LoRA: full fine-tuning steps of the same model (adapters set aside)
+  const loraAdapters = new Map(model.adapters);
+  const useFull = (full: boolean): void => {
+    if (!compareFull) return;
+    model.adapters.clear();
+    if (!full) for (const [name, ad] of loraAdapters) model.adapters.set(name, ad);
+    for (const t of baseParams.values()) t.requiresGrad = full;
+  };
   const B = cfg.batch;
   const T = cfg.seq;
   const rng = new Rng(0);
@@ -111,14 +132,17 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   let loss = 0;
   let fp32Loss = 0;
   let lastLoss = 0;
-  const step = (bf16: boolean, profiled: boolean): [number, number] => {
+  const step = (bf16: boolean, full: boolean, profiled: boolean): [number, number] => {
     model.bf16 = bf16 ? bf16Weights : null;
+    useFull(full);
+    const stepParams = full ? baseParams : trainable;
+    const stepOpt = full ? fullOpt! : opt;
     setProfiler(profiled ? prof : null);
     const c0 = process.cpuUsage();
     const t0 = performance.now();
     setPhase('optimizer');
     timed('total', () => timed('zero_grad', () => {
-      for (const t of trainable.values()) t.zeroGrad();
+      for (const t of stepParams.values()) t.zeroGrad();
     }));
     setPhase('forward');
     lastLoss = timed('total', () => model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss);
@@ -126,7 +150,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     timed('total', () => model.backward());
     setPhase('optimizer');
     timed('total', () => {
-      opt.step(1e-4);
+      stepOpt.step(1e-4);
       bf16Weights?.invalidate();
     });
     const wall = (performance.now() - t0) / 1000;
@@ -138,7 +162,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     // The first step (of each precision) is a warm-up and is not profiled; only the steps of the
     // benchmarked precision are profiled. With compare, the order alternates: bf16 fp32 fp32 bf16 ...
     const run = (fp32: boolean): void => {
-      const [w, c] = step(!fp32 && precision === 'bf16', !fp32 && s > 0);
+      const [w, c] = step(!fp32 && precision === 'bf16', fp32 && compareFull, !fp32 && s > 0);
       (fp32 ? fp32Times : times).push(w);
       (fp32 ? fp32CpuTimes : cpuTimes).push(c);
       if (fp32) fp32Loss = lastLoss;
@@ -149,6 +173,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     if (compare && s % 2 === 0) run(true);
   }
   model.bf16 = bf16Weights;
+  useFull(false);
   setProfiler(null);
   const peakAfter = measurePeak(0.6, currentIsa() === 'avx512' ? 'avx512' : undefined);
   const steady = times.length > 1 ? times.slice(1) : times;
@@ -198,11 +223,16 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     const f32 = fp32Times.length > 1 ? fp32Times.slice(1) : fp32Times;
     const f32Cpu = fp32CpuTimes.length > 1 ? fp32CpuTimes.slice(1) : fp32CpuTimes;
     const f32S = median(f32), f32CpuS = median(f32Cpu);
+    // With lora=R the reference is full fine-tuning: `full` and ratio_vs_full(_cpu, _paired).
     const paired = f32.map((t, i) => t / steady[i]!);
-    result.fp32 = { step_s: round(f32S, 4), tokens_per_s: round(tokens / f32S, 1), cpu_s_per_step: round(f32CpuS, 4), loss: round(fp32Loss, 4) };
-    result.ratio_vs_fp32 = round(f32S / stepS, 3);
-    result.ratio_vs_fp32_cpu = round(f32CpuS / cpuS, 3);
-    result.ratio_vs_fp32_paired = round(median(paired), 3);
+    const ref = compareFull ? 'full' : 'fp32';
+    result[ref] = {
+      step_s: round(f32S, 4), tokens_per_s: round(tokens / f32S, 1), cpu_s_per_step: round(f32CpuS, 4), loss: round(fp32Loss, 4),
+      ...(compareFull ? { trainable_params: [...baseParams.values()].reduce((a, t) => a + t.size, 0) } : {}),
+    };
+    result[`ratio_vs_${ref}`] = round(f32S / stepS, 3);
+    result[`ratio_vs_${ref}_cpu`] = round(f32CpuS / cpuS, 3);
+    result[`ratio_vs_${ref}_paired`] = round(median(paired), 3);
   }
   if (prof) {
     // Seconds per step by phase.kind (wall or CPU seconds); "other" is the phase's time outside

@@ -110,8 +110,9 @@ export function estimateTrainMemory(c: LlamaConfig, o: TrainMemoryOptions): Memo
     gradients: trained * F32,
     optimizer: 2 * trained * F32,
     // every layer's saved tensors, plus one layer's gradients while backward runs through it;
-    // checkpointing keeps each layer's input and one recomputed layer at a time
-    activations: T * (o.checkpointing ? c.dim * (c.nLayers + 1) + perLayer + 2 * c.dim : perLayer * (c.nLayers + 1) + 2 * c.dim) * F32,
+    // checkpointing keeps each layer's input, and one recomputed layer's saved tensors and its
+    // gradients at a time (without the gradients the estimate was 5-18% below the measured peak)
+    activations: T * (o.checkpointing ? c.dim * (c.nLayers + 1) + 2 * perLayer + 2 * c.dim : perLayer * (c.nLayers + 1) + 2 * c.dim) * F32,
     logits: T * c.vocabSize * F32,
     runtime: RUNTIME_BASE_BYTES,
     kv_cache: 0,
