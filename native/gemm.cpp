@@ -4,8 +4,8 @@
 // addon.gemm(transA, transB, M, N, K, alpha, A, B, beta, C):
 //   C[M,N] = alpha * op(A) * op(B) + beta * C, row-major dense; A is M×K (or K×M when transA),
 //   B is K×N (or N×K when transB). beta = 0 overwrites C without reading it.
-// addon.gemmBlocking([kc, mc, nc[, tilesPerThread]]) -> { kc, mc, nc, tilesPerThread, mr, nr, isa }: reads (and optionally sets, for
-//   tuning) the cache-blocking parameters.
+// addon.gemmBlocking([kc, mc, nc[, tilesPerThread[, skinny]]]) -> { kc, mc, nc, tilesPerThread, skinny, mr, nr, isa }: reads
+//   (and optionally sets, for tuning and tests) the cache-blocking parameters and whether skinny products take their own path.
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -26,26 +26,31 @@ typedef void (*PackAFn)(const float*, int64_t, bool, int64_t, int64_t, int64_t, 
 typedef void (*PackBFn)(const float*, int64_t, bool, int64_t, int64_t, int64_t, int64_t, float*);
 typedef void (*MacroFn)(int64_t, int64_t, int64_t, const float*, const float*, float*, int64_t, float, float);
 typedef void (*GemvFn)(const float*, int64_t, const float*, int64_t, int64_t, int64_t, float, float, float*);
+typedef void (*SkinnyFn)(int64_t, const float*, int64_t, int64_t, int64_t, const float*, int64_t, int64_t, float*, int64_t,
+                         bool, float, float);
 
 struct Impl {
-  int mr, nr;
+  int mr, nr, vl;
   PackAFn pack_a;
   PackBFn pack_b;
   MacroFn macro;
   GemvFn dot, axpy;
+  SkinnyFn skinny;
 };
 
 const Impl kImpls[3] = {
-    {kGemmMrPortable, kGemmNrPortable, gemm_pack_a_portable, gemm_pack_b_portable, gemm_macro_portable,
-     gemv_dot_portable, gemv_axpy_portable},
-    {kGemmMrAvx2, kGemmNrAvx2, gemm_pack_a_avx2, gemm_pack_b_avx2, gemm_macro_avx2, gemv_dot_avx2, gemv_axpy_avx2},
-    {kGemmMrAvx512, kGemmNrAvx512, gemm_pack_a_avx512, gemm_pack_b_avx512, gemm_macro_avx512, gemv_dot_avx512,
-     gemv_axpy_avx512},
+    {kGemmMrPortable, kGemmNrPortable, 4, gemm_pack_a_portable, gemm_pack_b_portable, gemm_macro_portable,
+     gemv_dot_portable, gemv_axpy_portable, gemm_skinny_portable},
+    {kGemmMrAvx2, kGemmNrAvx2, 8, gemm_pack_a_avx2, gemm_pack_b_avx2, gemm_macro_avx2, gemv_dot_avx2, gemv_axpy_avx2,
+     gemm_skinny_avx2},
+    {kGemmMrAvx512, kGemmNrAvx512, 16, gemm_pack_a_avx512, gemm_pack_b_avx512, gemm_macro_avx512, gemv_dot_avx512,
+     gemv_axpy_avx512, gemm_skinny_avx512},
 };
 
 // Cache blocking (Zen 4: 32 KiB L1d, 1 MiB L2 per core). Ordering inside a tile: for each KC slice,
 // the packed B block (KC x NC) stays in L2 while one MR x KC micro-panel of A sits in L1 and is
 // swept across all NR-column micro-panels of B.
+std::atomic<bool> g_skinny{true};  // gemmBlocking's `skinny` switch (tests compare both paths)
 std::atomic<int64_t> g_kc{256}, g_mc{336}, g_nc{512}, g_tiles_per_thread{2};
 
 // Per-thread, 64-byte aligned, grow-only packing buffers (no per-call allocation in steady state).
@@ -67,7 +72,7 @@ struct AlignedBuf {
   }
   ~AlignedBuf() { std::free(p); }
 };
-thread_local AlignedBuf tl_pa, tl_pb;
+thread_local AlignedBuf tl_pa, tl_pb, tl_small;
 
 inline int64_t cdiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return cdiv(a, b) * b; }
@@ -121,6 +126,66 @@ void gemv(const Impl& im, bool dot_form, const float* W, int64_t ldw, const floa
   }
 }
 
+// Skinny products: C has at most 2 vectors of columns (N) or kSkinnySmall rows (M), the other
+// side and K are large (LoRA: x A^T, dY B, dY^T t, dt^T x with rank r). The small operand is packed
+// k-major once; the big one is streamed unpacked by gemm_skinny, in blocks split over threads.
+constexpr int64_t kSkinnySmall = 32, kSkinnyBig = 64, kSkinnyK = 16;
+
+bool gemm_skinny(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+                 const float* B, float beta, float* C, bool parallel) {
+  const int64_t vl = im.vl, lda = ta ? M : K, ldb = tb ? K : N;
+  if (K < kSkinnyK) return false;
+  if (N <= 2 * vl && M >= kSkinnyBig && !ta) {
+    // Rows of A are scalars, packed op(B) [K][np] the vectors: C row blocks.
+    const int64_t np = N <= vl ? vl : 2 * vl;
+    float* bp = tl_small.get(static_cast<size_t>(K * np), "the skinny GEMM buffer");
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t j = 0; j < np; ++j) bp[k * np + j] = j < N ? (tb ? B[j * ldb + k] : B[k * ldb + j]) : 0.0f;
+    const int64_t rows = 48;
+    auto run = [&](int64_t b, int64_t e, int) {
+      for (int64_t blk = b; blk < e; ++blk) {
+        const int64_t i0 = blk * rows, ns = std::min(rows, M - i0);
+        im.skinny(K, A + i0 * lda, lda, 1, ns, bp, np, N, C + i0 * N, N, true, alpha, beta);
+      }
+    };
+    const int64_t blocks = (M + rows - 1) / rows;
+    if (parallel) parallel_for(blocks, 1, run);
+    else run(0, blocks, 0);
+    return true;
+  }
+  const bool n_small = N <= kSkinnySmall && M >= kSkinnyBig && ta;   // vectors: VL rows of C (columns of A)
+  const bool m_small = M <= kSkinnySmall && N >= kSkinnyBig && !tb;  // vectors: VL columns of C (rows of B)
+  if (!n_small && !m_small) return false;
+  // Scalars: the small operand packed [K][ns]; vectors: VL consecutive elements of the big one
+  // (a padded copy for the last partial block).
+  const int64_t ns = n_small ? N : M, big = n_small ? M : N;
+  float* sp = tl_small.get(static_cast<size_t>(K * ns + K * vl), "the skinny GEMM buffer");
+  for (int64_t k = 0; k < K; ++k)
+    for (int64_t s = 0; s < ns; ++s)
+      sp[k * ns + s] = n_small ? (tb ? B[s * ldb + k] : B[k * ldb + s]) : (ta ? A[k * lda + s] : A[s * lda + k]);
+  const float* X = n_small ? A : B;
+  const int64_t xs = n_small ? lda : ldb;
+  const int64_t blocks = (big + vl - 1) / vl, full = big / vl;
+  float* tail = sp + K * ns;
+  if (full < blocks) {
+    for (int64_t k = 0; k < K; ++k)
+      for (int64_t l = 0; l < vl; ++l) tail[k * vl + l] = full * vl + l < big ? X[k * xs + full * vl + l] : 0.0f;
+  }
+  auto run = [&](int64_t b, int64_t e, int) {
+    for (int64_t blk = b; blk < e; ++blk) {
+      const int64_t j0 = blk * vl, nx = std::min(vl, big - j0);
+      const float* xb = blk < full ? X + j0 : tail;
+      const int64_t xsb = blk < full ? xs : vl;
+      // n_small: C(i = j0 + lane, s) at C[i*N + s] (transposed); m_small: C(s, j0 + lane) rows.
+      if (n_small) im.skinny(K, sp, 1, ns, ns, xb, xsb, nx, C + j0 * N, N, false, alpha, beta);
+      else im.skinny(K, sp, 1, ns, ns, xb, xsb, nx, C + j0, N, true, alpha, beta);
+    }
+  };
+  if (parallel) parallel_for(blocks, 4, run);
+  else run(0, blocks, 0);
+  return true;
+}
+
 void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float* A, const float* B,
                   float beta, float* C) {
   if (M == 0 || N == 0) return;
@@ -142,13 +207,15 @@ void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
     return;
   }
 
+  const int threads = num_threads();
+  const double flops = 2.0 * double(M) * double(N) * double(K);
+  const bool parallel = threads > 1 && flops >= 3.0e6;
+  if (g_skinny.load() && gemm_skinny(im, ta, tb, M, N, K, alpha, A, B, beta, C, parallel)) return;
+
   const int64_t lda = ta ? M : K, ldb = tb ? K : N, ldc = N;
   const int64_t mr = im.mr, nr = im.nr;
   const int64_t kcmax = g_kc.load(), mcb = std::max<int64_t>(mr, g_mc.load() / mr * mr),
                 ncmax = std::max<int64_t>(nr, g_nc.load() / nr * nr);
-  const int threads = num_threads();
-  const double flops = 2.0 * double(M) * double(N) * double(K);
-  const bool parallel = threads > 1 && flops >= 3.0e6;
 
   // Tile grid over C. A tile is independent work for one thread: for each KC slice it packs its
   // B block (KC x tile width, L2 resident) once, then packs and multiplies A in MC-row sub-blocks.
@@ -234,6 +301,7 @@ Napi::Value GemmBlocking(const Napi::CallbackInfo& info) {
       if (tpt > 64) throw arg_error(info.Env(), fn, "tilesPerThread too large");
       g_tiles_per_thread = tpt;
     }
+    if (info.Length() >= 5) g_skinny = bool_arg(info, 4, fn, "skinny");
   }
   const Impl& im = kImpls[static_cast<int>(current_isa())];
   Napi::Object o = Napi::Object::New(info.Env());
@@ -241,6 +309,7 @@ Napi::Value GemmBlocking(const Napi::CallbackInfo& info) {
   o.Set("mc", Napi::Number::New(info.Env(), double(g_mc.load())));
   o.Set("nc", Napi::Number::New(info.Env(), double(g_nc.load())));
   o.Set("tilesPerThread", Napi::Number::New(info.Env(), double(g_tiles_per_thread.load())));
+  o.Set("skinny", Napi::Boolean::New(info.Env(), g_skinny.load()));
   o.Set("mr", Napi::Number::New(info.Env(), im.mr));
   o.Set("nr", Napi::Number::New(info.Env(), im.nr));
   o.Set("isa", Napi::String::New(info.Env(), isa_name(current_isa())));

@@ -39,7 +39,11 @@ enum : int {
                       float alpha, float beta, float* y);                                             \
   /* y[n] = alpha * sum_k x[k] * W[k*ldw + n] + beta * y[n] for n in [n0, n1) */                      \
   void gemv_axpy_##SUF(const float* W, int64_t ldw, const float* x, int64_t K, int64_t n0, int64_t n1, \
-                       float alpha, float beta, float* y);
+                       float alpha, float beta, float* y);                                           \
+  /* Skinny block: C(s, j) = alpha * sum_k Sp[s*ss + k*sk] * X[k*xs + j] + beta * C(s, j) for s < ns, */ \
+  /* j < nx <= 2 vectors; C(s, j) at C[s*ldc + j] (row_out) or C[j*ldc + s]. X readable to 2 vectors. */ \
+  void gemm_skinny_##SUF(int64_t K, const float* Sp, int64_t ss, int64_t sk, int64_t ns, const float* X,  \
+                         int64_t xs, int64_t nx, float* C, int64_t ldc, bool row_out, float alpha, float beta);
 
 MT_GEMM_DECLARE(avx512)
 MT_GEMM_DECLARE(avx2)

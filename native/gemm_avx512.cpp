@@ -35,7 +35,11 @@ static inline float vhsum(V v) {
 #define MT_NR 32
 #define MT_AVX_PACK 1
 #define MT_UKERNEL_FMA_BCAST 1
+#define MT_SK_S1 16
+#define MT_SK_S2 12
 #include "gemm_impl.inc"
+#undef MT_SK_S1
+#undef MT_SK_S2
 #undef MT_AVX_PACK
 #undef MT_SUF
 #undef MT_MR

@@ -27,7 +27,11 @@ static inline float vhsum(V a) { return (a.v[0] + a.v[1]) + (a.v[2] + a.v[3]); }
 #define MT_SUF portable
 #define MT_MR 4
 #define MT_NR 8
+#define MT_SK_S1 8
+#define MT_SK_S2 4
 #include "gemm_impl.inc"
+#undef MT_SK_S1
+#undef MT_SK_S2
 #undef MT_SUF
 #undef MT_MR
 #undef MT_NR

@@ -95,6 +95,41 @@ test('native gemm == reference on a 300x520x260 problem (crosses KC/NC blocks, t
   }
 });
 
+test('skinny products (a LoRA rank wide: x·Aᵀ, dY·B, dYᵀ·t, dtᵀ·x) == reference and == the packed path, every ISA', () => {
+  // N or M up to 2 vectors / 32 with the other side and K large take gemm_skinny (unpacked big
+  // operand, blocks of rows or of vector-wide columns, a padded last block, scalar chunks).
+  const rng = new Rng(17);
+  const shapes: [number, number, number][] = [
+    [512, 16, 96], [200, 7, 40], [131, 17, 33], [97, 24, 300], [300, 32, 64], [65, 33, 20], [64, 1, 16],
+    [16, 300, 50], [5, 131, 64], [32, 77, 29], [13, 64, 16], [200, 16, 15],
+  ];
+  const cases: Case[] = [];
+  for (const [M, N, K] of shapes) for (const [ta, tb] of TRANS) for (const [alpha, beta] of [[1, 0], [-0.75, 0.5]] as [number, number][])
+    cases.push(makeCase(rng, M, N, K, ta, tb, alpha, beta));
+  const saved = addon.gemmBlocking() as { kc: number; mc: number; nc: number; tilesPerThread: number; skinny: boolean };
+  assert.equal(saved.skinny, true, 'skinny products take their own path by default');
+  try {
+    withIsas((isa) => {
+      for (const c of cases) {
+        checkNative(c, `${isa} skinny`);
+        addon.gemmBlocking(saved.kc, saved.mc, saved.nc, saved.tilesPerThread, false);
+        checkNative(c, `${isa} packed`);
+        addon.gemmBlocking(saved.kc, saved.mc, saved.nc, saved.tilesPerThread, true);
+      }
+    });
+    // single-threaded too (blocks run in one call)
+    const threads = numThreads();
+    setNumThreads(1);
+    try {
+      for (const c of cases.slice(0, 16)) checkNative(c, 'skinny 1 thread');
+    } finally {
+      setNumThreads(threads);
+    }
+  } finally {
+    addon.gemmBlocking(saved.kc, saved.mc, saved.nc, saved.tilesPerThread, true);
+  }
+});
+
 test('native gemm with tiny cache blocks exercises multi-block packing and edge tiles', () => {
   const saved = addon.gemmBlocking() as { kc: number; mc: number; nc: number };
   const rng = new Rng(13);
