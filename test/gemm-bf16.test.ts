@@ -559,3 +559,21 @@ test('mixtune bench gemm precision=bf16: one JSON line with the speedup over the
   const bad = run({}, 'precision=fp16', ...small);
   assert.match(bad.stderr.trim(), /^mixtune: bench gemm: precision must be fp32 or bf16, got 'fp16'$/);
 });
+
+test('mixtune bench gemm skinny=compare: the skinny path timed against the packed path in one run; skinny=0 and bad values', () => {
+  const bin = join(packageRoot(), 'bin', 'mixtune.js');
+  const run = (...args: string[]) => spawnSync(process.execPath, [bin, 'bench', 'gemm', ...args], { encoding: 'utf8' });
+  const small = ['m=200', 'k=64', 'n=16', 'trans=nt,tn', 'seconds=0.02', 'peakSeconds=0.05', 'localPeakSeconds=0.01'];
+  const r = run('skinny=compare', ...small);
+  assert.equal(r.status, 0, r.stderr);
+  const j = JSON.parse(r.stdout);
+  assert.equal(j.skinny, 'compare');
+  assert.equal(j.shapes.length, 2);
+  for (const s of j.shapes) assert.ok(s.gflops > 0 && s.packedGflops > 0 && s.skinnySpeedup > 0, JSON.stringify(s));
+  assert.ok(j.geomeanSkinnySpeedup > 0 && j.minSkinnySpeedup > 0);
+  const off = JSON.parse(run('skinny=0', ...small).stdout);
+  assert.equal(off.skinny, '0');
+  assert.equal(off.shapes[0].skinnySpeedup, undefined);
+  assert.match(run('skinny=2', ...small).stderr.trim(), /^mixtune: bench gemm: skinny must be 0, 1 or compare, got '2'$/);
+  assert.match(run('skinny=0', 'precision=bf16', ...small).stderr.trim(), /^mixtune: bench gemm: skinny= is for the fp32 GEMM/);
+});

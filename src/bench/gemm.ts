@@ -3,7 +3,8 @@
 // four transpose combinations (nt = forward Y = X·W^T, nn = dX = dY·W, tn = dW += dY^T·X, tt).
 // precision=bf16 times the bf16 GEMM (src/tensor/bf16.ts) instead, still as a ratio to the fp32 FMA
 // peak, and (compare=1, the default) the fp32 GEMM on the same shape in the same run: `speedup` =
-// fp32 time / bf16 time.
+// fp32 time / bf16 time. skinny=compare also times fp32 shapes on the packed path, which skinny
+// products (a LoRA rank wide, see native/gemm.cpp) leave: `skinnySpeedup` = packed time / time.
 import { native } from '../native.js';
 import { MixtuneError } from '../util/errors.js';
 import { requireBf16, PackedBf16 } from '../tensor/bf16.js';
@@ -36,7 +37,8 @@ function median(xs: number[]): number {
  * localPeakSeconds=<default 0.1>, precision=<fp32|bf16, default fp32>; with bf16:
  * operands=<f32|bf16|packed, default f32: fp32 A and B rounded while packed; bf16: both given as
  * bf16; packed: B packed once before timing (a weight packed once per optimizer step)>,
- * compare=<0|1, default 1: also time the fp32 GEMM per shape>.
+ * compare=<0|1, default 1: also time the fp32 GEMM per shape>; fp32: skinny=<1|0|compare, default 1:
+ * skinny products take their own path; 0: the packed path for every shape; compare: both>.
  * `ratio` = wall-clock GFLOP/s / the peak measured at the start (the headline number);
  * `localRatio` divides by a short peak measurement taken right after the shape (tracks the
  * contention from other processes on a shared machine). `cpuRatio` is the same
@@ -62,57 +64,75 @@ export function benchGemm(params: Record<string, string>): Record<string, unknow
   if (!['f32', 'bf16', 'packed'].includes(operands)) throw new MixtuneError(`bench gemm: operands must be f32, bf16 or packed, got '${operands}'`);
   if (!bf16 && params.operands !== undefined) throw new MixtuneError('bench gemm: operands= needs precision=bf16');
   const compare = bf16 && (params.compare ?? '1') !== '0';
+  const skinny = params.skinny ?? '1';
+  if (!['0', '1', 'compare'].includes(skinny)) throw new MixtuneError(`bench gemm: skinny must be 0, 1 or compare, got '${skinny}'`);
+  if (bf16 && params.skinny !== undefined) throw new MixtuneError('bench gemm: skinny= is for the fp32 GEMM (drop precision=bf16)');
   if (bf16) requireBf16('bench gemm precision=bf16');
+  const blocking = addon.gemmBlocking() as { kc: number; mc: number; nc: number; tilesPerThread: number };
+  const setSkinny = (on: boolean): void => void addon.gemmBlocking(blocking.kc, blocking.mc, blocking.nc, blocking.tilesPerThread, on);
 
   const threads = addon.numThreads() as number;
   const peak = measurePeak(peakSeconds);
   const shapes: Record<string, unknown>[] = [];
   const t0 = performance.now();
-  for (const M of ms) {
-    for (const K of ks) {
-      for (const N of ns) {
-        const A = new Float32Array(M * K);
-        const B = new Float32Array(K * N);
-        const C = new Float32Array(M * N);
-        fill(A, 1);
-        fill(B, 2);
-        const A16 = bf16 && operands === 'bf16' ? new Uint16Array(A.length) : null;
-        if (A16) addon.f32ToBf16(A, A16);
-        const B16 = bf16 && operands === 'bf16' ? new Uint16Array(B.length) : null;
-        if (B16) addon.f32ToBf16(B, B16);
-        for (const t of trans) {
-          const ta = t[0] === 't';
-          const tb = t[1] === 't';
-          const flops = 2 * M * N * K;
-          const packed = bf16 && operands === 'packed' ? new PackedBf16(K, N).pack(tb, B) : null;
-          const call = !bf16
-            ? () => addon.gemm(ta, tb, M, N, K, 1, A, B, beta, C)
-            : packed
-              ? () => addon.gemmBf16Packed(ta, M, N, K, 1, A, packed.data, beta, C)
-              : () => addon.gemmBf16(ta, tb, M, N, K, 1, A16 ?? A, B16 ?? B, beta, C);
-          const m = timeCalls(call, perShape);
-          const sec = m.wall;
-          const gflops = flops / sec / 1e9;
-          // Peak re-measured right after this shape (same contention from other processes).
-          const local = measurePeak(localSeconds, peak.isa).gflops;
-          // CPU-time view: throughput per busy core times the thread count, against the
-          // per-thread-CPU-time peak.
-          const cpuGflops = (flops / m.cpu / 1e9) * threads;
-          const row: Record<string, unknown> = {
-            m: M, n: N, k: K, trans: t, ms: round(sec * 1000, 3), gflops: round(gflops, 2),
-            ratio: round(gflops / peak.gflops, 4), localRatio: round(gflops / Math.max(local, 1e-9), 4),
-            cpuRatio: round(cpuGflops / peak.cpuGflops, 4), calls: m.calls,
-          };
-          if (compare) {
-            const f = timeCalls(() => addon.gemm(ta, tb, M, N, K, 1, A, B, beta, C), perShape);
-            row.fp32Gflops = round(flops / f.wall / 1e9, 2);
-            row.speedup = round(f.wall / sec, 3);
-            row.cpuSpeedup = round(f.cpu / m.cpu, 3);
+  setSkinny(skinny !== '0');
+  try {
+    for (const M of ms) {
+      for (const K of ks) {
+        for (const N of ns) {
+          const A = new Float32Array(M * K);
+          const B = new Float32Array(K * N);
+          const C = new Float32Array(M * N);
+          fill(A, 1);
+          fill(B, 2);
+          const A16 = bf16 && operands === 'bf16' ? new Uint16Array(A.length) : null;
+          if (A16) addon.f32ToBf16(A, A16);
+          const B16 = bf16 && operands === 'bf16' ? new Uint16Array(B.length) : null;
+          if (B16) addon.f32ToBf16(B, B16);
+          for (const t of trans) {
+            const ta = t[0] === 't';
+            const tb = t[1] === 't';
+            const flops = 2 * M * N * K;
+            const packed = bf16 && operands === 'packed' ? new PackedBf16(K, N).pack(tb, B) : null;
+            const call = !bf16
+              ? () => addon.gemm(ta, tb, M, N, K, 1, A, B, beta, C)
+              : packed
+                ? () => addon.gemmBf16Packed(ta, M, N, K, 1, A, packed.data, beta, C)
+                : () => addon.gemmBf16(ta, tb, M, N, K, 1, A16 ?? A, B16 ?? B, beta, C);
+            const m = timeCalls(call, perShape);
+            const sec = m.wall;
+            const gflops = flops / sec / 1e9;
+            // Peak re-measured right after this shape (same contention from other processes).
+            const local = measurePeak(localSeconds, peak.isa).gflops;
+            // CPU-time view: throughput per busy core times the thread count, against the
+            // per-thread-CPU-time peak.
+            const cpuGflops = (flops / m.cpu / 1e9) * threads;
+            const row: Record<string, unknown> = {
+              m: M, n: N, k: K, trans: t, ms: round(sec * 1000, 3), gflops: round(gflops, 2),
+              ratio: round(gflops / peak.gflops, 4), localRatio: round(gflops / Math.max(local, 1e-9), 4),
+              cpuRatio: round(cpuGflops / peak.cpuGflops, 4), calls: m.calls,
+            };
+            if (compare) {
+              const f = timeCalls(() => addon.gemm(ta, tb, M, N, K, 1, A, B, beta, C), perShape);
+              row.fp32Gflops = round(flops / f.wall / 1e9, 2);
+              row.speedup = round(f.wall / sec, 3);
+              row.cpuSpeedup = round(f.cpu / m.cpu, 3);
+            }
+            if (skinny === 'compare') {
+              setSkinny(false);
+              const p = timeCalls(call, perShape);
+              setSkinny(true);
+              row.packedGflops = round(flops / p.wall / 1e9, 2);
+              row.skinnySpeedup = round(p.wall / sec, 3);
+              row.skinnyCpuSpeedup = round(p.cpu / m.cpu, 3);
+            }
+            shapes.push(row);
           }
-          shapes.push(row);
         }
       }
     }
+  } finally {
+    setSkinny(true);
   }
   const ratios = shapes.map((s) => s.ratio as number);
   const geo = Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length);
@@ -126,9 +146,17 @@ export function benchGemm(params: Record<string, string>): Record<string, unknow
     geomeanSpeedup: round(gm(speedups.map((r) => r.speedup as number)), 3),
     geomeanCpuSpeedup: round(gm(speedups.map((r) => r.cpuSpeedup as number)), 3),
   };
+  const sk = shapes.filter((r) => r.skinnySpeedup !== undefined);
+  const skCmp = sk.length === 0 ? {} : {
+    minSkinnySpeedup: round(Math.min(...sk.map((r) => r.skinnySpeedup as number)), 3),
+    geomeanSkinnySpeedup: round(gm(sk.map((r) => r.skinnySpeedup as number)), 3),
+    geomeanSkinnyCpuSpeedup: round(gm(sk.map((r) => r.skinnyCpuSpeedup as number)), 3),
+  };
   return {
     bench: 'gemm',
     precision,
+    ...(bf16 ? {} : { skinny }),
+    ...skCmp,
     ...(bf16 ? { bf16: (addon.bf16Info() as { current: string }).current, operands } : {}),
     ...cmp,
     isa: addon.isa() as string,
