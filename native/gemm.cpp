@@ -31,6 +31,12 @@ typedef void (*SkinnyFn)(int64_t, const float*, int64_t, int64_t, int64_t, const
 
 struct Impl {
   int mr, nr, vl;
+  // Which skinny products take gemm_skinny (bench gemm skinny=compare against the packed path,
+  // 2026-12-04): C rows of up to `sk_row_vectors` vectors; C with M <= kSkinnySmall rows (`sk_m_small`).
+  // AVX2 lost to the packed path with two row vectors (0.75-0.85x) and tied on short-wide C; the
+  // portable kernel only wins on tall C with op(A) transposed (2x), like every ISA.
+  int sk_row_vectors;
+  bool sk_m_small;
   PackAFn pack_a;
   PackBFn pack_b;
   MacroFn macro;
@@ -39,11 +45,11 @@ struct Impl {
 };
 
 const Impl kImpls[3] = {
-    {kGemmMrPortable, kGemmNrPortable, 4, gemm_pack_a_portable, gemm_pack_b_portable, gemm_macro_portable,
+    {kGemmMrPortable, kGemmNrPortable, 4, 0, false, gemm_pack_a_portable, gemm_pack_b_portable, gemm_macro_portable,
      gemv_dot_portable, gemv_axpy_portable, gemm_skinny_portable},
-    {kGemmMrAvx2, kGemmNrAvx2, 8, gemm_pack_a_avx2, gemm_pack_b_avx2, gemm_macro_avx2, gemv_dot_avx2, gemv_axpy_avx2,
+    {kGemmMrAvx2, kGemmNrAvx2, 8, 1, false, gemm_pack_a_avx2, gemm_pack_b_avx2, gemm_macro_avx2, gemv_dot_avx2, gemv_axpy_avx2,
      gemm_skinny_avx2},
-    {kGemmMrAvx512, kGemmNrAvx512, 16, gemm_pack_a_avx512, gemm_pack_b_avx512, gemm_macro_avx512, gemv_dot_avx512,
+    {kGemmMrAvx512, kGemmNrAvx512, 16, 2, true, gemm_pack_a_avx512, gemm_pack_b_avx512, gemm_macro_avx512, gemv_dot_avx512,
      gemv_axpy_avx512, gemm_skinny_avx512},
 };
 
@@ -135,7 +141,7 @@ bool gemm_skinny(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, int64_t
                  const float* B, float beta, float* C, bool parallel) {
   const int64_t vl = im.vl, lda = ta ? M : K, ldb = tb ? K : N;
   if (K < kSkinnyK) return false;
-  if (N <= 2 * vl && M >= kSkinnyBig && !ta) {
+  if (N <= im.sk_row_vectors * vl && M >= kSkinnyBig && !ta) {
     // Rows of A are scalars, packed op(B) [K][np] the vectors: C row blocks.
     const int64_t np = N <= vl ? vl : 2 * vl;
     float* bp = tl_small.get(static_cast<size_t>(K * np), "the skinny GEMM buffer");
@@ -154,7 +160,7 @@ bool gemm_skinny(const Impl& im, bool ta, bool tb, int64_t M, int64_t N, int64_t
     return true;
   }
   const bool n_small = N <= kSkinnySmall && M >= kSkinnyBig && ta;   // vectors: VL rows of C (columns of A)
-  const bool m_small = M <= kSkinnySmall && N >= kSkinnyBig && !tb;  // vectors: VL columns of C (rows of B)
+  const bool m_small = im.sk_m_small && M <= kSkinnySmall && N >= kSkinnyBig && !tb;  // vectors: VL columns of C (rows of B)
   if (!n_small && !m_small) return false;
   // Scalars: the small operand packed [K][ns]; vectors: VL consecutive elements of the big one
   // (a padded copy for the last partial block).

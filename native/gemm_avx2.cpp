@@ -32,7 +32,7 @@ static inline float vhsum(V v) {
 #define MT_MR 6
 #define MT_NR 16
 #define MT_AVX_PACK 1
-#define MT_SK_S1 12
+#define MT_SK_S1 8
 #define MT_SK_S2 6
 #include "gemm_impl.inc"
 #undef MT_SK_S1

@@ -100,7 +100,7 @@ test('skinny products (a LoRA rank wide: x·Aᵀ, dY·B, dYᵀ·t, dtᵀ·x) == 
   // operand, blocks of rows or of vector-wide columns, a padded last block, scalar chunks).
   const rng = new Rng(17);
   const shapes: [number, number, number][] = [
-    [512, 16, 96], [200, 7, 40], [131, 17, 33], [97, 24, 300], [300, 32, 64], [65, 33, 20], [64, 1, 16],
+    [512, 16, 96], [200, 7, 40], [150, 3, 40], [131, 17, 33], [97, 24, 300], [300, 32, 64], [65, 33, 20], [64, 1, 16],
     [16, 300, 50], [5, 131, 64], [32, 77, 29], [13, 64, 16], [200, 16, 15],
   ];
   const cases: Case[] = [];
