@@ -233,10 +233,9 @@ void gemm_compute(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha
   if (parallel) {
     const int64_t want = g_tiles_per_thread.load() * int64_t(threads);
     // One tile row per thread first (when each gets enough rows), and tiles handed out row-fastest:
-    // threads working at once then share a B block and write different rows of C. Against one
-    // tile row with threads on neighbouring column tiles this measured 0-11% faster on every
-    // training shape of the 0.5B and reference configs (in-process A/B, 2026-12-04), although
-    // every tile row packs B again. (Two separate single-threaded products ran ~10% faster than one
+    // threads working at once then share a B block and write different rows of C, although every
+    // tile row packs B again (bench train, 2026-12-04: reference step 1534-1538 -> 1555-1562
+    // tokens/s; 0.5B full step 0.576 of the peak). (Two separate single-threaded products ran ~10% faster than one
     // product on 2 threads split by columns; the cause is not known.)
     if (cdiv(M, threads) >= 8 * mr) mt = threads;
     const double ca = ta ? 2.0 : 1.0;  // relative packing cost per element of A (copy pack is slower)
