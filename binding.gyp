@@ -19,6 +19,8 @@
         "native/attention_avx512.cpp",
         "native/attention_avx2.cpp",
         "native/attention_portable.cpp",
+        "native/attention_bf16_avx512.cpp",
+        "native/attention_bf16_portable.cpp",
         "native/gemm_bf16.cpp",
         "native/gemm_bf16_avx512.cpp",
         "native/gemm_bf16_amx.cpp",

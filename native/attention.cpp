@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "cpu.h"
+#include "gemm_bf16.h"
 #include "napi_util.h"
 #include "threadpool.h"
 
@@ -37,6 +38,16 @@ int64_t attention_fwd_ws_floats(int64_t D) { return 2 * D * ATTN_BQ + ATTN_BK * 
 int64_t attention_bwd_ws_floats(int64_t D, int64_t T) {
   const int64_t Dp = (D + 15) / 16 * 16;
   return 3 * D * ATTN_BQ + 2 * ATTN_BQ * Dp + 2 * ATTN_BK * ATTN_BQ + 2 * ATTN_BQ + 2 * T * Dp;
+}
+
+int64_t attention_bf16_fwd_ws_floats(int64_t D) {
+  const int64_t Dw = (D + 1) / 2;
+  return Dw * ATTN_BQ + D * ATTN_BQ + ATTN_BK * ATTN_BQ + (ATTN_BK / 2) * ATTN_BQ + 3 * ATTN_BQ;
+}
+int64_t attention_bf16_bwd_ws_floats(int64_t D, int64_t T) {
+  const int64_t Dw = (D + 1) / 2, Dp = (D + 15) / 16 * 16;
+  return 2 * Dw * ATTN_BQ + ATTN_BQ * Dp + D * ATTN_BQ + 2 * ATTN_BK * ATTN_BQ + ATTN_BK * ATTN_BQ + (ATTN_BK / 2) * ATTN_BQ +
+         2 * ATTN_BQ + 2 * T * Dp;
 }
 
 int64_t attention_layout_fwd_ws_floats(int64_t D) { return 4 * D * ATTN_BQ + ATTN_BK * ATTN_BQ + 6 * ATTN_BQ; }
@@ -139,8 +150,7 @@ float scale_arg(const Napi::CallbackInfo& info, size_t i, const char* fn) {
   return static_cast<float>(s);
 }
 
-Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
-  const char* fn = "attentionForward";
+AttnFwdParams fwd_args(const Napi::CallbackInfo& info, const char* fn) {
   Napi::Env env = info.Env();
   AttnFwdParams p;
   p.B = dim_arg(info, 5, fn, "B");
@@ -164,8 +174,12 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
   p.v = f32_arg(info, 2, nk, fn, "v");
   p.out = f32_arg(info, 3, nq, fn, "out");
   p.lse = f32_arg(info, 4, nl, fn, "lse");
+  return p;
+}
 
-  const FwdTileFn tile = fwd_fn();
+// Runs tile(b, h, q0, nq, ws) for every (batch, head, query tile), heaviest (latest) tiles first.
+template <class Tile>
+void run_fwd(const AttnFwdParams& p, int64_t ws_floats, const Tile& tile) {
   const int64_t nqt = (p.Tq + ATTN_BQ - 1) / ATTN_BQ;
   const int64_t nbh = p.B * p.H;
   const int64_t ntasks = nbh * nqt;
@@ -174,7 +188,7 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
                       (static_cast<double>(p.q_offset) + 0.5 * static_cast<double>(p.Tq)) * static_cast<double>(p.D);
   const int workers = work < kInlineFma ? 1 : num_threads();
   int64_t stride = 0;
-  float* ws = workspace(workers, attention_fwd_ws_floats(p.D), &stride);
+  float* ws = workspace(workers, ws_floats, &stride);
   auto run = [&](int64_t begin, int64_t end, int worker) {
     float* w = ws + static_cast<int64_t>(worker) * stride;
     for (int64_t t = begin; t < end; ++t) {
@@ -182,16 +196,21 @@ Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
       const int64_t bh = t % nbh;
       const int64_t q0 = qt * ATTN_BQ;
       const int64_t n = p.Tq - q0 < int64_t(ATTN_BQ) ? p.Tq - q0 : int64_t(ATTN_BQ);
-      tile(p, bh / p.H, bh % p.H, q0, n, w);
+      tile(bh / p.H, bh % p.H, q0, n, w);
     }
   };
   if (workers == 1) run(0, ntasks, 0);
   else parallel_for(ntasks, 1, run, workers);
-  return env.Undefined();
 }
 
-Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  const char* fn = "attentionBackward";
+Napi::Value AttentionForward(const Napi::CallbackInfo& info) {
+  const AttnFwdParams p = fwd_args(info, "attentionForward");
+  const FwdTileFn tile = fwd_fn();
+  run_fwd(p, attention_fwd_ws_floats(p.D), [&](int64_t b, int64_t h, int64_t q0, int64_t n, float* w) { tile(p, b, h, q0, n, w); });
+  return info.Env().Undefined();
+}
+
+AttnBwdParams bwd_args(const Napi::CallbackInfo& info, const char* fn) {
   Napi::Env env = info.Env();
   AttnBwdParams p;
   p.B = dim_arg(info, 9, fn, "B");
@@ -214,49 +233,156 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   p.dq = f32_arg(info, 6, nq, fn, "dq");
   p.dk = f32_arg(info, 7, nk, fn, "dk");
   p.dv = f32_arg(info, 8, nk, fn, "dv");
+  return p;
+}
 
+// Backward task split: fused (one task per (batch, kv head), least work) when that keeps every
+// thread busy; otherwise dk/dv tasks per key tile and dq tasks per query tile.
+// group(b, kvh, ws), dkdv(b, kvh, j0, nk, ws), dq(b, h, q0, nq, ws); ws_floats(T) per worker.
+template <class WsFloats, class Group, class Dkdv, class Dq>
+void run_bwd(const AttnBwdParams& p, const WsFloats& ws_floats, const Group& group, const Dkdv& dkdv, const Dq& dq) {
   const int64_t ngroups = p.B * p.Hkv;
   const double work = 2.5 * static_cast<double>(p.B * p.H) * static_cast<double>(p.T) * static_cast<double>(p.T) *
                       static_cast<double>(p.D);
   const int threads = num_threads();
   const int workers = work < kInlineFma ? 1 : threads;
-  // Fused (one task per (batch, kv head), least work) when that keeps every thread busy;
-  // otherwise split into dk/dv tasks per key tile and dq tasks per query tile.
   const bool fused = workers == 1 || ngroups % workers == 0 || ngroups >= 4 * static_cast<int64_t>(workers);
   const int64_t nt = (p.T + ATTN_BQ - 1) / ATTN_BQ;  // tiles (ATTN_BQ == ATTN_BK)
   int64_t stride = 0;
-  float* ws = workspace(workers, fused ? attention_bwd_ws_floats(p.D, p.T) : attention_bwd_ws_floats(p.D, ATTN_BK), &stride);
+  float* ws = workspace(workers, fused ? ws_floats(p.T) : ws_floats(int64_t(ATTN_BK)), &stride);
   if (fused) {
-    const BwdGroupFn group = bwd_fn();
     auto run = [&](int64_t begin, int64_t end, int worker) {
       float* w = ws + static_cast<int64_t>(worker) * stride;
-      for (int64_t t = begin; t < end; ++t) group(p, t / p.Hkv, t % p.Hkv, w);
+      for (int64_t t = begin; t < end; ++t) group(t / p.Hkv, t % p.Hkv, w);
     };
     if (workers == 1) run(0, ngroups, 0);
     else parallel_for(ngroups, 1, run, workers);
-  } else {
-    const BwdTileFn dkdv = bwd_dkdv_fn();
-    const BwdTileFn dq = bwd_dq_fn();
-    const int64_t nkv_tasks = ngroups * nt;  // (key tile ascending = heaviest first, batch, kv head)
-    const int64_t nq_tasks = p.B * p.H * nt;  // (query tile descending = heaviest first, batch, head)
-    auto run = [&](int64_t begin, int64_t end, int worker) {
-      float* w = ws + static_cast<int64_t>(worker) * stride;
-      for (int64_t t = begin; t < end; ++t) {
-        if (t < nkv_tasks) {
-          const int64_t kt = t / ngroups, bk = t % ngroups;
-          const int64_t j0 = kt * ATTN_BK;
-          dkdv(p, bk / p.Hkv, bk % p.Hkv, j0, p.T - j0 < int64_t(ATTN_BK) ? p.T - j0 : int64_t(ATTN_BK), w);
-        } else {
-          const int64_t u = t - nkv_tasks;
-          const int64_t qt = nt - 1 - u / (p.B * p.H), bh = u % (p.B * p.H);
-          const int64_t q0 = qt * ATTN_BQ;
-          dq(p, bh / p.H, bh % p.H, q0, p.T - q0 < int64_t(ATTN_BQ) ? p.T - q0 : int64_t(ATTN_BQ), w);
-        }
-      }
-    };
-    parallel_for(nkv_tasks + nq_tasks, 1, run, workers);
+    return;
   }
-  return env.Undefined();
+  const int64_t nkv_tasks = ngroups * nt;  // (key tile ascending = heaviest first, batch, kv head)
+  const int64_t nq_tasks = p.B * p.H * nt;  // (query tile descending = heaviest first, batch, head)
+  auto run = [&](int64_t begin, int64_t end, int worker) {
+    float* w = ws + static_cast<int64_t>(worker) * stride;
+    for (int64_t t = begin; t < end; ++t) {
+      if (t < nkv_tasks) {
+        const int64_t kt = t / ngroups, bk = t % ngroups;
+        const int64_t j0 = kt * ATTN_BK;
+        dkdv(bk / p.Hkv, bk % p.Hkv, j0, p.T - j0 < int64_t(ATTN_BK) ? p.T - j0 : int64_t(ATTN_BK), w);
+      } else {
+        const int64_t u = t - nkv_tasks;
+        const int64_t qt = nt - 1 - u / (p.B * p.H), bh = u % (p.B * p.H);
+        const int64_t q0 = qt * ATTN_BQ;
+        dq(bh / p.H, bh % p.H, q0, p.T - q0 < int64_t(ATTN_BQ) ? p.T - q0 : int64_t(ATTN_BQ), w);
+      }
+    }
+  };
+  parallel_for(nkv_tasks + nq_tasks, 1, run, workers);
+}
+
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  const AttnBwdParams p = bwd_args(info, "attentionBackward");
+  const BwdGroupFn group = bwd_fn();
+  const BwdTileFn dkdv = bwd_dkdv_fn();
+  const BwdTileFn dq = bwd_dq_fn();
+  run_bwd(
+      p, [&](int64_t T) { return attention_bwd_ws_floats(p.D, T); },
+      [&](int64_t b, int64_t kvh, float* w) { group(p, b, kvh, w); },
+      [&](int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* w) { dkdv(p, b, kvh, j0, nk, w); },
+      [&](int64_t b, int64_t h, int64_t q0, int64_t nq, float* w) { dq(p, b, h, q0, nq, w); });
+  return info.Env().Undefined();
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16 causal attention (attention.h): the same argument checks and task split; K and V are
+// converted to their bf16 layouts first (one task per (batch, kv head) block).
+
+struct Bf16Leaf {
+  decltype(&attention_bf16_convert_portable) convert;
+  decltype(&attention_bf16_fwd_tile_portable) fwd;
+  decltype(&attention_bf16_bwd_group_portable) group;
+  decltype(&attention_bf16_bwd_dkdv_portable) dkdv;
+  decltype(&attention_bf16_bwd_dq_portable) dq;
+};
+const Bf16Leaf kBf16Avx512 = {attention_bf16_convert_avx512bf16, attention_bf16_fwd_tile_avx512bf16, attention_bf16_bwd_group_avx512bf16,
+                              attention_bf16_bwd_dkdv_avx512bf16, attention_bf16_bwd_dq_avx512bf16};
+const Bf16Leaf kBf16Portable = {attention_bf16_convert_portable, attention_bf16_fwd_tile_portable, attention_bf16_bwd_group_portable,
+                                attention_bf16_bwd_dkdv_portable, attention_bf16_bwd_dq_portable};
+
+const Bf16Leaf& bf16_leaf(const Napi::CallbackInfo& info, const char* fn) {
+  std::string why;
+  const int leaf = bf16_attention_leaf(&why);
+  if (leaf == 0) {
+    Napi::Error e = Napi::Error::New(info.Env(), std::string(fn) + ": bf16 attention is unavailable: " + why);
+    e.Set("code", Napi::String::New(info.Env(), "ENOBF16"));
+    throw e;
+  }
+  return leaf == 2 ? kBf16Avx512 : kBf16Portable;
+}
+
+// The converted K/V of the current call (the JS thread runs one call at a time).
+uint32_t* kv_buffer(std::vector<uint32_t>& v, int64_t words) {
+  if (static_cast<int64_t>(v.size()) < words) {
+    try {
+      v.assign(static_cast<size_t>(words), 0u);
+    } catch (const std::bad_alloc&) {
+      v = std::vector<uint32_t>();
+      throw OutOfMemory("the bf16 attention K/V copies", static_cast<size_t>(words) * 4);
+    }
+  }
+  return v.data();
+}
+
+// Converts K (rows and/or key pairs) and V (rows and/or key pairs) of every (batch, kv head) block.
+AttnBf16KV convert_kv(const Bf16Leaf& leaf, const float* k, const float* v, int64_t B, int64_t T, int64_t tvis, int64_t Hkv,
+                      int64_t D, bool k_rows, bool k_pairs, bool v_rows, bool v_pairs) {
+  static std::vector<uint32_t> kr, kk, vr, vk;
+  AttnBf16KV kv;
+  kv.De = (D + 1) / 2 * 2;
+  kv.Tp = (T + 1) / 2 * 2;
+  const int64_t blocks = B * Hkv;
+  const int64_t rows = T * (kv.De / 2), prs = (kv.Tp / 2) * D;
+  uint32_t* pkr = k_rows ? kv_buffer(kr, blocks * rows) : nullptr;
+  uint32_t* pkk = k_pairs ? kv_buffer(kk, blocks * prs) : nullptr;
+  uint32_t* pvr = v_rows ? kv_buffer(vr, blocks * rows) : nullptr;
+  uint32_t* pvk = v_pairs ? kv_buffer(vk, blocks * prs) : nullptr;
+  kv.kr = pkr;
+  kv.kk = pkk;
+  kv.vr = pvr;
+  kv.vk = pvk;
+  const int64_t ld = Hkv * D;
+  auto run = [&](int64_t begin, int64_t end, int) {
+    for (int64_t bg = begin; bg < end; ++bg) {
+      const int64_t off = (bg / Hkv) * T * ld + (bg % Hkv) * D;
+      leaf.convert(k + off, ld, T, tvis, D, pkr ? pkr + bg * rows : nullptr, pkk ? pkk + bg * prs : nullptr);
+      leaf.convert(v + off, ld, T, tvis, D, pvr ? pvr + bg * rows : nullptr, pvk ? pvk + bg * prs : nullptr);
+    }
+  };
+  if (static_cast<double>(B * T * ld) < kInlineFma) run(0, blocks, 0);
+  else parallel_for(blocks, 1, run, num_threads());
+  return kv;
+}
+
+Napi::Value AttentionForwardBf16(const Napi::CallbackInfo& info) {
+  const char* fn = "attentionForwardBf16";
+  const AttnFwdParams p = fwd_args(info, fn);
+  const Bf16Leaf& leaf = bf16_leaf(info, fn);
+  const AttnBf16KV kv = convert_kv(leaf, p.k, p.v, p.B, p.Tk, p.q_offset + p.Tq, p.Hkv, p.D, true, false, false, true);
+  run_fwd(p, attention_bf16_fwd_ws_floats(p.D),
+          [&](int64_t b, int64_t h, int64_t q0, int64_t n, float* w) { leaf.fwd(p, kv, b, h, q0, n, w); });
+  return info.Env().Undefined();
+}
+
+Napi::Value AttentionBackwardBf16(const Napi::CallbackInfo& info) {
+  const char* fn = "attentionBackwardBf16";
+  const AttnBwdParams p = bwd_args(info, fn);
+  const Bf16Leaf& leaf = bf16_leaf(info, fn);
+  const AttnBf16KV kv = convert_kv(leaf, p.k, p.v, p.B, p.T, p.T, p.Hkv, p.D, true, true, true, false);
+  run_bwd(
+      p, [&](int64_t T) { return attention_bf16_bwd_ws_floats(p.D, T); },
+      [&](int64_t b, int64_t kvh, float* w) { leaf.group(p, kv, b, kvh, w); },
+      [&](int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* w) { leaf.dkdv(p, kv, b, kvh, j0, nk, w); },
+      [&](int64_t b, int64_t h, int64_t q0, int64_t nq, float* w) { leaf.dq(p, kv, b, h, q0, nq, w); });
+  return info.Env().Undefined();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,6 +706,8 @@ Napi::Value AttentionExp(const Napi::CallbackInfo& info) {
 void register_attention(Napi::Env env, Napi::Object exports) {
   export_fn<AttentionForward>(env, exports, "attentionForward");
   export_fn<AttentionBackward>(env, exports, "attentionBackward");
+  export_fn<AttentionForwardBf16>(env, exports, "attentionForwardBf16");
+  export_fn<AttentionBackwardBf16>(env, exports, "attentionBackwardBf16");
   export_fn<AttentionLayoutForward>(env, exports, "attentionLayoutForward");
   export_fn<AttentionLayoutBackward>(env, exports, "attentionLayoutBackward");
   export_fn<AttentionExp>(env, exports, "_attentionExp");

@@ -134,4 +134,43 @@ void attention_layout_bwd_dq_avx512(const AttnLayoutParams& p, int64_t tile, int
 void attention_layout_bwd_dq_avx2(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
 void attention_layout_bwd_dq_portable(const AttnLayoutParams& p, int64_t tile, int64_t h, float* ws);
 
+// ---------------------------------------------------------------------------------------------
+// bf16 causal attention (training.precision bf16; attention.cpp: attentionForwardBf16 /
+// attentionBackwardBf16). Same tiles, online softmax and task split as the fp32 kernels; the five
+// products (S = QK^T, PV, dP = dO V^T, dV, dK, dQ) take bf16 operands with fp32 accumulation
+// (VDPBF16PS), the softmax, lse, Delta and every accumulator stay fp32. A "word" is two bf16 (the
+// lower half first). Leaf builds: attention_bf16_avx512.cpp (AVX512-BF16) and
+// attention_bf16_portable.cpp (plain C++, the same arithmetic: tests, any CPU), both from
+// attention_bf16_impl.inc.
+//
+// K and V are converted once per call for every (batch b, kv head g), block bg = b*Hkv + g:
+struct AttnBf16KV {
+  const uint32_t* kr;  // [B*Hkv][Tk][De/2]: key row j as words over d (De = D rounded up to even)
+  const uint32_t* vr;  // the same for V (backward)
+  const uint32_t* kk;  // [B*Hkv][Tp/2][D]: word (k_{2t}[d], k_{2t+1}[d]) (Tp = Tk rounded up to even; backward)
+  const uint32_t* vk;  // the same for V (forward)
+  int64_t De, Tp;
+};
+
+// Workspace sizes in floats (per worker).
+int64_t attention_bf16_fwd_ws_floats(int64_t D);
+int64_t attention_bf16_bwd_ws_floats(int64_t D, int64_t T);
+
+// convert: one (batch, kv head) block of K or V: rows j < T at src + j*ld (D floats each) into
+// `rows` ([T][De/2], may be null) and `pairs` ([Tp/2][D], may be null); rows j >= tvis count as zero.
+// The tile functions mirror the fp32 ones above (same arguments plus the converted K/V).
+#define MT_ATTN_BF16_DECLARE(SUF)                                                                                    \
+  void attention_bf16_convert_##SUF(const float* src, int64_t ld, int64_t T, int64_t tvis, int64_t D, uint32_t* rows,  \
+                                    uint32_t* pairs);                                                                  \
+  void attention_bf16_fwd_tile_##SUF(const AttnFwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t h, int64_t q0,   \
+                                     int64_t nq, float* ws);                                                           \
+  void attention_bf16_bwd_group_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t kvh, float* ws); \
+  void attention_bf16_bwd_dkdv_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t kvh, int64_t j0, \
+                                     int64_t nk, float* ws);                                                           \
+  void attention_bf16_bwd_dq_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t h, int64_t q0,     \
+                                   int64_t nq, float* ws);
+
+MT_ATTN_BF16_DECLARE(avx512bf16)
+MT_ATTN_BF16_DECLARE(portable)
+
 }  // namespace mt

@@ -561,6 +561,17 @@ Napi::Value MeasureBf16Peak(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+int bf16_attention_leaf(std::string* why) {
+  const Bf16Isa i = effective(why);
+  if (i == Bf16Isa::none) return 0;
+  if (i == Bf16Isa::portable) return 1;
+  if (!g_cpu.avx512bf16) {
+    *why = "this CPU has AMX-BF16 but not AVX512-BF16, which the bf16 attention kernels use";
+    return 0;
+  }
+  return 2;
+}
+
 void register_gemm_bf16(Napi::Env env, Napi::Object exports) {
   (void)configured();
   export_fn<Bf16Info>(env, exports, "bf16Info");

@@ -22,6 +22,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 namespace mt {
 
@@ -71,5 +72,10 @@ void bf16_to_f32_avx512(const uint16_t* src, float* dst, int64_t n);
 // BF16 dot-product peak (VDPBF16PS, zmm): like peak_fma_*; counts 4 FLOPs per fp32 lane per
 // instruction (two multiplies and two adds).
 double peak_dpbf16_avx512(int64_t iters, float seed, double* flops_out);
+
+// Which bf16 attention leaf runs now (attention.cpp), following the bf16 GEMM's implementation:
+// 2 = AVX512-BF16 (also when the GEMM uses AMX: every AMX-BF16 CPU has AVX512-BF16),
+// 1 = portable, 0 = none (*why says why).
+int bf16_attention_leaf(std::string* why);
 
 }  // namespace mt

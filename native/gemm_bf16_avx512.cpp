@@ -26,76 +26,7 @@ constexpr int MR = kBf16MrAvx512;
 constexpr int NR = kBf16Nr;
 static_assert(MR <= 16, "A micro-panels are built from one 16x16 word transpose");
 
-// 32-bit lanes whose upper 16 bits are bf16(x) (round to nearest even, NaN -> 0x7FC0); the lower
-// 16 bits are garbage.
-static inline __m512i rne_hi(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
-  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-  return _mm512_mask_mov_epi32(r, nan, _mm512_set1_epi32(0x7FC00000));
-}
-
-static inline __mmask16 mask16(int64_t n) {
-  return n >= 16 ? static_cast<__mmask16>(0xFFFF) : n <= 0 ? static_cast<__mmask16>(0) : static_cast<__mmask16>((1u << n) - 1u);
-}
-static inline __mmask32 mask32(int64_t n) {
-  return n >= 32 ? static_cast<__mmask32>(0xFFFFFFFFu) : n <= 0 ? static_cast<__mmask32>(0) : static_cast<__mmask32>((1u << n) - 1u);
-}
-
-// k-strided source: 16 words (one per column), word c = bf16(row0[c]) | bf16(row1[c]) << 16 for the
-// first `cols` columns (others zero). row1 == nullptr: the upper halves are zero (odd k tail).
-static inline __m512i words_interleave(const void* row0, const void* row1, bool f32, int64_t cols) {
-  const __mmask16 m = mask16(cols);
-  if (f32) {
-    const __m512i lo = _mm512_srli_epi32(rne_hi(_mm512_maskz_loadu_ps(m, row0)), 16);
-    if (!row1) return _mm512_maskz_mov_epi32(m, lo);
-    const __m512i hi = _mm512_and_si512(rne_hi(_mm512_maskz_loadu_ps(m, row1)), _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)));
-    return _mm512_maskz_mov_epi32(m, _mm512_or_si512(lo, hi));
-  }
-  const __m512i lo = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row0));
-  if (!row1) return lo;
-  const __m512i hi = _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, row1));
-  return _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16));
-}
-
-// k-contiguous source: the first `avail` (<= 32) values of a row as 16 words (k pairs), zero beyond.
-static inline __m512i words_row(const void* row, bool f32, int64_t avail) {
-  if (f32) {
-    const float* p = static_cast<const float*>(row);
-    const __m512i r0 = rne_hi(_mm512_maskz_loadu_ps(mask16(avail), p));
-    const __m512i r1 = rne_hi(_mm512_maskz_loadu_ps(mask16(avail - 16), p + 16));
-    // 16-bit element 2j+1 is the upper half of 32-bit lane j: pick them in order from (r0, r1).
-    const __m512i odd = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27,
-                                         25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-    return _mm512_permutex2var_epi16(r0, odd, r1);
-  }
-  return _mm512_maskz_loadu_epi16(mask32(avail), row);
-}
-
-// In-register transpose of a 16x16 matrix of 32-bit words (r[i] = row i).
-static inline void transpose16(__m512i r[16]) {
-  __m512i t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-  }
-  // per 128-bit lane L: u[4q + j] = column 4L + j of rows 4q..4q+3
-  for (int q = 0; q < 4; ++q) {
-    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q + 0], t[4 * q + 2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q + 0], t[4 * q + 2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-  }
-  for (int j = 0; j < 4; ++j) {
-    const __m512i xlo = _mm512_shuffle_i32x4(u[j], u[4 + j], 0x44), xhi = _mm512_shuffle_i32x4(u[j], u[4 + j], 0xEE);
-    const __m512i ylo = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0x44), yhi = _mm512_shuffle_i32x4(u[8 + j], u[12 + j], 0xEE);
-    r[j] = _mm512_shuffle_i32x4(xlo, ylo, 0x88);
-    r[4 + j] = _mm512_shuffle_i32x4(xlo, ylo, 0xDD);
-    r[8 + j] = _mm512_shuffle_i32x4(xhi, yhi, 0x88);
-    r[12 + j] = _mm512_shuffle_i32x4(xhi, yhi, 0xDD);
-  }
-}
+#include "bf16_avx512.inc"
 
 // k-contiguous pack of up to 16 rows (row l at src + l*ld elements, l < nrows; k offset already
 // applied) over kc values into dst[kk*dst_stride + l] (words), kk < kcp/2, for l < width (masked

@@ -119,3 +119,30 @@ export function gemmBf16Packed(
   const t = `bf16 ${transA ? 't' : 'n'}p`;
   timedGemm('gemm_bf16', t, M, N, K, () => native().gemmBf16Packed(transA, M, N, K, alpha, A, B.data, beta, C));
 }
+
+/**
+ * Causal grouped-query attention with bf16 products (training.precision bf16): arguments and
+ * shapes exactly as Kernels.attentionForward. The products QKᵀ and PV take bf16 operands
+ * (scale·q, k, v and the probabilities rounded to nearest even) with fp32 accumulation; the
+ * online softmax, lse and the output normalization stay fp32 (native/attention.h; reference twin:
+ * src/tensor/reference/attention-bf16.ts). Throws (code ENOBF16) where bf16 GEMMs cannot run.
+ */
+export function attentionForwardBf16(
+  q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array,
+  B: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, qOffset: number,
+): void {
+  timed('attention', () => native().attentionForwardBf16(q, k, v, out, lse, B, Tq, Tk, nHeads, nKvHeads, headDim, scale, qOffset));
+}
+
+/**
+ * Backward of attentionForwardBf16 (as Kernels.attentionBackward): the five products (dP = dO·Vᵀ,
+ * S = QKᵀ recomputed, dV = Pᵀ·dO, dK = dSᵀ·Q, dQ = dS·K) on bf16 operands (P and dS rounded), with
+ * fp32 accumulation; P, Delta and dS = P (dP − Delta) are computed in fp32.
+ */
+export function attentionBackwardBf16(
+  q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, dOut: Float32Array,
+  dq: Float32Array, dk: Float32Array, dv: Float32Array,
+  B: number, T: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+): void {
+  timed('attention', () => native().attentionBackwardBf16(q, k, v, out, lse, dOut, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale));
+}

