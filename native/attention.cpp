@@ -238,18 +238,26 @@ AttnBwdParams bwd_args(const Napi::CallbackInfo& info, const char* fn) {
 
 // Backward task split: fused (one task per (batch, kv head), least work) when that keeps every
 // thread busy; otherwise dk/dv tasks per key tile and dq tasks per query tile.
-// group(b, kvh, ws), dkdv(b, kvh, j0, nk, ws), dq(b, h, q0, nq, ws); ws_floats(T) per worker.
+// group(b, kvh, ws), dkdv(b, kvh, j0, nk, ws), dq(b, h, q0, nq, ws); ws_floats(fused) per worker.
+int bwd_workers(const AttnBwdParams& p) {
+  const double work = 2.5 * static_cast<double>(p.B * p.H) * static_cast<double>(p.T) * static_cast<double>(p.T) *
+                      static_cast<double>(p.D);
+  return work < kInlineFma ? 1 : num_threads();
+}
+bool bwd_fused(const AttnBwdParams& p) {
+  const int64_t ngroups = p.B * p.Hkv;
+  const int workers = bwd_workers(p);
+  return workers == 1 || ngroups % workers == 0 || ngroups >= 4 * static_cast<int64_t>(workers);
+}
+
 template <class WsFloats, class Group, class Dkdv, class Dq>
 void run_bwd(const AttnBwdParams& p, const WsFloats& ws_floats, const Group& group, const Dkdv& dkdv, const Dq& dq) {
   const int64_t ngroups = p.B * p.Hkv;
-  const double work = 2.5 * static_cast<double>(p.B * p.H) * static_cast<double>(p.T) * static_cast<double>(p.T) *
-                      static_cast<double>(p.D);
-  const int threads = num_threads();
-  const int workers = work < kInlineFma ? 1 : threads;
-  const bool fused = workers == 1 || ngroups % workers == 0 || ngroups >= 4 * static_cast<int64_t>(workers);
+  const int workers = bwd_workers(p);
+  const bool fused = bwd_fused(p);
   const int64_t nt = (p.T + ATTN_BQ - 1) / ATTN_BQ;  // tiles (ATTN_BQ == ATTN_BK)
   int64_t stride = 0;
-  float* ws = workspace(workers, fused ? ws_floats(p.T) : ws_floats(int64_t(ATTN_BK)), &stride);
+  float* ws = workspace(workers, ws_floats(fused), &stride);
   if (fused) {
     auto run = [&](int64_t begin, int64_t end, int worker) {
       float* w = ws + static_cast<int64_t>(worker) * stride;
@@ -285,7 +293,7 @@ Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
   const BwdTileFn dkdv = bwd_dkdv_fn();
   const BwdTileFn dq = bwd_dq_fn();
   run_bwd(
-      p, [&](int64_t T) { return attention_bwd_ws_floats(p.D, T); },
+      p, [&](bool fused) { return attention_bwd_ws_floats(p.D, fused ? p.T : int64_t(ATTN_BK)); },
       [&](int64_t b, int64_t kvh, float* w) { group(p, b, kvh, w); },
       [&](int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* w) { dkdv(p, b, kvh, j0, nk, w); },
       [&](int64_t b, int64_t h, int64_t q0, int64_t nq, float* w) { dq(p, b, h, q0, nq, w); });
@@ -319,46 +327,65 @@ const Bf16Leaf& bf16_leaf(const Napi::CallbackInfo& info, const char* fn) {
   return leaf == 2 ? kBf16Avx512 : kBf16Portable;
 }
 
-// The converted K/V of the current call (the JS thread runs one call at a time).
-uint32_t* kv_buffer(std::vector<uint32_t>& v, int64_t words) {
-  if (static_cast<int64_t>(v.size()) < words) {
+// Words of one (batch, kv head) block's converted K/V (attention.h: AttnBf16KV).
+int64_t rows_words(int64_t T, int64_t D) { return T * ((D + 1) / 2); }
+int64_t pairs_words(int64_t T, int64_t D) { return (T + 1) / 2 * D; }
+
+// K/V of one block converted into `dst` (kr, kk, vr, vk in that order, each only if wanted).
+AttnBf16KV convert_block(const Bf16Leaf& leaf, const float* kb, const float* vb, int64_t ld, int64_t T, int64_t tvis, int64_t D,
+                         bool k_rows, bool k_pairs, bool v_rows, bool v_pairs, uint32_t* dst) {
+  uint32_t* kr = k_rows ? dst : nullptr;
+  if (k_rows) dst += rows_words(T, D);
+  uint32_t* kk = k_pairs ? dst : nullptr;
+  if (k_pairs) dst += pairs_words(T, D);
+  uint32_t* vr = v_rows ? dst : nullptr;
+  if (v_rows) dst += rows_words(T, D);
+  uint32_t* vk = v_pairs ? dst : nullptr;
+  leaf.convert(kb, ld, T, tvis, D, kr, kk);
+  leaf.convert(vb, ld, T, tvis, D, vr, vk);
+  return {kr, vr, kk, vk};
+}
+
+int64_t block_words(int64_t T, int64_t D, bool k_rows, bool k_pairs, bool v_rows, bool v_pairs) {
+  return (k_rows + v_rows) * rows_words(T, D) + (k_pairs + v_pairs) * pairs_words(T, D);
+}
+
+// Every (batch, kv head) block of K and V converted (threaded) into one buffer reused across calls;
+// block bg starts at bg * block_words.
+const uint32_t* convert_all(const Bf16Leaf& leaf, const float* k, const float* v, int64_t B, int64_t T, int64_t tvis, int64_t Hkv,
+                            int64_t D, bool k_rows, bool k_pairs, bool v_rows, bool v_pairs) {
+  static std::vector<uint32_t> buf;  // the JS thread runs one call at a time
+  const int64_t per = block_words(T, D, k_rows, k_pairs, v_rows, v_pairs);
+  const int64_t words = per * B * Hkv;
+  if (static_cast<int64_t>(buf.size()) < words) {
     try {
-      v.assign(static_cast<size_t>(words), 0u);
+      buf.assign(static_cast<size_t>(words), 0u);
     } catch (const std::bad_alloc&) {
-      v = std::vector<uint32_t>();
+      buf = std::vector<uint32_t>();
       throw OutOfMemory("the bf16 attention K/V copies", static_cast<size_t>(words) * 4);
     }
   }
-  return v.data();
-}
-
-// Converts K (rows and/or key pairs) and V (rows and/or key pairs) of every (batch, kv head) block.
-AttnBf16KV convert_kv(const Bf16Leaf& leaf, const float* k, const float* v, int64_t B, int64_t T, int64_t tvis, int64_t Hkv,
-                      int64_t D, bool k_rows, bool k_pairs, bool v_rows, bool v_pairs) {
-  static std::vector<uint32_t> kr, kk, vr, vk;
-  AttnBf16KV kv;
-  kv.De = (D + 1) / 2 * 2;
-  kv.Tp = (T + 1) / 2 * 2;
-  const int64_t blocks = B * Hkv;
-  const int64_t rows = T * (kv.De / 2), prs = (kv.Tp / 2) * D;
-  uint32_t* pkr = k_rows ? kv_buffer(kr, blocks * rows) : nullptr;
-  uint32_t* pkk = k_pairs ? kv_buffer(kk, blocks * prs) : nullptr;
-  uint32_t* pvr = v_rows ? kv_buffer(vr, blocks * rows) : nullptr;
-  uint32_t* pvk = v_pairs ? kv_buffer(vk, blocks * prs) : nullptr;
-  kv.kr = pkr;
-  kv.kk = pkk;
-  kv.vr = pvr;
-  kv.vk = pvk;
+  uint32_t* base = buf.data();
   const int64_t ld = Hkv * D;
   auto run = [&](int64_t begin, int64_t end, int) {
     for (int64_t bg = begin; bg < end; ++bg) {
       const int64_t off = (bg / Hkv) * T * ld + (bg % Hkv) * D;
-      leaf.convert(k + off, ld, T, tvis, D, pkr ? pkr + bg * rows : nullptr, pkk ? pkk + bg * prs : nullptr);
-      leaf.convert(v + off, ld, T, tvis, D, pvr ? pvr + bg * rows : nullptr, pvk ? pvk + bg * prs : nullptr);
+      convert_block(leaf, k + off, v + off, ld, T, tvis, D, k_rows, k_pairs, v_rows, v_pairs, base + bg * per);
     }
   };
-  if (static_cast<double>(B * T * ld) < kInlineFma) run(0, blocks, 0);
-  else parallel_for(blocks, 1, run, num_threads());
+  if (static_cast<double>(B * T * ld) < kInlineFma) run(0, B * Hkv, 0);
+  else parallel_for(B * Hkv, 1, run, num_threads());
+  return base;
+}
+
+// The block views of convert_all's buffer (the same order as convert_block).
+AttnBf16KV block_at(const uint32_t* base, int64_t bg, int64_t T, int64_t D, bool k_rows, bool k_pairs, bool v_rows, bool v_pairs) {
+  const uint32_t* p = base + bg * block_words(T, D, k_rows, k_pairs, v_rows, v_pairs);
+  AttnBf16KV kv = {nullptr, nullptr, nullptr, nullptr};
+  if (k_rows) { kv.kr = p; p += rows_words(T, D); }
+  if (k_pairs) { kv.kk = p; p += pairs_words(T, D); }
+  if (v_rows) { kv.vr = p; p += rows_words(T, D); }
+  if (v_pairs) kv.vk = p;
   return kv;
 }
 
@@ -366,9 +393,12 @@ Napi::Value AttentionForwardBf16(const Napi::CallbackInfo& info) {
   const char* fn = "attentionForwardBf16";
   const AttnFwdParams p = fwd_args(info, fn);
   const Bf16Leaf& leaf = bf16_leaf(info, fn);
-  const AttnBf16KV kv = convert_kv(leaf, p.k, p.v, p.B, p.Tk, p.q_offset + p.Tq, p.Hkv, p.D, true, false, false, true);
-  run_fwd(p, attention_bf16_fwd_ws_floats(p.D),
-          [&](int64_t b, int64_t h, int64_t q0, int64_t n, float* w) { leaf.fwd(p, kv, b, h, q0, n, w); });
+  // Forward tasks are (batch, head, query tile): K rows and V key pairs converted once up front.
+  const uint32_t* base = convert_all(leaf, p.k, p.v, p.B, p.Tk, p.q_offset + p.Tq, p.Hkv, p.D, true, false, false, true);
+  run_fwd(p, attention_bf16_fwd_ws_floats(p.D), [&](int64_t b, int64_t h, int64_t q0, int64_t n, float* w) {
+    const AttnBf16KV kv = block_at(base, b * p.Hkv + h / (p.H / p.Hkv), p.Tk, p.D, true, false, false, true);
+    leaf.fwd(p, kv, b, h, q0, n, w);
+  });
   return info.Env().Undefined();
 }
 
@@ -376,12 +406,25 @@ Napi::Value AttentionBackwardBf16(const Napi::CallbackInfo& info) {
   const char* fn = "attentionBackwardBf16";
   const AttnBwdParams p = bwd_args(info, fn);
   const Bf16Leaf& leaf = bf16_leaf(info, fn);
-  const AttnBf16KV kv = convert_kv(leaf, p.k, p.v, p.B, p.T, p.T, p.Hkv, p.D, true, true, true, false);
+  const int64_t ld = p.Hkv * p.D;
+  // Fused tasks own a (batch, kv head) block: each converts its block into its workspace (it stays
+  // in cache for the products). Split tasks share blocks: converted once up front.
+  const int64_t per = block_words(p.T, p.D, true, true, true, false);
+  const uint32_t* base = bwd_fused(p) ? nullptr : convert_all(leaf, p.k, p.v, p.B, p.T, p.T, p.Hkv, p.D, true, true, true, false);
   run_bwd(
-      p, [&](int64_t T) { return attention_bf16_bwd_ws_floats(p.D, T); },
-      [&](int64_t b, int64_t kvh, float* w) { leaf.group(p, kv, b, kvh, w); },
-      [&](int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* w) { leaf.dkdv(p, kv, b, kvh, j0, nk, w); },
-      [&](int64_t b, int64_t h, int64_t q0, int64_t nq, float* w) { leaf.dq(p, kv, b, h, q0, nq, w); });
+      p, [&](bool fused) { return fused ? attention_bf16_bwd_ws_floats(p.D, p.T) + per : attention_bf16_bwd_ws_floats(p.D, ATTN_BK); },
+      [&](int64_t b, int64_t kvh, float* w) {
+        const int64_t off = b * p.T * ld + kvh * p.D;
+        uint32_t* scratch = reinterpret_cast<uint32_t*>(w + attention_bf16_bwd_ws_floats(p.D, p.T));
+        const AttnBf16KV kv = convert_block(leaf, p.k + off, p.v + off, ld, p.T, p.T, p.D, true, true, true, false, scratch);
+        leaf.group(p, kv, b, kvh, w);
+      },
+      [&](int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* w) {
+        leaf.dkdv(p, block_at(base, b * p.Hkv + kvh, p.T, p.D, true, true, true, false), b, kvh, j0, nk, w);
+      },
+      [&](int64_t b, int64_t h, int64_t q0, int64_t nq, float* w) {
+        leaf.dq(p, block_at(base, b * p.Hkv + h / (p.H / p.Hkv), p.T, p.D, true, true, true, false), b, h, q0, nq, w);
+      });
   return info.Env().Undefined();
 }
 

@@ -143,13 +143,12 @@ void attention_layout_bwd_dq_portable(const AttnLayoutParams& p, int64_t tile, i
 // attention_bf16_portable.cpp (plain C++, the same arithmetic: tests, any CPU), both from
 // attention_bf16_impl.inc.
 //
-// K and V are converted once per call for every (batch b, kv head g), block bg = b*Hkv + g:
+// K and V converted to bf16 words, for one (batch, kv head) block of T key rows (T = Tk forward):
 struct AttnBf16KV {
-  const uint32_t* kr;  // [B*Hkv][Tk][De/2]: key row j as words over d (De = D rounded up to even)
+  const uint32_t* kr;  // [T][De/2]: key row j as words over d (De = D rounded up to even)
   const uint32_t* vr;  // the same for V (backward)
-  const uint32_t* kk;  // [B*Hkv][Tp/2][D]: word (k_{2t}[d], k_{2t+1}[d]) (Tp = Tk rounded up to even; backward)
+  const uint32_t* kk;  // [Tp/2][D]: word (k_{2t}[d], k_{2t+1}[d]) (Tp = T rounded up to even; backward)
   const uint32_t* vk;  // the same for V (forward)
-  int64_t De, Tp;
 };
 
 // Workspace sizes in floats (per worker).
@@ -158,7 +157,8 @@ int64_t attention_bf16_bwd_ws_floats(int64_t D, int64_t T);
 
 // convert: one (batch, kv head) block of K or V: rows j < T at src + j*ld (D floats each) into
 // `rows` ([T][De/2], may be null) and `pairs` ([Tp/2][D], may be null); rows j >= tvis count as zero.
-// The tile functions mirror the fp32 ones above (same arguments plus the converted K/V).
+// The tile functions mirror the fp32 ones above (same arguments plus the converted K/V block of
+// their (batch, kv head)).
 #define MT_ATTN_BF16_DECLARE(SUF)                                                                                    \
   void attention_bf16_convert_##SUF(const float* src, int64_t ld, int64_t T, int64_t tvis, int64_t D, uint32_t* rows,  \
                                     uint32_t* pairs);                                                                  \

@@ -16,6 +16,7 @@ namespace mt {
 namespace {
 
 #include "attention_vec_avx512.inc"
+#include "attention_common.inc"
 #include "bf16_avx512.inc"
 
 typedef __m512i VW;
@@ -44,6 +45,23 @@ inline __m512i words32(const float* p, int64_t avail, const __m512 mul) {
   return (__m512i)_mm512_cvtne2ps_pbh(hi, lo);
 }
 
+// dst[i*ldd + d] = mul * src[d*BQ + i] for i < nrows, d < D: 16x16 blocks through registers (the
+// scalar transpose_out of attention_common.inc costs as much as a key tile's softmax).
+void store_t(const float* src, int64_t nrows, int64_t D, float mul, float* dst, ptrdiff_t ldd) {
+  const __m512 m = _mm512_set1_ps(mul);
+  for (int64_t i0 = 0; i0 < nrows; i0 += 16) {
+    const int64_t ni = nrows - i0 < 16 ? nrows - i0 : 16;
+    for (int64_t d0 = 0; d0 < D; d0 += 16) {
+      const int64_t nd = D - d0 < 16 ? D - d0 : 16;
+      __m512i r[16];
+      for (int x = 0; x < 16; ++x)
+        r[x] = x < nd ? _mm512_castps_si512(_mm512_mul_ps(_mm512_loadu_ps(src + (d0 + x) * BQ + i0), m)) : _mm512_setzero_si512();
+      transpose16(r);
+      for (int64_t ii = 0; ii < ni; ++ii) _mm512_mask_storeu_epi32(dst + (i0 + ii) * ldd + d0, mask16(nd), r[ii]);
+    }
+  }
+}
+
 void words_t(const float* src, ptrdiff_t lds, int64_t nrows, int64_t nl, int64_t D, float mul, uint32_t* dst) {
   const __m512 m = _mm512_set1_ps(mul);
   const int64_t Dw = (D + 1) / 2;
@@ -54,7 +72,7 @@ void words_t(const float* src, ptrdiff_t lds, int64_t nrows, int64_t nl, int64_t
         r[l] = i0 + l < nrows ? words32(src + (i0 + l) * lds + c0, D - c0, m) : _mm512_setzero_si512();
       transpose16(r);
       const int64_t nt = Dw - c0 / 2 < 16 ? Dw - c0 / 2 : 16;
-      for (int64_t t = 0; t < nt; ++t) _mm512_storeu_si512(dst + (c0 / 2 + t) * ATTN_BQ + i0, r[t]);
+      for (int64_t t = 0; t < nt; ++t) _mm512_storeu_si512(dst + (c0 / 2 + t) * BQ + i0, r[t]);
     }
   }
 }

@@ -16,6 +16,8 @@ namespace mt {
 
 namespace {
 
+#include "attention_common.inc"
+
 struct V {
   float x[16];
 };
@@ -55,13 +57,17 @@ inline void wstore(uint32_t* p, VW w) { for (int i = 0; i < W; ++i) p[i] = w.x[i
 inline VW pack2(V lo, V hi) { VW r; for (int i = 0; i < W; ++i) r.x[i] = word(lo.x[i], hi.x[i]); return r; }
 inline void store_half(uint32_t* p, V x) { for (int i = 0; i < W / 2; ++i) p[i] = word(x.x[2 * i], x.x[2 * i + 1]); }
 
+void store_t(const float* src, int64_t nrows, int64_t D, float mul, float* dst, ptrdiff_t ldd) {
+  transpose_out(src, nrows, D, mul, dst, ldd);
+}
+
 void words_t(const float* src, ptrdiff_t lds, int64_t nrows, int64_t nl, int64_t D, float mul, uint32_t* dst) {
   const int64_t Dw = (D + 1) / 2;
   for (int64_t dp = 0; dp < Dw; ++dp)
     for (int64_t i = 0; i < nl; ++i) {
       const float* r = src + i * lds;
       const bool in = i < nrows;
-      dst[dp * ATTN_BQ + i] = word(in ? mul * r[2 * dp] : 0.0f, in && 2 * dp + 1 < D ? mul * r[2 * dp + 1] : 0.0f);
+      dst[dp * BQ + i] = word(in ? mul * r[2 * dp] : 0.0f, in && 2 * dp + 1 < D ? mul * r[2 * dp + 1] : 0.0f);
     }
 }
 
