@@ -125,7 +125,7 @@ export const trainConfigSchema = z
         keep_last: positiveInt.default(2),
         /** Recompute each layer's activations in backward instead of keeping them (less memory, ~1/3 more compute). */
         gradient_checkpointing: z.boolean().default(false),
-        /** bf16: the linear layers' GEMMs on bf16 operands with fp32 accumulation (needs AVX512-BF16 or AMX-BF16). */
+        /** bf16: the linear layers' GEMMs and the causal attention's products on bf16 operands with fp32 accumulation (needs AVX512-BF16 or AMX-BF16). */
         precision: z.enum(['fp32', 'bf16']).default('fp32'),
       })
       .strict()
