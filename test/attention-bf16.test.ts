@@ -3,7 +3,7 @@
 // portable emulation: GQA, odd head dims and lengths, several key tiles, both backward task
 // splits; its distance from fp32 attention (bf16-sized, and larger than from the twin, so the
 // products really are bf16); its backward against finite differences of the fp32 reference; the
-// capability error; and a bf16 training step that uses it.
+// capability error; and op.attention choosing it under training.precision bf16.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Rng } from '../src/util/rng.js';
@@ -12,6 +12,10 @@ import { refAttentionForward, refAttentionBackward } from '../src/tensor/referen
 import { refAttentionBf16Forward, refAttentionBf16Backward } from '../src/tensor/reference/attention-bf16.js';
 import { attentionBackwardBf16, attentionForwardBf16, bf16Support, setBf16Impl, type Bf16Impl } from '../src/tensor/bf16.js';
 import { randArray, checkGradFD, dot } from './util.js';
+import { nativeKernels } from '../src/tensor/native.js';
+import { Tape, Tensor } from '../src/tensor/tensor.js';
+import { Bf16Weights } from '../src/tensor/bf16-weights.js';
+import * as op from '../src/tensor/ops.js';
 
 const support = bf16Support();
 const IMPLS: Bf16Impl[] = [...(support.avx512bf16 ? ['avx512bf16' as const] : []), 'portable'];
@@ -148,4 +152,27 @@ test('bf16 attention validates its arguments like the fp32 kernel', () => {
     assert.throws(() => attentionForwardBf16(x.q, x.k, x.v, new Float32Array(3), new Float32Array(8), 1, 4, 4, 2, 1, 4, 0.5, 0), TypeError);
     assert.throws(() => attentionForwardBf16(x.q, x.k, x.v, new Float32Array(32), new Float32Array(8), 1, 4, 4, 3, 2, 4, 0.5, 0), TypeError);
   });
+});
+
+test('op.attention under training.precision bf16 (ctx.bf16) runs the bf16 kernel forward and backward; without it, fp32', { skip: !support.avx512bf16 && 'no AVX512-BF16 here' }, () => {
+  const c: Case = { B: 2, T: 70, H: 4, Hkv: 2, D: 16 };
+  const x = inputs(c, 9);
+  const shape = { batch: c.B, seq: c.T, nHeads: c.H, nKvHeads: c.Hkv, headDim: c.D };
+  const f32 = run(c, x, refAttentionForward, refAttentionBackward);
+  const bf = run(c, x, attentionForwardBf16, attentionBackwardBf16);
+  for (const bf16 of [new Bf16Weights(), null]) {
+    const tape = new Tape();
+    const ctx = { k: nativeKernels(), tape, bf16 };
+    const q = new Tensor(x.q.slice(), [c.B * c.T, c.H * c.D], true);
+    const k = new Tensor(x.k.slice(), [c.B * c.T, c.Hkv * c.D], true);
+    const v = new Tensor(x.v.slice(), [c.B * c.T, c.Hkv * c.D], true);
+    const out = op.attention(ctx, q, k, v, shape);
+    out.grad = x.dOut.slice();
+    tape.backward();
+    const want = bf16 ? bf : f32;
+    const tol = bf16 ? 0 : 1e-4;
+    for (const [name, got, exp] of [['out', out.data, want.out], ['dq', q.grad!, want.dq], ['dk', k.grad!, want.dk], ['dv', v.grad!, want.dv]] as const) {
+      assert.ok(relDist(got, exp) <= tol, `${bf16 ? 'bf16' : 'fp32'} ${name}: ${relDist(got, exp)}`);
+    }
+  }
 });
