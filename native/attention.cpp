@@ -6,6 +6,9 @@
 //   attentionForward(q, k, v, out, lse, B, Tq, Tk, nHeads, nKvHeads, headDim, scale, qOffset)
 //   attentionBackward(q, k, v, out, lse, dOut, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale)
 //   _attentionExp(x, out)  (test hook: the vectorized exp of the current ISA, out[i] = exp(x[i]))
+//   attentionForwardBf16(<attentionForward's arguments>[, lo]), attentionBackwardBf16(<attentionBackward's>[, lo]):
+//     bf16 products (attention.h); lo: Int32Array [B*Tq], query i sees keys [lo[i], qOffset + i]
+//     (rows packed with several samples), absent / null = causal. ENOBF16 error without bf16.
 // Validation (TypeError otherwise): all sizes are integers >= 1, nHeads % nKvHeads == 0,
 // Tq <= Tk, qOffset >= 0 and qOffset + Tq <= Tk (qOffset = Tk - Tq is the usual KV-cache call;
 // a smaller qOffset just leaves the keys after qOffset + Tq - 1 unread, so k/v may be a
@@ -389,15 +392,31 @@ AttnBf16KV block_at(const uint32_t* base, int64_t bg, int64_t T, int64_t D, bool
   return kv;
 }
 
+// Optional per-query first visible key (packed rows): argument i, B*Tq entries, lo[b*Tq + i] in
+// [0, qOffset + i]; null / undefined / absent = causal rows.
+const int32_t* lo_arg(const Napi::CallbackInfo& info, size_t i, int64_t B, int64_t Tq, int64_t q_offset, const char* fn) {
+  if (info.Length() <= i || info[i].IsUndefined() || info[i].IsNull()) return nullptr;
+  const int32_t* lo = i32_arg(info, i, B * Tq, fn, "lo");
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t t = 0; t < Tq; ++t) {
+      const int32_t v = lo[b * Tq + t];
+      if (v < 0 || v > q_offset + t)
+        throw arg_error(info.Env(), fn, "lo[" + std::to_string(b * Tq + t) + "] = " + std::to_string(v) + " is outside [0, " +
+                                            std::to_string(q_offset + t) + "] (a query sees keys lo..itself)");
+    }
+  return lo;
+}
+
 Napi::Value AttentionForwardBf16(const Napi::CallbackInfo& info) {
   const char* fn = "attentionForwardBf16";
   const AttnFwdParams p = fwd_args(info, fn);
+  const int32_t* lo = lo_arg(info, 13, p.B, p.Tq, p.q_offset, fn);
   const Bf16Leaf& leaf = bf16_leaf(info, fn);
   // Forward tasks are (batch, head, query tile): K rows and V key pairs converted once up front.
   const uint32_t* base = convert_all(leaf, p.k, p.v, p.B, p.Tk, p.q_offset + p.Tq, p.Hkv, p.D, true, false, false, true);
   run_fwd(p, attention_bf16_fwd_ws_floats(p.D), [&](int64_t b, int64_t h, int64_t q0, int64_t n, float* w) {
     const AttnBf16KV kv = block_at(base, b * p.Hkv + h / (p.H / p.Hkv), p.Tk, p.D, true, false, false, true);
-    leaf.fwd(p, kv, b, h, q0, n, w);
+    leaf.fwd(p, kv, lo, b, h, q0, n, w);
   });
   return info.Env().Undefined();
 }
@@ -405,6 +424,7 @@ Napi::Value AttentionForwardBf16(const Napi::CallbackInfo& info) {
 Napi::Value AttentionBackwardBf16(const Napi::CallbackInfo& info) {
   const char* fn = "attentionBackwardBf16";
   const AttnBwdParams p = bwd_args(info, fn);
+  const int32_t* lo = lo_arg(info, 15, p.B, p.T, 0, fn);
   const Bf16Leaf& leaf = bf16_leaf(info, fn);
   const int64_t ld = p.Hkv * p.D;
   // Fused tasks own a (batch, kv head) block: each converts its block into its workspace (it stays
@@ -417,13 +437,13 @@ Napi::Value AttentionBackwardBf16(const Napi::CallbackInfo& info) {
         const int64_t off = b * p.T * ld + kvh * p.D;
         uint32_t* scratch = reinterpret_cast<uint32_t*>(w + attention_bf16_bwd_ws_floats(p.D, p.T));
         const AttnBf16KV kv = convert_block(leaf, p.k + off, p.v + off, ld, p.T, p.T, p.D, true, true, true, false, scratch);
-        leaf.group(p, kv, b, kvh, w);
+        leaf.group(p, kv, lo, b, kvh, w);
       },
       [&](int64_t b, int64_t kvh, int64_t j0, int64_t nk, float* w) {
-        leaf.dkdv(p, block_at(base, b * p.Hkv + kvh, p.T, p.D, true, true, true, false), b, kvh, j0, nk, w);
+        leaf.dkdv(p, block_at(base, b * p.Hkv + kvh, p.T, p.D, true, true, true, false), lo, b, kvh, j0, nk, w);
       },
       [&](int64_t b, int64_t h, int64_t q0, int64_t nq, float* w) {
-        leaf.dq(p, block_at(base, b * p.Hkv + h / (p.H / p.Hkv), p.T, p.D, true, true, true, false), b, h, q0, nq, w);
+        leaf.dq(p, block_at(base, b * p.Hkv + h / (p.H / p.Hkv), p.T, p.D, true, true, true, false), lo, b, h, q0, nq, w);
       });
   return info.Env().Undefined();
 }

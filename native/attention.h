@@ -158,17 +158,19 @@ int64_t attention_bf16_bwd_ws_floats(int64_t D, int64_t T);
 // convert: one (batch, kv head) block of K or V: rows j < T at src + j*ld (D floats each) into
 // `rows` ([T][De/2], may be null) and `pairs` ([Tp/2][D], may be null); rows j >= tvis count as zero.
 // The tile functions mirror the fp32 ones above (same arguments plus the converted K/V block of
-// their (batch, kv head)).
-#define MT_ATTN_BF16_DECLARE(SUF)                                                                                    \
-  void attention_bf16_convert_##SUF(const float* src, int64_t ld, int64_t T, int64_t tvis, int64_t D, uint32_t* rows,  \
-                                    uint32_t* pairs);                                                                  \
-  void attention_bf16_fwd_tile_##SUF(const AttnFwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t h, int64_t q0,   \
-                                     int64_t nq, float* ws);                                                           \
-  void attention_bf16_bwd_group_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t kvh, float* ws); \
-  void attention_bf16_bwd_dkdv_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t kvh, int64_t j0, \
-                                     int64_t nk, float* ws);                                                           \
-  void attention_bf16_bwd_dq_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, int64_t b, int64_t h, int64_t q0,     \
-                                   int64_t nq, float* ws);
+// their (batch, kv head)). lo: null (causal rows) or, per query ([B][Tq]), the first key it sees
+// (packed rows of several samples: query i sees keys [lo[i], qOffset + i]).
+#define MT_ATTN_BF16_DECLARE(SUF)                                                                                      \
+  void attention_bf16_convert_##SUF(const float* src, int64_t ld, int64_t T, int64_t tvis, int64_t D, uint32_t* rows,    \
+                                    uint32_t* pairs);                                                                    \
+  void attention_bf16_fwd_tile_##SUF(const AttnFwdParams& p, const AttnBf16KV& kv, const int32_t* lo, int64_t b, int64_t h, \
+                                     int64_t q0, int64_t nq, float* ws);                                                 \
+  void attention_bf16_bwd_group_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, const int32_t* lo, int64_t b,         \
+                                      int64_t kvh, float* ws);                                                           \
+  void attention_bf16_bwd_dkdv_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, const int32_t* lo, int64_t b,          \
+                                     int64_t kvh, int64_t j0, int64_t nk, float* ws);                                    \
+  void attention_bf16_bwd_dq_##SUF(const AttnBwdParams& p, const AttnBf16KV& kv, const int32_t* lo, int64_t b, int64_t h,  \
+                                   int64_t q0, int64_t nq, float* ws);
 
 MT_ATTN_BF16_DECLARE(avx512bf16)
 MT_ATTN_BF16_DECLARE(portable)

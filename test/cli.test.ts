@@ -74,6 +74,22 @@ test('cli: bench train precision=bf16 times fp32 steps in the same run (ratio_vs
   assertOneLineError(run('bench', 'train', 'vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'compare=1'), ['compare', 'precision=bf16']);
 });
 
+test('cli: bench train recipe=sft precision=bf16 times the packed and causal rows in bf16 (losses close to fp32)', { skip: !hasBf16() && 'no bf16 instructions' }, () => {
+  const small = ['recipe=sft', 'vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=64', 'batch=2', 'steps=2', 'input_len=8', 'output_len=16'];
+  const bf = run('bench', 'train', ...small, 'precision=bf16');
+  assert.equal(bf.code, 0, bf.stderr);
+  const f32 = run('bench', 'train', ...small);
+  const d = JSON.parse(bf.stdout) as { precision: string; step_s: Record<string, number>; loss: Record<string, number> };
+  const e = JSON.parse(f32.stdout) as typeof d;
+  assert.equal(d.precision, 'bf16');
+  assert.equal(e.precision, 'fp32');
+  for (const name of ['packed', 'causal']) {
+    assert.ok(d.step_s[name]! > 0, JSON.stringify(d));
+    assert.ok(Math.abs(d.loss[name]! - e.loss[name]!) < 0.05 * e.loss[name]!, `${name}: bf16 ${d.loss[name]} vs fp32 ${e.loss[name]}`);
+  }
+  assertOneLineError(run('bench', 'train', ...small, 'precision=fp16'), ['precision']);
+});
+
 test('cli: bench train lora=R compare=1 times full fine-tuning steps of the same model in the same run (ratio_vs_full)', () => {
   const small = ['vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'lora=4'];
   const r = run('bench', 'train', ...small, 'steps=3', 'compare=1');

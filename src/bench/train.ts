@@ -356,9 +356,13 @@ function asCausalRow(row: Row): Row {
 function benchTrainRecipe(params: Record<string, string>): Record<string, unknown> {
   const recipe = params.recipe as (typeof BENCH_RECIPES)[number];
   if (!(BENCH_RECIPES as readonly string[]).includes(recipe)) throw new MixtuneError(`bench train: recipe must be ${BENCH_RECIPES.join(', ')}, got '${params.recipe}'`);
-  const c = intParams('train', params, RECIPE_BENCH_DEFAULTS, ['recipe']);
+  const c = intParams('train', params, RECIPE_BENCH_DEFAULTS, ['recipe', 'precision']);
   if (c.steps < 2) throw new MixtuneError('bench train: recipe mode needs steps >= 2 (the first step is a warm-up)');
+  const precision = params.precision ?? 'fp32';
+  if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
+  if (precision === 'bf16') requireBf16('bench train precision=bf16');
   const model = randomModel(c);
+  if (precision === 'bf16') model.bf16 = new Bf16Weights();
   const opt = new AdamW(model.params, model.kernels, { weightDecay: 0.01 });
   const rng = new Rng(c.seed);
   const rows = Array.from({ length: c.batch }, () => recipeRow(recipe, c.seq, c, rng));
@@ -378,6 +382,7 @@ function benchTrainRecipe(params: Record<string, string>): Record<string, unknow
       const r = model.forward(mb.inputs, mb.targets, mb.batch, { positions: mb.positions, ...(mb.layout ? { layout: mb.layout } : {}) });
       model.backward();
       opt.step(1e-5);
+      model.bf16?.invalidate();
       times.get(name)!.push((performance.now() - t0) / 1000);
       losses.set(name, r.loss);
     }
@@ -394,6 +399,7 @@ function benchTrainRecipe(params: Record<string, string>): Record<string, unknow
   return {
     bench: 'train',
     recipe,
+    precision,
     isa: currentIsa(),
     threads: numThreads(),
     params: model.numParams(),

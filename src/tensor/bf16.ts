@@ -126,12 +126,15 @@ export function gemmBf16Packed(
  * (scale·q, k, v and the probabilities rounded to nearest even) with fp32 accumulation; the
  * online softmax, lse and the output normalization stay fp32 (native/attention.h; reference twin:
  * src/tensor/reference/attention-bf16.ts). Throws (code ENOBF16) where bf16 GEMMs cannot run.
+ * lo (optional, Int32Array [B*Tq]): query i sees keys [lo[i], qOffset + i] — rows packed with
+ * several samples, each attending causally within its own span; absent = plain causal rows.
  */
 export function attentionForwardBf16(
   q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array,
   B: number, Tq: number, Tk: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, qOffset: number,
+  lo?: Int32Array | null,
 ): void {
-  timed('attention', () => native().attentionForwardBf16(q, k, v, out, lse, B, Tq, Tk, nHeads, nKvHeads, headDim, scale, qOffset));
+  timed('attention', () => native().attentionForwardBf16(q, k, v, out, lse, B, Tq, Tk, nHeads, nKvHeads, headDim, scale, qOffset, lo ?? null));
 }
 
 /**
@@ -142,7 +145,7 @@ export function attentionForwardBf16(
 export function attentionBackwardBf16(
   q: Float32Array, k: Float32Array, v: Float32Array, out: Float32Array, lse: Float32Array, dOut: Float32Array,
   dq: Float32Array, dk: Float32Array, dv: Float32Array,
-  B: number, T: number, nHeads: number, nKvHeads: number, headDim: number, scale: number,
+  B: number, T: number, nHeads: number, nKvHeads: number, headDim: number, scale: number, lo?: Int32Array | null,
 ): void {
-  timed('attention', () => native().attentionBackwardBf16(q, k, v, out, lse, dOut, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale));
+  timed('attention', () => native().attentionBackwardBf16(q, k, v, out, lse, dOut, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale, lo ?? null));
 }

@@ -223,10 +223,33 @@ export interface AttentionLayout {
 }
 
 /**
+ * For a layout whose groups all have one input (packed samples, MoI chunks): per token, the first
+ * token of its group in its row (the token attends causally to [lo, itself]); null when some group
+ * has several inputs (MISO), which needs the layout-aware kernel. Cached per layout object.
+ */
+const packedLoCache = new WeakMap<AttentionLayout, Int32Array | null>();
+function packedLo(layout: AttentionLayout, B: number, T: number): Int32Array | null {
+  let lo = packedLoCache.get(layout);
+  if (lo !== undefined) return lo;
+  lo = layout.nInputs.every((n) => n === 1) ? new Int32Array(B * T) : null;
+  if (lo) {
+    for (let b = 0; b < B; b++) {
+      let start = 0;
+      for (let t = 0; t < T; t++) {
+        if (t > 0 && layout.group[b * T + t] !== layout.group[b * T + t - 1]) start = t;
+        lo[b * T + t] = start;
+      }
+    }
+  }
+  packedLoCache.set(layout, lo);
+  return lo;
+}
+
+/**
  * Grouped-query attention over q [B*T, H*D], k/v [B*T, Hkv*D]: plain causal per row, or
  * layout-aware (packed groups, MISO inputs) when a layout is given. Under training.precision bf16
- * (ctx.bf16) the plain causal kernel's products run on bf16 operands; the layout-aware kernel is
- * fp32 only.
+ * (ctx.bf16) the products run on bf16 operands for causal rows and rows of packed one-input groups
+ * (each token sees its own group's keys); MISO layouts keep the fp32 layout-aware kernel.
  */
 export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape, layout?: AttentionLayout): Tensor {
   const { batch: B, seq: T, nHeads, nKvHeads, headDim } = s;
@@ -239,11 +262,14 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
     weighting = Int32Array.from(layout.weighting, (w) => WEIGHTING_CODE[w]);
   }
   const lse = buf(ctx, B * nHeads * T * maxInputs);
-  if (layout) {
+  // bf16 attention: plain causal rows (lo null) or packed one-input groups (lo per token).
+  const bf16Lo = ctx.bf16 ? (layout ? packedLo(layout, B, T) : null) : null;
+  const bf16 = !!ctx.bf16 && (!layout || bf16Lo !== null);
+  if (bf16) {
+    attentionForwardBf16(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0, bf16Lo);
+  } else if (layout) {
     ctx.k.attentionLayoutForward(q.data, k.data, v.data, out.data, lse, B, T, nHeads, nKvHeads, headDim, scale,
       layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
-  } else if (ctx.bf16) {
-    attentionForwardBf16(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0);
   } else {
     ctx.k.attentionForward(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0);
   }
@@ -254,11 +280,11 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
       const dq = buf(ctx, q.size);
       const dk = buf(ctx, k.size);
       const dv = buf(ctx, v.size);
-      if (layout) {
+      if (bf16) {
+        attentionBackwardBf16(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale, bf16Lo);
+      } else if (layout) {
         ctx.k.attentionLayoutBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale,
           layout.group, layout.part, layout.nInputs, weighting!, maxInputs);
-      } else if (ctx.bf16) {
-        attentionBackwardBf16(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale);
       } else {
         ctx.k.attentionBackward(q.data, k.data, v.data, out.data, lse, out.grad, dq, dk, dv, B, T, nHeads, nKvHeads, headDim, scale);
       }

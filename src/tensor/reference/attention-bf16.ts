@@ -1,6 +1,7 @@
 // Reference (test-oracle) twin of the bf16 causal attention (native/attention_bf16_impl.inc,
 // src/tensor/bf16.ts attentionForwardBf16 / attentionBackwardBf16): plain loops, sums in fp64,
-// every bf16 rounding at the same place as the kernel. Small shapes only.
+// every bf16 rounding at the same place as the kernel. Small shapes only. Optional lo: query i sees
+// keys [lo[i], qOffset + i] (rows packed with several samples) instead of [0, qOffset + i].
 //
 // Forward, per query row i (position qOffset + i), keys in tiles of ATTN_BK = 64 from key 0 (the
 // kernel's online softmax, followed exactly because the probabilities are rounded relative to the
@@ -26,9 +27,11 @@ function bfArray(a: Float32Array, mul = 1): Float64Array {
   return Float64Array.from(a, (x) => bf(Math.fround(f * x)));
 }
 
-export const refAttentionBf16Forward: Kernels['attentionForward'] = (
-  q, k, v, out, lse, B, Tq, Tk, nHeads, nKvHeads, D, scale, qOffset,
-) => {
+type Fwd = (...a: [...Parameters<Kernels['attentionForward']>, lo?: Int32Array | null]) => void;
+type Bwd = (...a: [...Parameters<Kernels['attentionBackward']>, lo?: Int32Array | null]) => void;
+
+/** lo (optional, [B*Tq]): query i sees keys [lo[i], qOffset + i] (packed rows); absent = causal. */
+export const refAttentionBf16Forward: Fwd = (q, k, v, out, lse, B, Tq, Tk, nHeads, nKvHeads, D, scale, qOffset, lo) => {
   const qw = nHeads * D, kw = nKvHeads * D, group = nHeads / nKvHeads;
   const qb = bfArray(q.subarray(0, B * Tq * qw), scale), kb = bfArray(k.subarray(0, B * Tk * kw)), vb = bfArray(v.subarray(0, B * Tk * kw));
   const o = new Float64Array(D);
@@ -39,23 +42,26 @@ export const refAttentionBf16Forward: Kernels['attentionForward'] = (
       for (let i = 0; i < Tq; i++) {
         const qi = (b * Tq + i) * qw + h * D;
         const last = qOffset + i;
+        const first = lo ? lo[b * Tq + i]! : 0;
         let m = -Infinity, l = 0;
         o.fill(0);
-        for (let j0 = 0; j0 <= last; j0 += BK) {
+        for (let j0 = Math.floor(first / BK) * BK; j0 <= last; j0 += BK) {
+          const ja = Math.max(j0, first);
           const j1 = Math.min(j0 + BK, last + 1);
+          if (ja >= j1) continue;  // no visible key in this tile
           let mx = m;
-          for (let j = j0; j < j1; j++) {
+          for (let j = ja; j < j1; j++) {
             const kj = (b * Tk + j) * kw + kh * D;
             let dotv = 0;
             for (let d = 0; d < D; d++) dotv += qb[qi + d]! * kb[kj + d]!;
-            s[j - j0] = dotv;
+            s[j - ja] = dotv;
             if (dotv > mx) mx = dotv;
           }
           const alpha = Math.exp(m - mx);  // 0 on the first tile (m = -inf)
           l *= alpha;
           for (let d = 0; d < D; d++) o[d]! *= alpha;
-          for (let j = j0; j < j1; j++) {
-            const e = Math.exp(s[j - j0]! - mx);
+          for (let j = ja; j < j1; j++) {
+            const e = Math.exp(s[j - ja]! - mx);
             l += e;
             const p = bf(e);
             const vj = (b * Tk + j) * kw + kh * D;
@@ -70,9 +76,7 @@ export const refAttentionBf16Forward: Kernels['attentionForward'] = (
   }
 };
 
-export const refAttentionBf16Backward: Kernels['attentionBackward'] = (
-  q, k, v, out, lse, dOut, dq, dk, dv, B, T, nHeads, nKvHeads, D, scale,
-) => {
+export const refAttentionBf16Backward: Bwd = (q, k, v, out, lse, dOut, dq, dk, dv, B, T, nHeads, nKvHeads, D, scale, lo) => {
   const qw = nHeads * D, kw = nKvHeads * D, group = nHeads / nKvHeads;
   const qs = bfArray(q.subarray(0, B * T * qw), scale), kb = bfArray(k.subarray(0, B * T * kw)), vb = bfArray(v.subarray(0, B * T * kw));
   const gb = bfArray(dOut.subarray(0, B * T * qw));
@@ -85,7 +89,7 @@ export const refAttentionBf16Backward: Kernels['attentionBackward'] = (
         let delta = 0;
         for (let d = 0; d < D; d++) delta += dOut[qi + d]! * out[qi + d]!;
         const L = lse[(b * nHeads + h) * T + i]!;
-        for (let j = 0; j <= i; j++) {
+        for (let j = lo ? lo[b * T + i]! : 0; j <= i; j++) {
           const kj = (b * T + j) * kw + kh * D;
           let sv = 0, dp = 0;
           for (let d = 0; d < D; d++) {
