@@ -90,6 +90,22 @@ test('cli: bench train recipe=sft precision=bf16 times the packed and causal row
   assertOneLineError(run('bench', 'train', ...small, 'precision=fp16'), ['precision']);
 });
 
+test('cli: bench attention precision=bf16 times the bf16 attention beside the fp32 kernel (causal and packed rows); MISO is refused', { skip: !hasBf16() && 'no bf16 instructions' }, () => {
+  const small = ['b=1', 't=96', 'heads=2', 'kv_heads=1', 'd=16', 'reps=1', 'decode_t=64'];
+  const keys = ['bf16_forward_ms', 'bf16_backward_ms', 'bf16_forward_gflops', 'bf16_backward_gflops', 'bf16_forward_speedup', 'bf16_backward_speedup'];
+  for (const extra of [[], ['layout=packed', 'groups=3'], ['layout=causal']]) {
+    const r = run('bench', 'attention', ...small, ...extra, 'precision=bf16');
+    assert.equal(r.code, 0, r.stderr);
+    const d = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(d.precision, 'bf16');
+    for (const key of keys) assert.ok((d[key] as number) > 0, `${extra.join(' ')} ${key}: ${r.stdout}`);
+  }
+  const f32 = JSON.parse(run('bench', 'attention', ...small).stdout) as Record<string, unknown>;
+  assert.ok(!('bf16_forward_ms' in f32) && (f32.forward_ms as number) > 0);
+  assertOneLineError(run('bench', 'attention', ...small, 'layout=miso', 'precision=bf16'), ['precision=bf16', 'MISO']);
+  assertOneLineError(run('bench', 'attention', ...small, 'precision=fp16'), ['precision']);
+});
+
 test('cli: bench train lora=R compare=1 times full fine-tuning steps of the same model in the same run (ratio_vs_full)', () => {
   const small = ['vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'lora=4'];
   const r = run('bench', 'train', ...small, 'steps=3', 'compare=1');

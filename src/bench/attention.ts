@@ -14,7 +14,16 @@
 // It reports both kernels' time and GFLOP/s of useful FLOPs (4·D per visible (query, key) pair
 // forward, 2.5× that backward; a uniform MISO output query counts every key of the group once),
 // and the time ratios layout / causal.
+//
+// precision=bf16 (needs AVX512-BF16) also times the bf16 attention (src/tensor/bf16.ts) on the
+// same inputs in the same run, interleaved with the fp32 kernel, best of reps: bf16_forward_ms,
+// bf16_backward_ms, their GFLOP/s and bf16_forward_speedup / bf16_backward_speedup (fp32 time over
+// bf16 time). With layout=causal|packed the bf16 kernel runs with each token's group start as its
+// first visible key (what training.precision bf16 does for packed rows) and the speedups are over
+// the fp32 layout kernel; MISO layouts have no bf16 attention.
 import { nativeKernels } from '../tensor/native.js';
+import { attentionBackwardBf16, attentionForwardBf16, requireBf16 } from '../tensor/bf16.js';
+import { groupStarts } from '../tensor/ops.js';
 import { currentIsa, numThreads } from '../native.js';
 import { Rng } from '../util/rng.js';
 import { MixtuneError } from '../util/errors.js';
@@ -28,8 +37,8 @@ const WEIGHTINGS = ['uniform', 'fid', 'vanilla'] as const;
 function parse(params: Record<string, string>): typeof DEFAULTS & typeof LAYOUT_DEFAULTS {
   const out = { ...DEFAULTS, ...LAYOUT_DEFAULTS } as Record<string, number>;
   for (const [k, v] of Object.entries(params)) {
-    if (k === 'layout' || k === 'w') continue;
-    if (!(k in out)) throw new MixtuneError(`bench attention: unknown parameter '${k}' (known: ${[...Object.keys(out), 'layout', 'w'].join(', ')})`);
+    if (k === 'layout' || k === 'w' || k === 'precision') continue;
+    if (!(k in out)) throw new MixtuneError(`bench attention: unknown parameter '${k}' (known: ${[...Object.keys(out), 'layout', 'w', 'precision'].join(', ')})`);
     const n = Number(v);
     if (!Number.isInteger(n) || n <= 0) throw new MixtuneError(`bench attention: ${k} must be a positive integer, got '${v}'`);
     out[k] = n;
@@ -42,6 +51,39 @@ function fill(rng: Rng, n: number): Float32Array {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = rng.float() * 2 - 1;
   return a;
+}
+
+function parseBf16(params: Record<string, string>): boolean {
+  const p = params.precision ?? 'fp32';
+  if (p !== 'fp32' && p !== 'bf16') throw new MixtuneError(`bench attention: precision must be fp32 or bf16, got '${p}'`);
+  if (p === 'bf16') requireBf16('bench attention precision=bf16');
+  return p === 'bf16';
+}
+
+/** Best time of each function over reps rounds, the functions interleaved (after one warm-up each). */
+function bestInterleaved(reps: number, runs: Record<string, () => void>): Record<string, number> {
+  const best: Record<string, number> = {};
+  for (const f of Object.values(runs)) f();
+  for (let r = 0; r < reps; r++) {
+    for (const [name, f] of Object.entries(runs)) {
+      const t0 = process.hrtime.bigint();
+      f();
+      best[name] = Math.min(best[name] ?? Infinity, Number(process.hrtime.bigint() - t0) / 1e9);
+    }
+  }
+  return best;
+}
+
+/** The bf16 fields of the report: times, GFLOP/s and speedups over the fp32 times given. */
+function bf16Report(best: Record<string, number>, fp32Fwd: number, fp32Bwd: number, fwdFlops: number): Record<string, number> {
+  return {
+    bf16_forward_ms: +(best.bf! * 1e3).toFixed(3),
+    bf16_backward_ms: +(best.bb! * 1e3).toFixed(3),
+    bf16_forward_gflops: +(fwdFlops / best.bf! / 1e9).toFixed(2),
+    bf16_backward_gflops: +((2.5 * fwdFlops) / best.bb! / 1e9).toFixed(2),
+    bf16_forward_speedup: +(fp32Fwd / best.bf!).toFixed(3),
+    bf16_backward_speedup: +(fp32Bwd / best.bb!).toFixed(3),
+  };
 }
 
 /** Best-of-reps wall time in seconds (after one warm-up call). */
@@ -58,7 +100,8 @@ function time(reps: number, f: () => void): number {
 
 export function benchAttention(params: Record<string, string>): Record<string, unknown> {
   const c = parse(params);
-  if (params.layout !== undefined) return benchLayout(params, c);
+  const bf16 = parseBf16(params);
+  if (params.layout !== undefined) return benchLayout(params, c, bf16);
   if (params.w !== undefined) throw new MixtuneError('bench attention: w= needs layout=miso');
   const k = nativeKernels();
   const { b: B, t: T, heads: H, kv_heads: Hkv, d: D } = c;
@@ -73,10 +116,26 @@ export function benchAttention(params: Record<string, string>): Record<string, u
   const dk = new Float32Array(kk.length);
   const dv = new Float32Array(v.length);
   const scale = 1 / Math.sqrt(D);
-  const fwd = time(c.reps, () => k.attentionForward(q, kk, v, out, lse, B, T, T, H, Hkv, D, scale, 0));
-  const bwd = time(c.reps, () => k.attentionBackward(q, kk, v, out, lse, dOut, dq, dk, dv, B, T, H, Hkv, D, scale));
+  const f32Fwd = (): void => k.attentionForward(q, kk, v, out, lse, B, T, T, H, Hkv, D, scale, 0);
+  const f32Bwd = (): void => k.attentionBackward(q, kk, v, out, lse, dOut, dq, dk, dv, B, T, H, Hkv, D, scale);
   const fwdFlops = (4 * B * H * T * T * D) / 2;
   const bwdFlops = 2.5 * fwdFlops;
+  let fwd: number, bwd: number;
+  let bf16Fields: Record<string, number> = {};
+  if (bf16) {
+    const out16 = new Float32Array(out.length), lse16 = new Float32Array(lse.length);
+    const best = bestInterleaved(c.reps, {
+      ff: f32Fwd, fb: f32Bwd,
+      bf: () => attentionForwardBf16(q, kk, v, out16, lse16, B, T, T, H, Hkv, D, scale, 0),
+      bb: () => attentionBackwardBf16(q, kk, v, out16, lse16, dOut, dq, dk, dv, B, T, H, Hkv, D, scale),
+    });
+    fwd = best.ff!;
+    bwd = best.fb!;
+    bf16Fields = bf16Report(best, fwd, bwd, fwdFlops);
+  } else {
+    fwd = time(c.reps, f32Fwd);
+    bwd = time(c.reps, f32Bwd);
+  }
 
   // One decode step: B = 1, Tq = 1, a KV cache of decode_t tokens.
   const Tk = c.decode_t;
@@ -99,6 +158,7 @@ export function benchAttention(params: Record<string, string>): Record<string, u
     decode_tk: Tk,
     decode_us: +(dec * 1e6).toFixed(1),
     decode_gflops: +((4 * H * Tk * D) / dec / 1e9).toFixed(2),
+    ...(bf16 ? { precision: 'bf16', ...bf16Fields } : {}),
   };
 }
 
@@ -176,9 +236,10 @@ function makeLayout(kind: (typeof LAYOUTS)[number], B: number, T: number, c: typ
   return { group, part, nInputs: Int32Array.from(nInputs), weighting: Int32Array.from(weighting), maxInputs: Math.max(...nInputs), pairs };
 }
 
-function benchLayout(params: Record<string, string>, c: ReturnType<typeof parse>): Record<string, unknown> {
+function benchLayout(params: Record<string, string>, c: ReturnType<typeof parse>, bf16: boolean): Record<string, unknown> {
   const kind = params.layout as (typeof LAYOUTS)[number];
   if (!LAYOUTS.includes(kind)) throw new MixtuneError(`bench attention: layout must be one of ${LAYOUTS.join(', ')}, got '${params.layout}'`);
+  if (bf16 && kind === 'miso') throw new MixtuneError('bench attention: precision=bf16 needs layout=causal or packed (MISO groups keep fp32 attention)');
   const wName = (params.w ?? 'uniform') as (typeof WEIGHTINGS)[number];
   if (!WEIGHTINGS.includes(wName)) throw new MixtuneError(`bench attention: w must be one of ${WEIGHTINGS.join(', ')}, got '${params.w}'`);
   const k = nativeKernels();
@@ -200,16 +261,13 @@ function benchLayout(params: Record<string, string>, c: ReturnType<typeof parse>
     lb: () => k.attentionLayoutBackward(q, kk, v, lout, stats, dOut, dq, dk, dv, B, T, H, Hkv, D, scale,
       L.group, L.part, L.nInputs, L.weighting, L.maxInputs),
   };
-  const best: Record<string, number> = {};
-  for (const f of Object.values(runs)) f(); // warm-up (and outputs for the backward passes)
-  for (let r = 0; r < c.reps; r++) {
-    for (const [name, f] of Object.entries(runs)) {
-      const t0 = process.hrtime.bigint();
-      f();
-      const dt = Number(process.hrtime.bigint() - t0) / 1e9;
-      best[name] = Math.min(best[name] ?? Infinity, dt);
-    }
+  if (bf16) {
+    const lo = groupStarts(L.group, B, T);
+    const bout = new Float32Array(q.length), blse = new Float32Array(B * H * T);
+    runs.bf = () => attentionForwardBf16(q, kk, v, bout, blse, B, T, T, H, Hkv, D, scale, 0, lo);
+    runs.bb = () => attentionBackwardBf16(q, kk, v, bout, blse, dOut, dq, dk, dv, B, T, H, Hkv, D, scale, lo);
   }
+  const best = bestInterleaved(c.reps, runs);  // the warm-up calls also give the backward passes their outputs
   const causalFwd = 4 * D * H * B * (T * (T + 1)) / 2;
   const layoutFwd = 4 * D * H * L.pairs;
   const gf = (flops: number, s: number): number => +(flops / s / 1e9).toFixed(2);
@@ -232,5 +290,6 @@ function benchLayout(params: Record<string, string>, c: ReturnType<typeof parse>
     layout_backward_gflops: gf(2.5 * layoutFwd, best.lb!),
     forward_time_ratio: +(best.lf! / best.cf!).toFixed(3),
     backward_time_ratio: +(best.lb! / best.cb!).toFixed(3),
+    ...(bf16 ? { precision: 'bf16', ...bf16Report(best, best.lf!, best.lb!, layoutFwd) } : {}),
   };
 }

@@ -157,7 +157,7 @@ export function buildProgram(): Command {
     .option('--max-new-tokens <n>', 'generation length limit during evaluation', intArg(1), DEMO_DEFAULTS.maxNewTokens)
     .option('--batch <n>', 'examples per optimizer step', intArg(1), DEMO_DEFAULTS.batch)
     .option('--lr <x>', 'peak learning rate (cosine schedule)', numArg(0, Infinity, { exclusiveMin: true }), DEMO_DEFAULTS.lr)
-    .addOption(new Option('--precision <p>', 'training precision: fp32, or bf16 GEMMs (fp32 master weights; needs AVX512-BF16 or AMX-BF16)').choices(['fp32', 'bf16']))
+    .addOption(new Option('--precision <p>', 'training precision: fp32, or bf16 GEMMs and attention products (fp32 master weights; needs AVX512-BF16 or AMX-BF16)').choices(['fp32', 'bf16']))
     .option('--model <path>', 'model to fine-tune: stories260K (the embedded model), a llama2.c .bin or an HF model folder', 'stories260K')
     .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
     .option('--no-progress', 'plain log lines instead of progress bars')

@@ -231,17 +231,21 @@ const packedLoCache = new WeakMap<AttentionLayout, Int32Array | null>();
 function packedLo(layout: AttentionLayout, B: number, T: number): Int32Array | null {
   let lo = packedLoCache.get(layout);
   if (lo !== undefined) return lo;
-  lo = layout.nInputs.every((n) => n === 1) ? new Int32Array(B * T) : null;
-  if (lo) {
-    for (let b = 0; b < B; b++) {
-      let start = 0;
-      for (let t = 0; t < T; t++) {
-        if (t > 0 && layout.group[b * T + t] !== layout.group[b * T + t - 1]) start = t;
-        lo[b * T + t] = start;
-      }
+  lo = layout.nInputs.every((n) => n === 1) ? groupStarts(layout.group, B, T) : null;
+  packedLoCache.set(layout, lo);
+  return lo;
+}
+
+/** Per token of B rows of T, the row position where its group's run of tokens starts. */
+export function groupStarts(group: Int32Array, B: number, T: number): Int32Array {
+  const lo = new Int32Array(B * T);
+  for (let b = 0; b < B; b++) {
+    let start = 0;
+    for (let t = 0; t < T; t++) {
+      if (t > 0 && group[b * T + t] !== group[b * T + t - 1]) start = t;
+      lo[b * T + t] = start;
     }
   }
-  packedLoCache.set(layout, lo);
   return lo;
 }
 
