@@ -123,5 +123,24 @@ test('cli: bench train lora=R compare=1 times full fine-tuning steps of the same
   // and they do train it: the last LoRA step runs on a base that two full steps changed
   const loraAlone = JSON.parse(run('bench', 'train', ...small, 'steps=3').stdout) as { loss: number };
   assert.notEqual(d.loss, loraAlone.loss, 'full fine-tuning steps changed the base weights');
-  assertOneLineError(run('bench', 'train', ...small, 'compare=1', 'base_dtype=bf16'), ['compare', 'base_dtype']);
+});
+
+test('cli: bench train lora=R base_dtype=bf16 compare=1 times full fine-tuning of a separate fp32 model of the same seed', { skip: !hasBf16() && 'no bf16 instructions' }, () => {
+  const small = ['vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'lora=4'];
+  const r = run('bench', 'train', ...small, 'steps=3', 'compare=1', 'base_dtype=bf16');
+  assert.equal(r.code, 0, r.stderr);
+  const d = JSON.parse(r.stdout) as Record<string, unknown> & { cfg: { base_dtype: string }; full: { tokens_per_s: number; loss: number; trainable_params: number; base_dtype: string } };
+  assert.equal(d.cfg.base_dtype, 'bf16');
+  assert.equal(d.full.base_dtype, 'f32');
+  assert.equal(d.full.trainable_params, d.params);
+  for (const key of ['ratio_vs_full', 'ratio_vs_full_cpu', 'ratio_vs_full_paired']) assert.ok((d[key] as number) > 0, `${key}: ${JSON.stringify(d)}`);
+  // the full steps train their own model: the LoRA losses are those of the LoRA run alone
+  const loraAlone = JSON.parse(run('bench', 'train', ...small, 'steps=3', 'base_dtype=bf16').stdout) as { loss: number };
+  assert.equal(d.loss, loraAlone.loss);
+  // and the fp32 reference starts from the same weights: its first loss is the bf16 base's within rounding
+  const fullAlone = JSON.parse(run('bench', 'train', ...small.filter((a) => a !== 'lora=4'), 'steps=3').stdout) as { loss: number };
+  assert.equal(d.full.loss, fullAlone.loss);
+  // the memory estimate counts both models
+  const est = (args: string[]): number => (JSON.parse(run('bench', 'train', ...args, 'steps=1').stdout) as { estimated_peak_mb: number }).estimated_peak_mb;
+  assert.ok((d.estimated_peak_mb as number) > est([...small, 'base_dtype=bf16']), JSON.stringify(d));
 });

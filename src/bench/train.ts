@@ -25,7 +25,7 @@ import { intParams } from './params.js';
 import { IGNORE, buildRow, type Group, type Row } from '../data/pack.js';
 import { misoGroup } from '../data/recipes/groups.js';
 import { makeMicroBatch } from '../train/batch.js';
-import { checkMemory, estimateTrainMemory } from '../train/memory.js';
+import { addEstimates, checkMemory, estimateTrainMemory } from '../train/memory.js';
 import { applyLora, trainableParams } from '../model/lora.js';
 import { requireBf16 } from '../tensor/bf16.js';
 import { Bf16Weights } from '../tensor/bf16-weights.js';
@@ -59,7 +59,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   // compare=1 times a reference variant of the same model in this run, alternating step by step
   // (main, ref, ref, main, ...) so that load changes hit both alike: precision=bf16 against fp32
   // steps (the default with bf16), lora=R against full fine-tuning steps (adapters set aside,
-  // every base weight trained by its own AdamW).
+  // every base weight trained by its own AdamW; with base_dtype=bf16, of a separate fp32 model).
   const compareFlag = params.compare ?? (precision === 'bf16' ? '1' : '0');
   if (compareFlag !== '0' && compareFlag !== '1') throw new MixtuneError(`bench train: compare must be 0 or 1, got '${compareFlag}'`);
   if (compareFlag === '1' && precision !== 'bf16' && loraRank === 0) {
@@ -69,7 +69,9 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     throw new MixtuneError('bench train: compare=1 compares bf16 with fp32 or LoRA with full fine-tuning, not both: drop precision=bf16 or lora');
   }
   const compareFull = compareFlag === '1' && loraRank > 0 && precision !== 'bf16';
-  if (compareFull && baseBf16) throw new MixtuneError('bench train: compare=1 with lora needs base_dtype=f32 (a bf16-stored base cannot be fully fine-tuned)');
+  // A bf16-stored base cannot be fully fine-tuned: with base_dtype=bf16 the full fine-tuning
+  // reference is a separate fp32 model drawn from the same seed (what a user would otherwise train).
+  const separateFull = compareFull && baseBf16;
   const compare = compareFlag === '1' && (precision === 'bf16' || compareFull);
   if (params.verbose !== undefined && !['0', '1', 'cpu'].includes(params.verbose)) throw new MixtuneError(`bench train: verbose must be 0, 1 or cpu, got '${params.verbose}'`);
   const verbose = params.verbose === '1' || params.verbose === 'cpu';
@@ -83,18 +85,26 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     headDim: cfg.dim / cfg.heads, maxSeqLen: cfg.seq, normEps: 1e-5, ropeTheta: 10000, tiedEmbeddings: flag('tied'), qkvBias: flag('bias'),
   };
   const loraTargets = ['q', 'k', 'v', 'o', 'gate', 'up', 'down'] as const;
-  const estimate = estimateTrainMemory(config, {
-    // compare=1 with LoRA also holds full fine-tuning's gradients and AdamW state
-    tokensPerMicroBatch: cfg.batch * cfg.seq, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 && !compareFull ? { lora: { rank: loraRank, targets: loraTargets } } : {}),
-    baseBf16, precisionBf16: precision === 'bf16',
-  });
+  const tokensPerMicroBatch = cfg.batch * cfg.seq;
+  const lora = { rank: loraRank, targets: loraTargets };
+  const estimate = separateFull
+    // the LoRA model on its bf16 base and, beside it, the fp32 model trained in full
+    ? addEstimates(
+      estimateTrainMemory(config, { tokensPerMicroBatch, ...(checkpointing ? { checkpointing } : {}), lora, baseBf16 }),
+      estimateTrainMemory(config, { tokensPerMicroBatch, ...(checkpointing ? { checkpointing } : {}) }))
+    : estimateTrainMemory(config, {
+      // compare=1 with LoRA also holds full fine-tuning's gradients and AdamW state
+      tokensPerMicroBatch, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 && !compareFull ? { lora } : {}),
+      baseBf16, precisionBf16: precision === 'bf16',
+    });
   checkMemory(estimate, 'bench train', {
     force: params.force === '1', fixes: 'use a smaller shape (vocab, dim, layers, ffn, seq, batch)',
   });
   // base_dtype=bf16: each matrix is rounded to bf16 as soon as it is drawn, so the fp32 model
   // never exists at once (as when `mixtune train` reads an HF folder straight into bf16)
   const model = LlamaModel.random(config, k, 0, 0.02, baseBf16 ? { bf16Matrices: true } : {});
-  const baseParams = new Map([...model.params].filter(([, t]) => t.requiresGrad));
+  const fullModel = separateFull ? LlamaModel.random(config, k, 0, 0.02) : model;
+  const baseParams = new Map([...fullModel.params].filter(([, t]) => t.requiresGrad));
   // (created before applyLora freezes the base: AdamW keeps only parameters that require grad)
   const fullOpt = compareFull ? new AdamW(baseParams, k, { weightDecay: 0.01 }) : null;
   if (loraRank > 0) applyLora(model, { rank: loraRank, alpha: 2 * loraRank, targets: [...loraTargets] });
@@ -104,7 +114,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   // compare=1 with LoRA: full fine-tuning steps of the same model (adapters set aside)
   const loraAdapters = new Map(model.adapters);
   const useFull = (full: boolean): void => {
-    if (!compareFull) return;
+    if (!compareFull || separateFull) return;
     model.adapters.clear();
     if (!full) for (const [name, ad] of loraAdapters) model.adapters.set(name, ad);
     for (const t of baseParams.values()) t.requiresGrad = full;
@@ -137,6 +147,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     useFull(full);
     const stepParams = full ? baseParams : trainable;
     const stepOpt = full ? fullOpt! : opt;
+    const stepModel = full ? fullModel : model;
     setProfiler(profiled ? prof : null);
     const c0 = process.cpuUsage();
     const t0 = performance.now();
@@ -145,9 +156,9 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
       for (const t of stepParams.values()) t.zeroGrad();
     }));
     setPhase('forward');
-    lastLoss = timed('total', () => model.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss);
+    lastLoss = timed('total', () => stepModel.forward(inputs, targets, B, checkpointing ? { checkpointing } : {}).loss);
     setPhase('backward');
-    timed('total', () => model.backward());
+    timed('total', () => stepModel.backward());
     setPhase('optimizer');
     timed('total', () => {
       stepOpt.step(1e-4);
@@ -228,7 +239,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     const ref = compareFull ? 'full' : 'fp32';
     result[ref] = {
       step_s: round(f32S, 4), tokens_per_s: round(tokens / f32S, 1), cpu_s_per_step: round(f32CpuS, 4), loss: round(fp32Loss, 4),
-      ...(compareFull ? { trainable_params: [...baseParams.values()].reduce((a, t) => a + t.size, 0) } : {}),
+      ...(compareFull ? { trainable_params: [...baseParams.values()].reduce((a, t) => a + t.size, 0), base_dtype: 'f32' } : {}),
     };
     result[`ratio_vs_${ref}`] = round(f32S / stepS, 3);
     result[`ratio_vs_${ref}_cpu`] = round(f32CpuS / cpuS, 3);

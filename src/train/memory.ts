@@ -37,6 +37,14 @@ function sum(e: Omit<MemoryEstimate, 'total'>): MemoryEstimate {
   return { ...e, total: e.weights + e.gradients + e.optimizer + e.activations + e.logits + e.runtime + e.kv_cache };
 }
 
+/** Two models held in one process (e.g. a benchmark's reference beside the benchmarked one): one runtime. */
+export function addEstimates(a: MemoryEstimate, b: MemoryEstimate): MemoryEstimate {
+  return sum({
+    weights: a.weights + b.weights, gradients: a.gradients + b.gradients, optimizer: a.optimizer + b.optimizer,
+    activations: a.activations + b.activations, logits: a.logits + b.logits, runtime: Math.max(a.runtime, b.runtime), kv_cache: a.kv_cache + b.kv_cache,
+  });
+}
+
 /** Number of parameters of a config (as LlamaModel allocates them). */
 export function parameterCount(c: LlamaConfig): number {
   let n = 0;
