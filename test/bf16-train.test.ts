@@ -56,6 +56,64 @@ test('bf16 training forward/backward: loss and every gradient within bf16 tolera
   assert.ok(Math.abs(fresh - ref) < 1e-2 * ref && Math.abs(stale - ref) > Math.abs(fresh - ref), `stale ${stale}, repacked ${fresh}, fp32 ${ref}`);
 });
 
+test('training.bf16_ops: a product takes bf16 operands only when named; all five = the default', { skip }, () => {
+  const { model } = loadModel('stories260K', nativeKernels());
+  const rng = new Rng(3);
+  const T = 128;
+  const ids = Int32Array.from({ length: 2 * T }, () => rng.int(512));
+  const tg = Int32Array.from({ length: 2 * T }, () => rng.int(512));
+  const run = (bf16: Bf16Weights | null) => {
+    model.bf16 = bf16;
+    model.zeroGrad();
+    const r = model.forward(ids, tg, 2);
+    model.backward();
+    model.bf16 = null;
+    return { loss: r.loss, grads: new Map([...model.params].map(([n, t]) => [n, Float32Array.from(t.grad!)])) };
+  };
+  const fp32 = run(null);
+  const same = (a: Float32Array, b: Float32Array) => a.every((x, i) => x === b[i]);
+  const grad = (r: ReturnType<typeof run>, n: string) => r.grads.get(n)!;
+  const q0 = 'model.layers.0.self_attn.q_proj.weight', down4 = 'model.layers.4.mlp.down_proj.weight', up4 = 'model.layers.4.mlp.up_proj.weight';
+  const embed = 'model.embed_tokens.weight', norm0 = 'model.layers.0.input_layernorm.weight';
+  // weight gradients only: the forward and every input gradient stay fp32, so the loss, the
+  // (tied) embedding's and the norms' gradients are fp32's bit for bit; the trunk's dW are not
+  const dw = run(new Bf16Weights(['linear_weight_grad']));
+  assert.equal(dw.loss, fp32.loss);
+  assert.ok(same(grad(dw, embed), grad(fp32, embed)) && same(grad(dw, norm0), grad(fp32, norm0)), 'embedding and norm gradients are fp32');
+  assert.ok(!same(grad(dw, q0), grad(fp32, q0)) && !same(grad(dw, down4), grad(fp32, down4)), 'trunk weight gradients are bf16');
+  // input gradients only: the last layer's down_proj sees fp32 output gradients (the LM head's dX is
+  // fp32), its own dW is fp32; everything below gets bf16 input gradients
+  const dx = run(new Bf16Weights(['linear_input_grad']));
+  assert.equal(dx.loss, fp32.loss);
+  assert.ok(same(grad(dx, down4), grad(fp32, down4)), 'down_proj of the last layer: fp32 dY and dW');
+  assert.ok(!same(grad(dx, up4), grad(fp32, up4)) && !same(grad(dx, q0), grad(fp32, q0)), 'below it: bf16 input gradients');
+  // each forward-side product alone changes the loss
+  for (const op of ['linear_forward', 'attention', 'lm_head'] as const) {
+    const r = run(new Bf16Weights([op]));
+    assert.notEqual(r.loss, fp32.loss, `${op} runs in bf16`);
+    assert.ok(Math.abs(r.loss - fp32.loss) < 1e-2 * fp32.loss, `${op}: loss ${r.loss} vs ${fp32.loss}`);
+  }
+  // the LM head's products are named apart from the trunk's: leaving it out of the list changes the loss
+  const all = run(new Bf16Weights());
+  const noHead = run(new Bf16Weights(['linear_forward', 'linear_input_grad', 'linear_weight_grad', 'attention']));
+  assert.notEqual(noHead.loss, all.loss);
+  const five = run(new Bf16Weights(['lm_head', 'attention', 'linear_weight_grad', 'linear_input_grad', 'linear_forward']));
+  assert.equal(five.loss, all.loss);
+  for (const [n, g] of all.grads) assert.ok(same(five.grads.get(n)!, g), `${n}: all five ops = the default`);
+});
+
+test('training.bf16_ops: needs precision bf16, no repeats, known names (config, demo and bench)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mixtune-bf16-'));
+  const cfg = join(dir, 'train.yaml');
+  writeFileSync(cfg, `model: stories260K\noutput_dir: ${join(dir, 'out')}\ndata:\n  datasets: [{path: ${join(packageRoot(), 'examples', 'data', 'gsm8k-train-200.jsonl')}, columns: {prompt: question, completion: answer}}]\n`);
+  assertOneLineError(runCli('train', '--config', cfg, '--set', 'training.bf16_ops=[lm_head]'), ['training.bf16_ops', 'precision: bf16']);
+  assertOneLineError(runCli('train', '--config', cfg, '--set', 'training.precision=bf16', '--set', 'training.bf16_ops=[lm_head,lm_head]'), ['training.bf16_ops', 'twice']);
+  assertOneLineError(runCli('train', '--config', cfg, '--set', 'training.precision=bf16', '--set', 'training.bf16_ops=[gemm]'), ['training.bf16_ops']);
+  assertOneLineError(runCli('demo', '--out', join(dir, 'demo'), '--bf16-ops', 'lm_head'), ['--bf16-ops', '--precision bf16']);
+  assertOneLineError(runCli('bench', 'train', 'steps=1', 'peer=0', 'bf16_ops=lm_head'), ['bf16_ops', 'precision=bf16']);
+  if (skip === false) assertOneLineError(runCli('bench', 'train', 'steps=1', 'peer=0', 'precision=bf16', 'bf16_ops=lm_head,fwd'), ['bf16_ops', "'fwd'"]);
+});
+
 test('bf16 training run: the loss follows fp32 within 2% after warm-up; stop + resume is exact', { skip }, () => {
   const dir = mkdtempSync(join(tmpdir(), 'mixtune-bf16-'));
   const cfg = join(dir, 'train.yaml');

@@ -72,6 +72,10 @@ test('cli: bench train precision=bf16 times fp32 steps in the same run (ratio_vs
   assert.ok(!('ratio_vs_fp32' in JSON.parse(off.stdout)));
   assertOneLineError(run('bench', 'train', ...small, 'compare=2'), ['compare']);
   assertOneLineError(run('bench', 'train', 'vocab=300', 'dim=64', 'layers=2', 'heads=4', 'kv_heads=2', 'ffn=128', 'seq=32', 'batch=2', 'peer=0', 'compare=1'), ['compare', 'precision=bf16']);
+  // bf16_ops is reported; with the weight gradients alone no weight is packed (no larger an estimate)
+  const w = JSON.parse(run('bench', 'train', ...small, 'steps=1', 'bf16_ops=linear_weight_grad').stdout) as Record<string, unknown>;
+  assert.deepEqual(w.bf16_ops, ['linear_weight_grad']);
+  assert.ok((w.estimated_peak_mb as number) <= (one.estimated_peak_mb as number));
 });
 
 test('cli: bench train recipe=sft precision=bf16 times the packed and causal rows in bf16 (losses close to fp32)', { skip: !hasBf16() && 'no bf16 instructions' }, () => {

@@ -76,18 +76,24 @@ test('demo: a tiny run writes results.json (base + recipes, fractions), metrics,
   assert.match(printed, /miso-para/);
 });
 
-test('demo --precision bf16: the runs train with bf16 GEMMs (losses close to fp32, not equal) and results.json says so', { skip: hasBf16() ? false : 'no bf16 instructions' }, async () => {
-  const run = async (precision: 'fp32' | 'bf16') => {
+test('demo --precision bf16: the runs train with bf16 GEMMs (losses close to fp32, not equal) and results.json says so; --bf16-ops picks the products', { skip: hasBf16() ? false : 'no bf16 instructions' }, async () => {
+  const run = async (precision: 'fp32' | 'bf16', bf16Ops?: string) => {
     const out = mkdtempSync(join(tmpdir(), 'mixtune-demo-'));
-    await runDemoCli({ out, recipes: 'sft', steps: 4, seed: 0, nTrain: 24, nTest: 4, maxNewTokens: 8, batch: 4, lr: 3e-3, precision, progress: false }, () => {});
-    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { config: { precision: string } };
+    await runDemoCli({ out, recipes: 'sft', steps: 4, seed: 0, nTrain: 24, nTest: 4, maxNewTokens: 8, batch: 4, lr: 3e-3, precision, ...(bf16Ops ? { bf16Ops } : {}), progress: false }, () => {});
+    const res = JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { config: { precision: string; bf16_ops?: string[] } };
     const losses = readFileSync(join(out, 'sft', 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
-    return { precision: res.config.precision, losses };
+    return { precision: res.config.precision, ops: res.config.bf16_ops, losses };
   };
   const f = await run('fp32');
   const b = await run('bf16');
   assert.equal(f.precision, 'fp32');
   assert.equal(b.precision, 'bf16');
+  assert.equal(b.ops, undefined);
   assert.notDeepEqual(b.losses, f.losses, 'bf16 GEMMs change the arithmetic');
   b.losses.forEach((l, i) => assert.ok(Math.abs(l - f.losses[i]!) < 0.02 * f.losses[i]!, `step ${i + 1}: ${l} vs ${f.losses[i]}`));
+  // --bf16-ops: only the backward GEMMs in bf16 — step 1 (same weights, fp32 forward) is fp32's loss exactly
+  const w = await run('bf16', 'linear_input_grad,linear_weight_grad');
+  assert.deepEqual(w.ops, ['linear_input_grad', 'linear_weight_grad']);
+  assert.equal(w.losses[0], f.losses[0]);
+  assert.notDeepEqual(w.losses, f.losses, 'later steps follow bf16 gradients');
 });

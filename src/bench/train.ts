@@ -28,7 +28,7 @@ import { makeMicroBatch } from '../train/batch.js';
 import { addEstimates, checkMemory, estimateTrainMemory } from '../train/memory.js';
 import { applyLora, trainableParams } from '../model/lora.js';
 import { requireBf16 } from '../tensor/bf16.js';
-import { Bf16Weights } from '../tensor/bf16-weights.js';
+import { Bf16Weights, bf16PacksPerMatrix, parseBf16Ops, type Bf16Op } from '../tensor/bf16-weights.js';
 import { Profiler, profiledKernels, setPhase, setProfiler, timed } from '../tensor/profile.js';
 import { measurePeak } from './peak.js';
 
@@ -39,7 +39,7 @@ const BENCH_RECIPES = ['sft', 'moi', 'miso-para', 'miso-succ'] as const;
 
 export function benchTrain(params: Record<string, string>): Record<string, unknown> {
   if (params.recipe !== undefined) return benchTrainRecipe(params);
-  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'verbose', 'checkpointing', 'lora', 'tied', 'bias', 'base_dtype', 'precision', 'compare']);
+  const cfg = intParams('train', params, TRAIN_DEFAULTS, ['peer', 'force', 'verbose', 'checkpointing', 'lora', 'tied', 'bias', 'base_dtype', 'precision', 'compare', 'bf16_ops']);
   const flag = (k: string): boolean => {
     const v = params[k] ?? '0';
     if (v !== '0' && v !== '1') throw new MixtuneError(`bench train: ${k} must be 0 or 1, got '${v}'`);
@@ -56,6 +56,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const precision = params.precision ?? 'fp32';
   if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
   if (precision === 'bf16') requireBf16('bench train precision=bf16');
+  const bf16Ops = benchBf16Ops(params, precision);
   // compare=1 times a reference variant of the same model in this run, alternating step by step
   // (main, ref, ref, main, ...) so that load changes hit both alike: precision=bf16 against fp32
   // steps (the default with bf16), lora=R against full fine-tuning steps (adapters set aside,
@@ -95,7 +96,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     : estimateTrainMemory(config, {
       // compare=1 with LoRA also holds full fine-tuning's gradients and AdamW state
       tokensPerMicroBatch, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 && !compareFull ? { lora } : {}),
-      baseBf16, precisionBf16: precision === 'bf16',
+      baseBf16, precisionBf16: precision === 'bf16', ...(bf16Ops ? { bf16PacksPerMatrix: bf16PacksPerMatrix(bf16Ops) } : {}),
     });
   checkMemory(estimate, 'bench train', {
     force: params.force === '1', fixes: 'use a smaller shape (vocab, dim, layers, ffn, seq, batch)',
@@ -109,7 +110,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
   const fullOpt = compareFull ? new AdamW(baseParams, k, { weightDecay: 0.01 }) : null;
   if (loraRank > 0) applyLora(model, { rank: loraRank, alpha: 2 * loraRank, targets: [...loraTargets] });
   const trainable = trainableParams(model);
-  if (precision === 'bf16') model.bf16 = new Bf16Weights();
+  if (precision === 'bf16') model.bf16 = new Bf16Weights(bf16Ops);
   const opt = new AdamW(trainable, k, { weightDecay: 0.01 });
   // compare=1 with LoRA: full fine-tuning steps of the same model (adapters set aside)
   const loraAdapters = new Map(model.adapters);
@@ -224,6 +225,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     estimated_peak_mb: Math.round(estimate.total / 2 ** 20),
     trainable_params: [...trainable.values()].reduce((a, t) => a + t.size, 0),
     precision,
+    ...(bf16Ops ? { bf16_ops: bf16Ops } : {}),
     cfg: { ...cfg, checkpointing: checkpointing ? 1 : 0, lora: loraRank, tied: config.tiedEmbeddings ? 1 : 0, bias: config.qkvBias ? 1 : 0, base_dtype: baseDtype },
   };
   if (compare) {
@@ -364,16 +366,24 @@ function asCausalRow(row: Row): Row {
   return { ...row, positions, group: new Int32Array(row.length), part: new Int32Array(row.length), groups: [{ nInputs: 1, weighting: 'uniform' }] };
 }
 
+/** bf16_ops=a,b (training.bf16_ops): which products run on bf16 operands; needs precision=bf16. */
+function benchBf16Ops(params: Record<string, string>, precision: string): Bf16Op[] | undefined {
+  if (params.bf16_ops === undefined) return undefined;
+  if (precision !== 'bf16') throw new MixtuneError('bench train: bf16_ops needs precision=bf16');
+  return parseBf16Ops(params.bf16_ops, 'bench train: bf16_ops');
+}
+
 function benchTrainRecipe(params: Record<string, string>): Record<string, unknown> {
   const recipe = params.recipe as (typeof BENCH_RECIPES)[number];
   if (!(BENCH_RECIPES as readonly string[]).includes(recipe)) throw new MixtuneError(`bench train: recipe must be ${BENCH_RECIPES.join(', ')}, got '${params.recipe}'`);
-  const c = intParams('train', params, RECIPE_BENCH_DEFAULTS, ['recipe', 'precision']);
+  const c = intParams('train', params, RECIPE_BENCH_DEFAULTS, ['recipe', 'precision', 'bf16_ops']);
   if (c.steps < 2) throw new MixtuneError('bench train: recipe mode needs steps >= 2 (the first step is a warm-up)');
   const precision = params.precision ?? 'fp32';
   if (precision !== 'fp32' && precision !== 'bf16') throw new MixtuneError(`bench train: precision must be fp32 or bf16, got '${precision}'`);
   if (precision === 'bf16') requireBf16('bench train precision=bf16');
+  const bf16Ops = benchBf16Ops(params, precision);
   const model = randomModel(c);
-  if (precision === 'bf16') model.bf16 = new Bf16Weights();
+  if (precision === 'bf16') model.bf16 = new Bf16Weights(bf16Ops);
   const opt = new AdamW(model.params, model.kernels, { weightDecay: 0.01 });
   const rng = new Rng(c.seed);
   const rows = Array.from({ length: c.batch }, () => recipeRow(recipe, c.seq, c, rng));
@@ -411,6 +421,7 @@ function benchTrainRecipe(params: Record<string, string>): Record<string, unknow
     bench: 'train',
     recipe,
     precision,
+    ...(bf16Ops ? { bf16_ops: bf16Ops } : {}),
     isa: currentIsa(),
     threads: numThreads(),
     params: model.numParams(),

@@ -1,4 +1,5 @@
 // `mixtune demo`: the end-to-end demo on the embedded stories260K model (see src/demo/run.ts).
+import { parseBf16Ops } from '../tensor/bf16-weights.js';
 import { runDemo, parseRecipes, formatTable, DEMO_DEFAULTS, type DemoResults } from '../demo/run.js';
 
 export interface DemoCliOptions {
@@ -14,6 +15,7 @@ export interface DemoCliOptions {
   model?: string;
   tokenizer?: string;
   precision?: 'fp32' | 'bf16';
+  bf16Ops?: string;
   progress?: boolean;
 }
 
@@ -21,7 +23,7 @@ export async function runDemoCli(o: DemoCliOptions, print: (s: string) => void =
   const recipes = parseRecipes(o.recipes);
   const r = await runDemo({
     out: o.out, recipes, steps: o.steps, seed: o.seed, nTrain: o.nTrain, nTest: o.nTest, maxNewTokens: o.maxNewTokens,
-    batch: o.batch, lr: o.lr, ...(o.precision ? { precision: o.precision } : {}), ...(o.model ? { model: o.model } : {}), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
+    batch: o.batch, lr: o.lr, ...(o.precision ? { precision: o.precision } : {}), ...(o.bf16Ops !== undefined ? { bf16Ops: parseBf16Ops(o.bf16Ops, 'demo: --bf16-ops') } : {}), ...(o.model ? { model: o.model } : {}), ...(o.tokenizer ? { tokenizer: o.tokenizer } : {}),
     ...(o.progress === false ? { progress: false } : {}),
   });
   print('\n' + formatTable(r.recipes) + '\n');

@@ -10,6 +10,7 @@ import { runTrain } from './train.js';
 import { runConvert } from './convert.js';
 import { runPrepare } from './prepare.js';
 import { runBench, benchNames, BENCH_KEYS } from '../bench/index.js';
+import { BF16_OPS } from '../tensor/bf16-weights.js';
 import { buildEvalCommand } from './eval.js';
 import { registerIfevalCommand } from './eval-ifeval.js';
 import { runSynthConstraints } from './synth.js';
@@ -158,6 +159,7 @@ export function buildProgram(): Command {
     .option('--batch <n>', 'examples per optimizer step', intArg(1), DEMO_DEFAULTS.batch)
     .option('--lr <x>', 'peak learning rate (cosine schedule)', numArg(0, Infinity, { exclusiveMin: true }), DEMO_DEFAULTS.lr)
     .addOption(new Option('--precision <p>', 'training precision: fp32, or bf16 GEMMs and attention products (fp32 master weights; needs AVX512-BF16 or AMX-BF16)').choices(['fp32', 'bf16']))
+    .option('--bf16-ops <list>', `with --precision bf16: comma list of the products on bf16 operands (training.bf16_ops: ${BF16_OPS.join(', ')}; default all)`)
     .option('--model <path>', 'model to fine-tune: stories260K (the embedded model), a llama2.c .bin or an HF model folder', 'stories260K')
     .option('--tokenizer <path>', "its tokenizer (default: the model's own)")
     .option('--no-progress', 'plain log lines instead of progress bars')

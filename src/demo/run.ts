@@ -3,7 +3,7 @@
 // base model and every fine-tuned model with the IFEval checker on a held-out split of unseen
 // constraint combinations, print a table, and write results.json, metrics.jsonl per recipe and
 // loss.svg.
-import { Bf16Weights } from '../tensor/bf16-weights.js';
+import { Bf16Weights, type Bf16Op } from '../tensor/bf16-weights.js';
 import { requireBf16 } from '../tensor/bf16.js';
 import { rmSync } from 'node:fs';
 import { isEmbeddedModelName } from '../io/model-ref.js';
@@ -48,6 +48,8 @@ export interface DemoOptions {
   tokenizer?: string;
   /** training.precision of the fine-tuning runs (default fp32); evaluation is fp32 either way. */
   precision?: 'fp32' | 'bf16';
+  /** training.bf16_ops of the fine-tuning runs (with precision bf16; default all products). */
+  bf16Ops?: Bf16Op[];
   progress?: boolean;
   log?: (line: string) => void;
 }
@@ -101,7 +103,7 @@ function stopIdsOf(tok: Tokenizer): number[] {
   return [tok.eosId, tok.bosId].filter((x) => x >= 0);
 }
 
-function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'precision'>, job: RecipeJob, modelPath: string, tokPath: string | undefined, trainFile: string, testFile?: string): TrainConfig {
+function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'precision' | 'bf16Ops'>, job: RecipeJob, modelPath: string, tokPath: string | undefined, trainFile: string, testFile?: string): TrainConfig {
   return validateTrainConfig({
     model: modelPath, ...(tokPath ? { tokenizer: tokPath } : {}), output_dir: job.outDir, seed: job.seed,
     data: {
@@ -115,7 +117,7 @@ function trainConfig(o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'precision'
     training: {
       max_steps: o.steps, micro_batch_size: o.batch, grad_accum: 1, lr: o.lr, warmup_ratio: 0.05, schedule: 'cosine',
       min_lr_ratio: 0.1, max_grad_norm: 1, weight_decay: 0, log_every: 1, eval_every: 0, save_every: 0, keep_last: 1,
-      precision: o.precision ?? 'fp32',
+      precision: o.precision ?? 'fp32', ...(o.bf16Ops ? { bf16_ops: o.bf16Ops } : {}),
     },
   }, `mixtune ${job.label}`, process.cwd());
 }
@@ -240,10 +242,10 @@ export interface RecipeJobResult {
  * held-out records with the IFEval checker. Every recipe gets the same rows per step and the same
  * seeded row order, so recipes differ only in how each example is laid out.
  */
-export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'maxNewTokens' | 'progress' | 'precision'>, ctx: RecipeJobContext): RecipeJobResult {
+export function trainAndEvaluate(job: RecipeJob, o: Pick<DemoOptions, 'steps' | 'batch' | 'lr' | 'maxNewTokens' | 'progress' | 'precision' | 'bf16Ops'>, ctx: RecipeJobContext): RecipeJobResult {
   const cfg = trainConfig(o, job, ctx.modelPath, ctx.tokPath, ctx.trainFile, ctx.testFile);
   const model = loadModel(ctx.modelPath, nativeKernels()).model;
-  if (cfg.training.precision === 'bf16') model.bf16 = new Bf16Weights();
+  if (cfg.training.precision === 'bf16') model.bf16 = new Bf16Weights(cfg.training.bf16_ops);
   const tok = loadTokenizer(ctx.tokPath, ctx.modelPath, model.config.vocabSize);
   const { template, encode } = encoderFor(tok, cfg);
   const prep = prepareRows(cfg, encode);
@@ -290,6 +292,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   const { modelPath, tokPath } = demoModelPaths(o.model, o.tokenizer);
   preflightDemo(modelPath, tokPath, out);
   if (o.precision === 'bf16') requireBf16('demo --precision bf16');
+  if (o.bf16Ops && o.precision !== 'bf16') throw new MixtuneError('demo: --bf16-ops needs --precision bf16');
 
   // 1. data
   const nlp = defaultIfevalNlp();
@@ -320,7 +323,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoResults> {
   // 4. results, table and plot
   const res: DemoResults = {
     recipes: results, per_instruction_strict: perInstruction, runs, base_eval_seconds: round1(baseEval.seconds), base_test_loss: baseEval.testLoss,
-    config: { model: modelPath, steps: o.steps, seed: o.seed, n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, batch: o.batch, lr: o.lr, pack: false, schedule: 'cosine', precision: o.precision ?? 'fp32' },
+    config: { model: modelPath, steps: o.steps, seed: o.seed, n_train: o.nTrain, n_test: o.nTest, max_new_tokens: o.maxNewTokens, batch: o.batch, lr: o.lr, pack: false, schedule: 'cosine', precision: o.precision ?? 'fp32', ...(o.bf16Ops ? { bf16_ops: o.bf16Ops } : {}) },
     data: { train: data.train, test: data.test, test_constraints_per_prompt: perK, dropped_by_verification: data.dropped },
     seconds: round1((performance.now() - t0) / 1000),
   };

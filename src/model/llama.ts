@@ -215,7 +215,7 @@ export class LlamaModel {
       x = checkpointing && ctx.tape ? this.checkpointedLayer(ctx, x, l, positions, shape, layout) : this.layer(ctx, x, l, positions, shape, layout);
     }
     const xf = op.rmsnorm(ctx, x, this.param('model.norm.weight'), c.normEps);
-    return op.linear(ctx, xf, this.head());
+    return op.linear(ctx, xf, this.head(), null, 'lm_head');
   }
 
   /** One decoder layer: x + attn(norm x), then + mlp(norm x). */

@@ -20,7 +20,7 @@ export interface OpContext {
   tape: Tape | null;
   /**
    * training.precision bf16: the linear layers' GEMMs and the causal attention's products on bf16
-   * operands (fp32 accumulation).
+   * operands (fp32 accumulation), those that training.bf16_ops names.
    */
   bf16?: Bf16Weights | null;
   /** Reusable buffers for this forward / backward (training); absent = fresh arrays. */
@@ -126,8 +126,11 @@ export function rmsnorm(ctx: OpContext, x: Tensor, w: Tensor, eps: number): Tens
   return out;
 }
 
-/** y = x · Wᵀ (+ b), x [rows, in], W [out, in] (the HF / PyTorch layout). */
-export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null): Tensor {
+/**
+ * y = x · Wᵀ (+ b), x [rows, in], W [out, in] (the HF / PyTorch layout). role 'lm_head': the
+ * output projection, whose products training.bf16_ops names apart from the trunk's.
+ */
+export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null, role: 'trunk' | 'lm_head' = 'trunk'): Tensor {
   const [outF, inF] = W.shape as [number, number];
   const rows = x.size / inF;
   const y = act(ctx, [rows, outF]);
@@ -135,9 +138,14 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
   // (no fp32 or packed copy kept); trained weights under training.precision bf16 use their packs.
   const bits = W.bf16;
   if (bits && W.requiresGrad) throw new Error('linear: a bf16-stored weight cannot be trained');
-  const packs = bits ? undefined : ctx.bf16?.of(W);
+  // training.bf16_ops: which of this layer's three products take bf16 operands
+  const bf = bits ? null : ctx.bf16 ?? null;
+  const head = role === 'lm_head';
+  const bf16Fwd = !!bf?.uses(head ? 'lm_head' : 'linear_forward');
+  const bf16Dx = !!bf?.uses(head ? 'lm_head' : 'linear_input_grad');
+  const bf16Dw = !!bf?.uses(head ? 'lm_head' : 'linear_weight_grad');
   if (bits) gemmBf16(false, true, rows, outF, inF, 1, x.data, bits, 0, y.data);
-  else if (packs) gemmBf16Packed(false, rows, outF, inF, 1, x.data, packs.fwd, 0, y.data);
+  else if (bf16Fwd) gemmBf16Packed(false, rows, outF, inF, 1, x.data, bf!.forward(W), 0, y.data);
   else ctx.k.gemm(false, true, rows, outF, inF, 1, x.data, W.data, 0, y.data);
   if (b) {
     const t0 = profStart();
@@ -159,7 +167,7 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
         const fresh = !x.grad && isActivation(ctx, x);
         const dX = fresh ? buf(ctx, x.size) : x.gradBuffer();
         if (bits) gemmBf16(false, false, rows, inF, outF, 1, dY, bits, fresh ? 0 : 1, dX);
-        else if (packs) gemmBf16Packed(false, rows, inF, outF, 1, dY, packs.bwd, fresh ? 0 : 1, dX);
+        else if (bf16Dx) gemmBf16Packed(false, rows, inF, outF, 1, dY, bf!.inputGrad(W), fresh ? 0 : 1, dX);
         else ctx.k.gemm(false, false, rows, inF, outF, 1, dY, W.data, fresh ? 0 : 1, dX);
         if (fresh) x.grad = dX;
       }
@@ -168,7 +176,7 @@ export function linear(ctx: OpContext, x: Tensor, W: Tensor, b?: Tensor | null):
         const g = W.gradToOverwrite();
         const dW = g ? g.buf : W.gradBuffer();
         const beta = g?.overwrite ? 0 : 1;
-        if (packs) gemmBf16(true, false, outF, inF, rows, 1, dY, x.data, beta, dW);
+        if (bf16Dw) gemmBf16(true, false, outF, inF, rows, 1, dY, x.data, beta, dW);
         else ctx.k.gemm(true, false, outF, inF, rows, 1, dY, x.data, beta, dW);
       }
       if (b?.requiresGrad) {
@@ -252,7 +260,7 @@ export function groupStarts(group: Int32Array, B: number, T: number): Int32Array
 /**
  * Grouped-query attention over q [B*T, H*D], k/v [B*T, Hkv*D]: plain causal per row, or
  * layout-aware (packed groups, MISO inputs) when a layout is given. Under training.precision bf16
- * (ctx.bf16) the products run on bf16 operands for causal rows and rows of packed one-input groups
+ * (ctx.bf16, with 'attention' in training.bf16_ops) the products run on bf16 operands for causal rows and rows of packed one-input groups
  * (each token sees its own group's keys); MISO layouts keep the fp32 layout-aware kernel.
  */
 export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape, layout?: AttentionLayout): Tensor {
@@ -268,7 +276,7 @@ export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: At
   const lse = buf(ctx, B * nHeads * T * maxInputs);
   // bf16 attention: plain causal rows (lo null) or packed one-input groups (lo per token).
   const bf16Lo = ctx.bf16 ? (layout ? packedLo(layout, B, T) : null) : null;
-  const bf16 = !!ctx.bf16 && (!layout || bf16Lo !== null);
+  const bf16 = !!ctx.bf16?.uses('attention') && (!layout || bf16Lo !== null);
   if (bf16) {
     attentionForwardBf16(q.data, k.data, v.data, out.data, lse, B, T, T, nHeads, nKvHeads, headDim, scale, 0, bf16Lo);
   } else if (layout) {

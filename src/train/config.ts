@@ -8,6 +8,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { MixtuneError } from '../util/errors.js';
 import { isInlineChatTemplate } from '../io/chat.js';
+import { BF16_OPS } from '../tensor/bf16-weights.js';
 
 const positiveInt = z.number().int().positive();
 const nonNegInt = z.number().int().nonnegative();
@@ -127,6 +128,8 @@ export const trainConfigSchema = z
         gradient_checkpointing: z.boolean().default(false),
         /** bf16: the linear layers' GEMMs and the causal attention's products on bf16 operands with fp32 accumulation (needs AVX512-BF16 or AMX-BF16). */
         precision: z.enum(['fp32', 'bf16']).default('fp32'),
+        /** With precision bf16: which products take bf16 operands (default all; the rest stay fp32). */
+        bf16_ops: z.array(z.enum(BF16_OPS)).min(1).optional(),
       })
       .strict()
       // prefault: an absent section is parsed as {} so its inner defaults apply (zod 4's
@@ -181,6 +184,9 @@ export function validateTrainConfig(raw: unknown, source: string, baseDir = proc
     if (cfg.data.template === 'plain') throw new MixtuneError(`${source}: data: give template: plain or chat_template, not both`);
     if (!isInlineChatTemplate(cfg.data.chat_template)) cfg.data.chat_template = abs(cfg.data.chat_template);
   }
+  const ops = cfg.training.bf16_ops;
+  if (ops && cfg.training.precision !== 'bf16') throw new MixtuneError(`${source}: training.bf16_ops needs training.precision: bf16`);
+  if (ops && new Set(ops).size !== ops.length) throw new MixtuneError(`${source}: training.bf16_ops: an op is listed twice`);
   if (cfg.training.warmup_ratio !== undefined && cfg.training.warmup_steps !== undefined) {
     throw new MixtuneError(`${source}: training: give warmup_ratio or warmup_steps, not both`);
   }

@@ -117,7 +117,7 @@ async function trainLocked(
   const { log, t0, preparedFile, lrLine, memLine } = ctx;
 
   const { model } = loadModel(cfg.model, nativeKernels(), { bf16Matrices: cfg.lora?.base_dtype === 'bf16' });
-  if (cfg.training.precision === 'bf16') model.bf16 = new Bf16Weights();
+  if (cfg.training.precision === 'bf16') model.bf16 = new Bf16Weights(cfg.training.bf16_ops);
   const tok = loadTokenizer(cfg.tokenizer, cfg.model, model.config.vocabSize);
   if (cfg.lora) applyLora(model, { rank: cfg.lora.rank, alpha: cfg.lora.alpha, dropout: cfg.lora.dropout, targets: cfg.lora.targets, seed: cfg.seed });
   const trainable = trainableParams(model);
