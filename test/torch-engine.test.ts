@@ -142,6 +142,18 @@ test('torch engine: a Python without torch and torch flags without --engine torc
   assertOneLineError(runCli('train', '--config', cfg, '--output-dir', join(dir, 'e2'), '--nproc', '2'), ['--nproc', '--engine torch']);
 });
 
+test('torch engine: training.bf16_ops is refused; training.precision bf16 needs CUDA (the torch engine\'s bf16 is CUDA autocast)', () => {
+  const ops = config('sft', 'max_steps: 2, precision: bf16, bf16_ops: [lm_head]');
+  assertOneLineError(runCli('train', '--config', ops, '--output-dir', join(dir, 'b1'), '--engine', 'torch'), ['training.bf16_ops', 'native engine']);
+  if (skip !== false) return; // the CUDA check needs a PyTorch to ask
+  const bf16 = config('sft', 'max_steps: 2, precision: bf16');
+  assertOneLineError(runCli('train', '--config', bf16, '--output-dir', join(dir, 'b2'), '--engine', 'torch', '--cpu'), ['training.precision: bf16', 'CUDA', '--cpu was given']);
+  if (!findTorchPython().cuda) {
+    assertOneLineError(runCli('train', '--config', bf16, '--output-dir', join(dir, 'b3'), '--engine', 'torch'), ['training.precision: bf16', 'this PyTorch sees none']);
+  }
+  for (const f of ['b1', 'b2', 'b3']) assert.ok(!existsSync(join(dir, f, 'torch-work')), 'nothing was started');
+});
+
 test('torch engine --fsdp: what this machine lacks is one line (CUDA, PyTorch >= 2.0, 2+ processes); LoRA and --engine native are refused', { skip }, () => {
   const cfg = config('sft', 'max_steps: 2');
   const py = findTorchPython();

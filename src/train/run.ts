@@ -84,7 +84,12 @@ export async function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {})
   const t0 = performance.now();
   if (o.engine === 'torch') {
     if (cfg.lora?.base_dtype === 'bf16') throw new MixtuneError('lora.base_dtype: bf16 runs on the native engine only (the torch engine keeps the base in fp32; on CUDA it autocasts to bf16)');
+    if (cfg.training.bf16_ops) throw new MixtuneError('training.bf16_ops: the native engine only (the torch engine autocasts every product to bf16 on CUDA)');
     o = { ...o, torch: { nproc: 1, ...o.torch, found: findTorchPython(o.torch?.python) } };
+    // the torch engine's bf16 is CUDA autocast: on CPUs it would train fp32 without saying so
+    if (cfg.training.precision === 'bf16' && (o.torch?.cpu || !o.torch?.found?.cuda)) {
+      throw new MixtuneError(`training.precision: bf16 with --engine torch needs CUDA GPUs (${o.torch?.cpu ? '--cpu was given' : 'this PyTorch sees none'}), where it autocasts to bf16; on CPUs the native engine trains in bf16`);
+    }
     // Rank r of N trains micro-batches r, r+N, ...: N processes with grad_accum g = one with N*g.
     const world = (o.torch?.nproc ?? 1) * (o.torch?.nnodes ?? 1);
     if (o.torch?.fsdp) {
@@ -94,7 +99,7 @@ export async function trainFromConfig(cfg: TrainConfig, o: TrainRunOptions = {})
     if (world > 1) cfg = { ...cfg, training: { ...cfg.training, grad_accum: cfg.training.grad_accum * world } };
   }
   const preparedFile = o.prepared ?? cfg.data.prepared;
-  preflightTrain(cfg, { prepared: preparedFile });
+  preflightTrain(cfg, { prepared: preparedFile, ...(o.engine === 'torch' ? { engine: 'torch' as const } : {}) });
   const lrLine = resolveLearningRate(cfg);
   const mem = trainMemoryEstimate(cfg);
   const budget = checkMemory(mem, 'train', { ...(o.force ? { force: true } : {}), fixes: TRAIN_MEMORY_FIXES });

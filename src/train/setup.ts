@@ -71,9 +71,10 @@ export function trainerOptionsOf(cfg: TrainConfig, extras: TrainerExtras): Train
  * model and its tokenizer found and readable — is checked before data preparation or model loading
  * starts. Returns the tokenizer.
  */
-export function preflightTrain(cfg: TrainConfig, o: { prepared?: string | undefined } = {}): Tokenizer {
+export function preflightTrain(cfg: TrainConfig, o: { prepared?: string | undefined; engine?: 'native' | 'torch' } = {}): Tokenizer {
   ensureWritableDir(cfg.output_dir, 'output_dir');
-  if (cfg.training.precision === 'bf16') requireBf16('training.precision: bf16');
+  // (the torch engine's bf16 is CUDA autocast: this CPU's instructions do not matter there)
+  if (cfg.training.precision === 'bf16' && o.engine !== 'torch') requireBf16('training.precision: bf16');
   // the bf16 base is multiplied by the bf16 GEMM (activations rounded to bf16, fp32 accumulation)
   if (cfg.lora?.base_dtype === 'bf16') requireBf16('lora.base_dtype: bf16');
   const files = o.prepared ? [o.prepared] : [...cfg.data.datasets, ...(cfg.data.eval_datasets ?? [])].map((d) => d.path);
