@@ -21,6 +21,19 @@ test('memory: the training estimate is within -10% / +15% of the measured peak R
   assert.ok(ratio > 0.9 && ratio < 1.15, `estimate ${d.estimated_peak_mb} MB vs measured ${d.peak_rss_mb} MB (ratio ${ratio.toFixed(3)})`);
 });
 
+test('memory: training.bf16_ops counts only the bf16 packs it makes (trunk forward / input gradient, the LM head\'s two)', () => {
+  const c: LlamaConfig = { vocabSize: 32000, dim: 1024, hiddenDim: 2816, nLayers: 8, nHeads: 16, nKvHeads: 4, headDim: 64, maxSeqLen: 1024, normEps: 1e-5, ropeTheta: 1e4, tiedEmbeddings: true, qkvBias: false };
+  const w = (o: Omit<Parameters<typeof estimateTrainMemory>[1], 'tokensPerMicroBatch'>) => estimateTrainMemory(c, { tokensPerMicroBatch: 512, ...o }).weights;
+  const fp32 = w({});
+  const head = c.vocabSize * c.dim;
+  const trunk = parameterCount(c) - head - c.dim * (2 * c.nLayers + 1); // every matrix but the (tied) head
+  assert.equal(w({ precisionBf16: true }), fp32 + 2 * 2 * (trunk + head), 'default: two bf16 copies of every matrix');
+  assert.equal(w({ precisionBf16: true, bf16Ops: ['linear_forward', 'linear_input_grad', 'linear_weight_grad', 'attention', 'lm_head'] }), w({ precisionBf16: true }));
+  assert.equal(w({ precisionBf16: true, bf16Ops: ['linear_weight_grad', 'attention'] }), fp32, 'no packs');
+  assert.equal(w({ precisionBf16: true, bf16Ops: ['lm_head'] }), fp32 + 2 * 2 * head);
+  assert.equal(w({ precisionBf16: true, bf16Ops: ['linear_input_grad', 'lm_head'] }), fp32 + 2 * (trunk + 2 * head));
+});
+
 test('memory: LoRA needs no gradients or optimizer state for the frozen base', () => {
   const c: LlamaConfig = { vocabSize: 32000, dim: 1024, hiddenDim: 2816, nLayers: 8, nHeads: 16, nKvHeads: 4, headDim: 64, maxSeqLen: 1024, normEps: 1e-5, ropeTheta: 1e4, tiedEmbeddings: false, qkvBias: false };
   const full = estimateTrainMemory(c, { tokensPerMicroBatch: 512 });

@@ -28,7 +28,7 @@ import { makeMicroBatch } from '../train/batch.js';
 import { addEstimates, checkMemory, estimateTrainMemory } from '../train/memory.js';
 import { applyLora, trainableParams } from '../model/lora.js';
 import { requireBf16 } from '../tensor/bf16.js';
-import { Bf16Weights, bf16PacksPerMatrix, parseBf16Ops, type Bf16Op } from '../tensor/bf16-weights.js';
+import { Bf16Weights, parseBf16Ops, type Bf16Op } from '../tensor/bf16-weights.js';
 import { Profiler, profiledKernels, setPhase, setProfiler, timed } from '../tensor/profile.js';
 import { measurePeak } from './peak.js';
 
@@ -96,7 +96,7 @@ export function benchTrain(params: Record<string, string>): Record<string, unkno
     : estimateTrainMemory(config, {
       // compare=1 with LoRA also holds full fine-tuning's gradients and AdamW state
       tokensPerMicroBatch, ...(checkpointing ? { checkpointing } : {}), ...(loraRank > 0 && !compareFull ? { lora } : {}),
-      baseBf16, precisionBf16: precision === 'bf16', ...(bf16Ops ? { bf16PacksPerMatrix: bf16PacksPerMatrix(bf16Ops) } : {}),
+      baseBf16, precisionBf16: precision === 'bf16', ...(bf16Ops ? { bf16Ops } : {}),
     });
   checkMemory(estimate, 'bench train', {
     force: params.force === '1', fixes: 'use a smaller shape (vocab, dim, layers, ffn, seq, batch)',

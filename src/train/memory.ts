@@ -12,6 +12,7 @@
 import { readFileSync } from 'node:fs';
 import { parameterShapes, type LlamaConfig } from '../model/config.js';
 import { MixtuneError } from '../util/errors.js';
+import { bf16PackCounts, type Bf16Op } from '../tensor/bf16-weights.js';
 
 export interface MemoryEstimate {
   /** Bytes by part; `total` is their sum. */
@@ -98,8 +99,8 @@ export interface TrainMemoryOptions {
   baseBf16?: boolean;
   /** training.precision bf16: every fp32 matrix also kept as two packed bf16 copies. */
   precisionBf16?: boolean;
-  /** training.bf16_ops: packed copies per fp32 matrix under precisionBf16 (default 2: forward and input gradient). */
-  bf16PacksPerMatrix?: number;
+  /** training.bf16_ops under precisionBf16 (default all): which packed copies the matrices keep. */
+  bf16Ops?: readonly Bf16Op[];
 }
 
 /** Peak memory of training `tokensPerMicroBatch` tokens per forward/backward. */
@@ -111,10 +112,12 @@ export function estimateTrainMemory(c: LlamaConfig, o: TrainMemoryOptions): Memo
   const baseBf16 = o.baseBf16 === true && o.lora !== undefined;
   const matrices = matrixParameterCount(c);
   const base = baseBf16 ? (params - matrices) * F32 + matrices * 2 : params * F32;
-  // bf16 packs: up to two per fp32 matrix (forward and input gradient); a bf16-stored matrix is
+  // bf16 packs: up to two per fp32 matrix (forward and input gradient; the LM head's under
+  // bf16_ops lm_head, the rest under linear_forward / linear_input_grad); a bf16-stored matrix is
   // packed per call into one buffer of at most BF16_FULL_PACK_MAX_BYTES
-  const nPacks = o.bf16PacksPerMatrix ?? 2;
-  const packs = (o.precisionBf16 ? (baseBf16 ? 0 : nPacks * 2 * matrices) + (o.lora ? nPacks * 2 * trained : 0) : 0) +
+  const n = bf16PackCounts(o.bf16Ops);
+  const head = c.vocabSize * c.dim;
+  const packs = (o.precisionBf16 ? (baseBf16 ? 0 : 2 * (n.trunk * (matrices - head) + n.head * head)) + (o.lora ? n.trunk * 2 * trained : 0) : 0) +
     (baseBf16 ? Math.min(BF16_FULL_PACK_MAX_BYTES, 2 * largestMatrix(c)) : 0);
   return sum({
     weights: base + (o.lora ? trained * F32 : 0) + packs,

@@ -2,7 +2,6 @@
 // `prepare`, the demo, the studies): the chat template, the example encoder, the step count and
 // the Trainer's options. Entry points must not map config keys to components by hand.
 import { requireBf16 } from '../tensor/bf16.js';
-import { bf16PacksPerMatrix } from '../tensor/bf16-weights.js';
 import { existsSync } from 'node:fs';
 import { checkModelAndTokenizer, modelConfigOf } from '../io/load.js';
 import { estimateTrainMemory, parameterCount, type MemoryEstimate } from './memory.js';
@@ -113,7 +112,7 @@ export function trainMemoryEstimate(cfg: TrainConfig): MemoryEstimate {
     ...(cfg.lora ? { lora: { rank: cfg.lora.rank, targets: cfg.lora.targets } } : {}),
     ...(cfg.training.gradient_checkpointing ? { checkpointing: true } : {}),
     ...(cfg.lora?.base_dtype === 'bf16' ? { baseBf16: true } : {}),
-    ...(cfg.training.precision === 'bf16' ? { precisionBf16: true, bf16PacksPerMatrix: bf16PacksPerMatrix(cfg.training.bf16_ops) } : {}),
+    ...(cfg.training.precision === 'bf16' ? { precisionBf16: true, ...(cfg.training.bf16_ops ? { bf16Ops: cfg.training.bf16_ops } : {}) } : {}),
   });
 }
 
