@@ -260,8 +260,9 @@ export function groupStarts(group: Int32Array, B: number, T: number): Int32Array
 /**
  * Grouped-query attention over q [B*T, H*D], k/v [B*T, Hkv*D]: plain causal per row, or
  * layout-aware (packed groups, MISO inputs) when a layout is given. Under training.precision bf16
- * (ctx.bf16, with 'attention' in training.bf16_ops) the products run on bf16 operands for causal rows and rows of packed one-input groups
- * (each token sees its own group's keys); MISO layouts keep the fp32 layout-aware kernel.
+ * (ctx.bf16, with 'attention' in training.bf16_ops) the products run on bf16 operands for causal
+ * rows and rows of packed one-input groups (each token sees its own group's keys); MISO layouts
+ * keep the fp32 layout-aware kernel.
  */
 export function attention(ctx: OpContext, q: Tensor, k: Tensor, v: Tensor, s: AttentionShape, layout?: AttentionLayout): Tensor {
   const { batch: B, seq: T, nHeads, nKvHeads, headDim } = s;
