@@ -16,10 +16,10 @@ import { assertOneLineError, runCli } from './util.js';
 
 const skip = hasBf16() ? false : 'this CPU has no AVX512-BF16 / AMX-BF16';
 
-test('bf16 training forward/backward: loss and every gradient within bf16 tolerance of fp32; packs follow the weights', { skip }, () => {
+/** stories260K and one random batch (2 rows of T tokens); run() = a forward + backward: its loss and every gradient. */
+function fixedBatch(seed: number, T: number) {
   const { model } = loadModel('stories260K', nativeKernels());
-  const rng = new Rng(2);
-  const T = 256;
+  const rng = new Rng(seed);
   const ids = Int32Array.from({ length: 2 * T }, () => rng.int(512));
   const tg = Int32Array.from({ length: 2 * T }, () => rng.int(512));
   const run = () => {
@@ -28,6 +28,11 @@ test('bf16 training forward/backward: loss and every gradient within bf16 tolera
     model.backward();
     return { loss: r.loss, grads: new Map([...model.params].map(([n, t]) => [n, Float32Array.from(t.grad!)])) };
   };
+  return { model, run, ids, tg };
+}
+
+test('bf16 training forward/backward: loss and every gradient within bf16 tolerance of fp32; packs follow the weights', { skip }, () => {
+  const { model, run, ids, tg } = fixedBatch(2, 256);
   const fp32 = run();
   model.bf16 = new Bf16Weights();
   const bf16 = run();
@@ -57,18 +62,12 @@ test('bf16 training forward/backward: loss and every gradient within bf16 tolera
 });
 
 test('training.bf16_ops: a product takes bf16 operands only when named; all five = the default', { skip }, () => {
-  const { model } = loadModel('stories260K', nativeKernels());
-  const rng = new Rng(3);
-  const T = 128;
-  const ids = Int32Array.from({ length: 2 * T }, () => rng.int(512));
-  const tg = Int32Array.from({ length: 2 * T }, () => rng.int(512));
+  const batch = fixedBatch(3, 128);
   const run = (bf16: Bf16Weights | null) => {
-    model.bf16 = bf16;
-    model.zeroGrad();
-    const r = model.forward(ids, tg, 2);
-    model.backward();
-    model.bf16 = null;
-    return { loss: r.loss, grads: new Map([...model.params].map(([n, t]) => [n, Float32Array.from(t.grad!)])) };
+    batch.model.bf16 = bf16;
+    const r = batch.run();
+    batch.model.bf16 = null;
+    return r;
   };
   const fp32 = run(null);
   const same = (a: Float32Array, b: Float32Array) => a.every((x, i) => x === b[i]);
